@@ -1,0 +1,72 @@
+"""ipyrepro: reproducible PyTorch notebooks.
+
+`%load_ext ipyrepro` in IPython or Jupyter, then `%repro on`. From scripts,
+the same through `enable`, `disable`, `seed_all` and `status`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .seeding import derive_cell_seed
+from .state import STATE, ReproWarning
+from .status import Status
+
+__version__ = "0.1.0"
+__all__ = [
+    "ReproWarning",
+    "Status",
+    "configure",
+    "derive_cell_seed",
+    "disable",
+    "enable",
+    "seed_all",
+    "set_reseed",
+    "status",
+]
+
+
+def seed_all(seed: int) -> int:
+    """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed."""
+    return STATE.seed_all(seed)
+
+
+def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str = "cell") -> Status:
+    """Apply the full determinism recipe (see README); `disable()` restores what was before."""
+    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
+    return STATE.status()
+
+
+def disable() -> Status:
+    """Restore every flag, env var and the re-seed mode to what they were before `enable`."""
+    STATE.disable()
+    return STATE.status()
+
+
+def status() -> Status:
+    """What is in force right now, read live, with warnings naming cause and fix."""
+    return STATE.status()
+
+
+def set_reseed(mode: str) -> None:
+    """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    STATE.set_reseed(mode)
+
+
+def configure(**settings: Any) -> Status:
+    """Change single settings: cudnn_benchmark, cudnn_deterministic, deterministic_algorithms,
+    cublas_workspace_config (None unsets it). Validates all before changing any."""
+    STATE.configure(**settings)
+    return STATE.status()
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .hooks import install
+
+    install(ipython, STATE)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .hooks import uninstall
+
+    uninstall(ipython, STATE)

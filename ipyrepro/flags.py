@@ -1,0 +1,84 @@
+"""The determinism settings that `%repro on` changes: read live, applied and restored as one unit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, deterministic_algorithms_mode
+
+CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
+DETERMINISTIC_MODES = ("off", "warn", "error")
+
+
+@dataclass(frozen=True)
+class Flags:
+    """One reading (or one target) of every setting that `on` manages."""
+
+    cudnn_benchmark: bool
+    cudnn_deterministic: bool
+    deterministic_algorithms: str  # "off" | "warn" | "error"
+    cublas_workspace_config: str | None
+
+    @classmethod
+    def read(cls) -> Flags:
+        """The settings in force right now, read from torch and the environment."""
+        return cls(
+            cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+            cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
+            deterministic_algorithms=deterministic_algorithms_mode(),
+            cublas_workspace_config=os.environ.get(CUBLAS_VAR),
+        )
+
+    def apply(self) -> None:
+        """Put these settings in force; the env var is removed when the value is None."""
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        torch.backends.cudnn.deterministic = self.cudnn_deterministic
+        set_deterministic_algorithms(self.deterministic_algorithms)
+        set_cublas_variable(self.cublas_workspace_config)
+
+    def differences(self, other: Flags) -> dict[str, tuple[object, object]]:
+        """Fields where `other` differs from self, as name -> (self's value, other's value)."""
+        mine, theirs = asdict(self), asdict(other)
+        return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
+
+
+def set_deterministic_algorithms(mode: str) -> None:
+    validate_deterministic_mode(mode)
+    torch.use_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+
+
+def set_cublas_variable(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(CUBLAS_VAR, None)
+    else:
+        os.environ[CUBLAS_VAR] = value
+
+
+def validate_deterministic_mode(mode: str) -> str:
+    if mode not in DETERMINISTIC_MODES:
+        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
+    return mode
+
+
+def validate_cublas_value(value: str | None) -> str | None:
+    """Accept only the two values that make cuBLAS deterministic (or None for unset)."""
+    if value is not None and value not in DETERMINISTIC_CUBLAS_VALUES:
+        raise ValueError(
+            f"CUBLAS_WORKSPACE_CONFIG must be {' or '.join(DETERMINISTIC_CUBLAS_VALUES)} "
+            f"(the values that make cuBLAS deterministic); got {value!r}"
+        )
+    return value
+
+
+def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:
+    """The settings `on` puts in force; a deterministic cuBLAS value the user already set is kept."""
+    kept = current.cublas_workspace_config
+    return Flags(
+        cudnn_benchmark=False,
+        cudnn_deterministic=True,
+        deterministic_algorithms="warn" if warn_only else "error",
+        cublas_workspace_config=kept if kept in DETERMINISTIC_CUBLAS_VALUES else cublas,
+    )

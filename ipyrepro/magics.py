@@ -1,0 +1,138 @@
+"""`%repro`: parse the command line and call the state's API; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from .flags import DETERMINISTIC_CUBLAS_VALUES
+from .seeding import RESEED_MODES, validate_seed
+from .state import ReproState
+
+
+class _HelpShown(Exception):
+    """argparse printed help and wants to exit; the magic just returns."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            print(message)
+        raise _HelpShown
+
+
+def _seed(text: str) -> int:
+    try:
+        return validate_seed(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"invalid seed {text!r}: seeds are integers with 0 <= seed < 2**32 (4294967296)"
+        ) from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="%repro", description="Reproducible PyTorch notebooks. With no subcommand: status.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    status = commands.add_parser("status", help="what is in force now, and warnings (the default)")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    on = commands.add_parser("on", help="apply the full recipe and re-seed before each cell")
+    on.add_argument("--seed", type=_seed, default=0, help="base seed, 0 <= seed < 2**32 (default 0)")
+    on.add_argument(
+        "--warn-only",
+        action="store_true",
+        help="ops without a deterministic implementation warn instead of raising (default: raise)",
+    )
+    on.add_argument(
+        "--cublas",
+        choices=DETERMINISTIC_CUBLAS_VALUES,
+        default=DETERMINISTIC_CUBLAS_VALUES[0],
+        help="CUBLAS_WORKSPACE_CONFIG when not already deterministic (default :4096:8; :16:8 uses less memory)",
+    )
+    on.add_argument(
+        "--reseed",
+        choices=RESEED_MODES,
+        default="cell",
+        help="before each cell: cell = a seed per cell id (default), fixed = the base seed, off = none",
+    )
+
+    commands.add_parser("off", help="restore everything to what it was before `on`")
+
+    seed = commands.add_parser("seed", help="seed every RNG now; also the base seed for re-seeding")
+    seed.add_argument("seed", type=_seed)
+
+    reseed = commands.add_parser("reseed", help="set the re-seed mode before each cell")
+    reseed.add_argument("mode", choices=RESEED_MODES)
+    return parser
+
+
+@magics_class
+class ReproMagics(Magics):
+    """The `%repro` magic, a thin face over one ReproState."""
+
+    def __init__(self, shell: Any, *, state: ReproState) -> None:
+        super().__init__(shell)
+        self.state = state
+        self.parser = build_parser()
+
+    @line_magic
+    def repro(self, line: str = "") -> Any:
+        """Reproducible PyTorch notebooks.
+
+        %repro                        status: what is in force now, and warnings
+        %repro status [--json]        the same; --json for machines
+        %repro on [--seed N] [--warn-only] [--cublas :4096:8|:16:8] [--reseed cell|fixed|off]
+        %repro off                    restore everything to what it was before `on`
+        %repro seed N                 seed every RNG now (and use N as the base seed)
+        %repro reseed cell|fixed|off  re-seed mode before each cell
+
+        `%repro on -h` (and so on) explains each option.
+        """
+        try:
+            args = self.parser.parse_args(line.split())
+        except _HelpShown:
+            return None
+        command = args.command or "status"
+        try:
+            return getattr(self, f"_{command}")(args)
+        except ValueError as error:  # the API validates too: report it the same way
+            raise UsageError(f"%repro {command}: {error}") from error
+
+    def _status(self, args: argparse.Namespace) -> Any:
+        status = self.state.status()
+        if getattr(args, "json", False):
+            print(status.to_json())
+            return None
+        return status
+
+    def _on(self, args: argparse.Namespace) -> None:
+        self.state.enable(args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed)
+        status = self.state.status()
+        print(
+            f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
+            f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}. "
+            "`%repro` shows status; `%repro off` restores."
+        )
+        for note in status.notes:
+            print(f"Note: {note}")
+
+    def _off(self, args: argparse.Namespace) -> None:
+        was_on = self.state.enabled
+        self.state.disable()
+        print("ipyrepro OFF: settings restored to what they were before `%repro on`." if was_on else
+              "ipyrepro was already off; nothing to restore.")
+
+    def _seed(self, args: argparse.Namespace) -> None:
+        seed = self.state.seed_all(args.seed)
+        print(f"Seeded random, NumPy and torch with {seed}; re-seeding now starts from it.")
+
+    def _reseed(self, args: argparse.Namespace) -> None:
+        self.state.set_reseed(args.mode)
+        print(f"Re-seed before each cell: {args.mode}.")

@@ -1,0 +1,151 @@
+"""Seeding every RNG a notebook draws from, once or before every cell.
+
+`seed_all` is the reference: it calls `random.seed`, `np.random.seed` and
+`torch.manual_seed`. `Reseeder` leaves exactly the same RNG states but skips
+the slow part of `torch.manual_seed` (which formats a stack trace each call
+to queue CUDA's lazy seeding), because it runs before every cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+import numpy as np
+import torch
+
+SEED_LIMIT = 2**32
+RESEED_MODES = ("off", "fixed", "cell")
+SEEDER_GROUP = "ipyrepro.seeders"
+
+Seeder = Callable[[int], None]
+
+
+def validate_seed(seed: object) -> int:
+    """An int in [0, 2**32): the range that NumPy's legacy global RNG accepts."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer with 0 <= seed < 2**32; got {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"seed must satisfy 0 <= seed < 2**32 (= {SEED_LIMIT}); got {int(seed)}")
+    return int(seed)
+
+
+def validate_reseed_mode(mode: str) -> str:
+    if mode not in RESEED_MODES:
+        raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
+    return mode
+
+
+def derive_cell_seed(base: int, cell_id: str) -> int:
+    """The seed a cell starts from in `cell` mode.
+
+    The first 4 bytes (big-endian) of BLAKE2b over "<base>:<cell id>" with the
+    personalisation b"ipyrepro": stable across processes and machines (unlike
+    `hash`), different for different cells, unchanged when a cell is edited.
+    """
+    digest = hashlib.blake2b(f"{base}:{cell_id}".encode(), digest_size=4, person=b"ipyrepro").digest()
+    return int.from_bytes(digest, "big")
+
+
+def load_seeders() -> list[Seeder]:
+    """Callables that other libraries register under the `ipyrepro.seeders` entry-point group."""
+    return [entry.load() for entry in entry_points(group=SEEDER_GROUP)]
+
+
+def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
+    """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders."""
+    seed = validate_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    for seeder in seeders:
+        seeder(seed)
+    return seed
+
+
+def _other_accelerators() -> bool:
+    """Whether an accelerator other than CUDA could hold a generator torch.manual_seed would seed."""
+    checks = (
+        lambda: torch.backends.mps.is_available(),
+        lambda: torch.xpu.is_available(),
+        lambda: torch.mtia.is_available(),
+        lambda: torch._C._get_privateuse1_backend_name() != "privateuseone",
+    )
+    for check in checks:
+        try:
+            if check():
+                return True
+        except Exception:  # an attribute this torch lacks, or a backend that can't answer
+            continue
+    return False
+
+
+class Reseeder:
+    """The per-cell fast path of `seed_all`, with the same resulting RNG states.
+
+    Python's state is cached per seed and restored with `setstate`, as
+    pytest-randomly does. CUDA is seeded directly once initialised; before
+    that, the same lazy callback `torch.cuda.manual_seed_all` would queue is
+    queued without formatting a stack trace, and only when the seed changes.
+    """
+
+    CACHE_SIZE = 1024
+
+    def __init__(self, seeders: list[Seeder] | None = None) -> None:
+        self.seeders = list(seeders or [])
+        self._python_states: dict[int, tuple] = {}
+        self._cuda_callbacks: dict[int, Callable[[], None]] = {}
+        self._full_torch_seed = _other_accelerators()
+
+    def reseed(self, seed: int) -> None:
+        state = self._python_states.get(seed)
+        if state is None:
+            random.seed(seed)
+            if len(self._python_states) >= self.CACHE_SIZE:
+                self._python_states.clear()
+            self._python_states[seed] = random.getstate()
+        else:
+            random.setstate(state)
+        np.random.seed(seed)
+        if self._full_torch_seed:
+            torch.manual_seed(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
+            self._seed_cuda(seed)
+        for seeder in self.seeders:
+            seeder(seed)
+
+    def _seed_cuda(self, seed: int) -> None:
+        cuda = torch.cuda
+        if cuda.is_initialized():
+            for generator in cuda.default_generators:
+                generator.manual_seed(seed)
+            return
+        try:
+            tracker = cuda._lazy_seed_tracker
+            queued = tracker.manual_seed_all_cb
+            callback = self._cuda_callback(seed)
+            if queued is not None and queued[0] is callback and tracker.call_order[-1] is queued:
+                return  # already the latest queued seeding
+            with cuda._initialization_lock:
+                if cuda.is_initialized():
+                    callback()
+                else:
+                    tracker.queue_seed_all(callback, [f"ipyrepro: re-seed before a cell (seed {seed})\n"])
+        except AttributeError:  # a torch without these internals: take the public, slower path
+            cuda.manual_seed_all(seed)
+
+    def _cuda_callback(self, seed: int) -> Callable[[], None]:
+        callback = self._cuda_callbacks.get(seed)
+        if callback is None:
+
+            def callback() -> None:  # the same work as torch.cuda.manual_seed_all's callback
+                for index in range(torch.cuda.device_count()):
+                    torch.cuda.default_generators[index].manual_seed(seed)
+
+            if len(self._cuda_callbacks) >= self.CACHE_SIZE:
+                self._cuda_callbacks.clear()
+            self._cuda_callbacks[seed] = callback
+        return callback

@@ -1,0 +1,222 @@
+"""What is in force right now, read live from the libraries, with warnings that name cause and fix."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .flags import CUBLAS_VAR, Flags
+from .torchinfo import (
+    DETERMINISTIC_CUBLAS_VALUES,
+    cublas_facts,
+    cuda_available,
+    cuda_initialized,
+    late_cublas_message,
+    precision_flags,
+    torch_version,
+)
+
+if TYPE_CHECKING:
+    from .state import ReproState
+
+DRIFT_ADVICE = {
+    "cudnn_benchmark": "torch.backends.cudnn.benchmark",
+    "cudnn_deterministic": "torch.backends.cudnn.deterministic",
+    "deterministic_algorithms": "torch.use_deterministic_algorithms",
+    "cublas_workspace_config": CUBLAS_VAR,
+}
+
+
+@dataclass
+class Status:
+    """A snapshot of ipyrepro's state and the live library settings; renders as text or HTML."""
+
+    enabled: bool
+    seed: int | None
+    reseed: str
+    cell_seed: int | None
+    cell_id: str | None
+    cudnn_benchmark: bool
+    cudnn_deterministic: bool
+    deterministic_algorithms: str
+    cublas_workspace_config: str | None
+    cuda_launch_blocking: str | None
+    python_hash_seed: str | None
+    cuda_available: bool
+    cuda_initialized: bool
+    torch_version: str
+    numpy_version: str
+    python_version: str
+    precision: dict[str, Any]
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, state: ReproState) -> Status:
+        flags = Flags.read()
+        status = cls(
+            enabled=state.enabled,
+            seed=state.seed,
+            reseed=state.reseed,
+            cell_seed=state.last_cell.seed if state.last_cell else None,
+            cell_id=state.last_cell.cell_id if state.last_cell else None,
+            cudnn_benchmark=flags.cudnn_benchmark,
+            cudnn_deterministic=flags.cudnn_deterministic,
+            deterministic_algorithms=flags.deterministic_algorithms,
+            cublas_workspace_config=flags.cublas_workspace_config,
+            cuda_launch_blocking=os.environ.get("CUDA_LAUNCH_BLOCKING"),
+            python_hash_seed=os.environ.get("PYTHONHASHSEED"),
+            cuda_available=cuda_available(),
+            cuda_initialized=cuda_initialized(),
+            torch_version=torch.__version__,
+            numpy_version=np.__version__,
+            python_version=platform.python_version(),
+            precision=precision_flags(),
+        )
+        if state.enabled and state.target is not None:
+            for name, (expected, actual) in state.target.differences(flags).items():
+                status.drift[name] = {"expected": expected, "actual": actual}
+        status._diagnose(state)
+        return status
+
+    def _diagnose(self, state: ReproState) -> None:
+        for name, values in self.drift.items():
+            self.warnings.append(
+                f"{DRIFT_ADVICE[name]} is {_show(values['actual'])} again, not {_show(values['expected'])} as "
+                "`%repro on` set it (changed by code since), so results may differ run to run. "
+                "Fix: remove that change, or run `%repro on` again."
+            )
+        self._diagnose_cublas(state)
+        if self.python_hash_seed is None:
+            self.notes.append(
+                "PYTHONHASHSEED is not set, so str and bytes hashes (and the order of sets of strings) "
+                "differ between processes. It only takes effect at interpreter start: set it in the "
+                "kernel's environment, e.g. with `ipyrepro kernel install`."
+            )
+        if self.reseed == "cell" and state.cell_id_missing:
+            self.notes.append(
+                "The frontend sent no cell id, so `cell` re-seeding fell back to `fixed`: every cell starts "
+                "from the base seed. JupyterLab and Notebook 7 send one; a terminal IPython does not."
+            )
+        self.warnings.extend(state.hook_errors)
+
+    def _diagnose_cublas(self, state: ReproState) -> None:
+        if not self.cuda_initialized:
+            return
+        try:
+            at_init = state.cublas_at_cuda_init
+        except LookupError:
+            if self.enabled:
+                self.notes.append(
+                    "CUDA was initialised before ipyrepro could see it, so whether CUBLAS_WORKSPACE_CONFIG "
+                    "was in place at the first cuBLAS use is not known. To be sure, restart the kernel and "
+                    "run `%repro on` first."
+                )
+            return
+        current = self.cublas_workspace_config
+        if current != at_init:
+            severity, text = late_cublas_message(current)
+            (self.warnings if severity == "warning" else self.notes).append(text)
+        elif (
+            cublas_facts().needs_variable
+            and self.deterministic_algorithms != "off"
+            and current not in DETERMINISTIC_CUBLAS_VALUES
+        ):
+            self.warnings.append(
+                f"Deterministic algorithms are on but CUBLAS_WORKSPACE_CONFIG is {_show(current)}: torch "
+                f"{torch_version()[0]}.{torch_version()[1]} needs :4096:8 or :16:8 set before the first cuBLAS "
+                "use, so cuBLAS calls raise (or stay nondeterministic with warn-only). Fix: restart the kernel "
+                "and run `%repro on` first."
+            )
+
+    # -- renderings ----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def rows(self) -> list[tuple[str, str, str | None]]:
+        """(label, value, drift note or None), the table both renderings show."""
+
+        def drift(name: str) -> str | None:
+            if name not in self.drift:
+                return None
+            return f"drifted: `%repro on` set {_show(self.drift[name]['expected'])}"
+
+        if self.reseed == "off":
+            reseed = "off"
+        elif self.cell_seed is None:
+            reseed = f"{self.reseed} (no cell run yet)"
+        else:
+            reseed = f"{self.reseed} (last cell seed {self.cell_seed})"
+        if not self.cuda_available:
+            cuda = "not available"
+        else:
+            cuda = "initialised" if self.cuda_initialized else "available, not initialised"
+        precision = ", ".join(f"{name}={value}" for name, value in self.precision.items())
+        versions = f"torch {self.torch_version}, NumPy {self.numpy_version}, Python {self.python_version}"
+        return [
+            ("seed", "not set" if self.seed is None else str(self.seed), None),
+            ("re-seed before each cell", reseed, None),
+            ("cudnn.benchmark", str(self.cudnn_benchmark), drift("cudnn_benchmark")),
+            ("cudnn.deterministic", str(self.cudnn_deterministic), drift("cudnn_deterministic")),
+            ("deterministic algorithms", self.deterministic_algorithms, drift("deterministic_algorithms")),
+            (CUBLAS_VAR, _show(self.cublas_workspace_config), drift("cublas_workspace_config")),
+            ("CUDA_LAUNCH_BLOCKING", _show(self.cuda_launch_blocking), None),
+            ("PYTHONHASHSEED", _show(self.python_hash_seed), None),
+            ("CUDA", cuda, None),
+            ("precision", precision, None),
+            ("versions", versions, None),
+        ]
+
+    def headline(self) -> str:
+        return f"ipyrepro is {'ON' if self.enabled else 'OFF'}"
+
+    def __str__(self) -> str:
+        width = max(len(label) for label, _, _ in self.rows())
+        lines = [self.headline()]
+        for label, value, drift in self.rows():
+            lines.append(f"  {label:<{width}}  {value}" + (f"   <- {drift}" if drift else ""))
+        lines += [f"Warning: {text}" for text in self.warnings]
+        lines += [f"Note: {text}" for text in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        body = []
+        for label, value, drift in self.rows():
+            style = ' style="background:#fff3cd"' if drift else ""
+            note = f" <b>({html.escape(drift)})</b>" if drift else ""
+            body.append(
+                f"<tr{style}><td style='text-align:left'>{html.escape(label)}</td>"
+                f"<td style='text-align:left'><code>{html.escape(value)}</code>{note}</td></tr>"
+            )
+        messages = "".join(
+            f"<div style='border-left:4px solid {color};padding:2px 8px;margin:4px 0'><b>{kind}:</b> "
+            f"{html.escape(text)}</div>"
+            for kind, color, texts in (("Warning", "#d9534f", self.warnings), ("Note", "#5bc0de", self.notes))
+            for text in texts
+        )
+        return (
+            f"<div class='ipyrepro-status'><b>{html.escape(self.headline())}</b>"
+            f"<table>{''.join(body)}</table>{messages}</div>"
+        )
+
+
+def _show(value: object) -> str:
+    return "unset" if value is None else str(value)

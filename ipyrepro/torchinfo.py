@@ -1,0 +1,171 @@
+"""Version-aware facts about torch, and reads that never initialise CUDA.
+
+Everything that differs between torch releases is decided here, from one
+table, so that status, warnings and tests agree on what applies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as '2.13.0+cpu' or '2.10.0a0'."""
+    match = re.match(r"(\d+)\.(\d+)", text)
+    if not match:
+        raise ValueError(f"cannot read a torch version from {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def torch_version() -> tuple[int, int]:
+    return parse_version(torch.__version__)
+
+
+@dataclass(frozen=True)
+class CublasFacts:
+    """What CUBLAS_WORKSPACE_CONFIG means for one range of torch releases."""
+
+    first: tuple[int, int]
+    last: tuple[int, int] | None  # inclusive; None: still true for newer releases
+    needs_variable: bool  # does deterministic mode need the variable on CUDA?
+    severity: str  # of a late change: "warning" or "note"
+    late_change: str  # what a change after the first cuBLAS use does
+
+    def covers(self, version: tuple[int, int]) -> bool:
+        return version >= self.first and (self.last is None or version <= self.last)
+
+
+# The one table of cuBLAS behaviour by torch release.
+CUBLAS_FACTS: tuple[CublasFacts, ...] = (
+    CublasFacts(
+        first=(0, 0),
+        last=(2, 9),
+        needs_variable=True,
+        severity="warning",
+        late_change=(
+            "torch {version} requires it for deterministic cuBLAS and caches its check at the first "
+            "cuBLAS use, so deterministic mode can keep raising (or cuBLAS stays nondeterministic) "
+            "until the kernel restarts. Fix: restart the kernel and set it before any CUDA work, "
+            "e.g. `%repro on` as the first cell, or a kernel whose environment sets it "
+            "(`ipyrepro kernel install`)."
+        ),
+    ),
+    CublasFacts(
+        first=(2, 10),
+        last=(2, 12),
+        needs_variable=False,
+        severity="note",
+        late_change=(
+            "torch {version} no longer needs it for determinism (each handle and stream gets its own "
+            "workspace), but re-reads the size at each use, so work before and after the change "
+            "used different workspace sizes. To have one size throughout, restart and set it first."
+        ),
+    ),
+    CublasFacts(
+        first=(2, 13),
+        last=None,
+        needs_variable=False,
+        severity="note",
+        late_change=(
+            "torch {version} no longer needs it for determinism (each handle and stream gets its own "
+            "workspace), and freezes the workspace size at the first cuBLAS use, so this change is "
+            "ignored until the kernel restarts. To use it, restart and set it first."
+        ),
+    ),
+)
+
+
+def cublas_facts(version: tuple[int, int] | None = None) -> CublasFacts:
+    version = version or torch_version()
+    for facts in CUBLAS_FACTS:
+        if facts.covers(version):
+            return facts
+    raise LookupError(f"no cuBLAS facts for torch {version}")  # the table covers every version
+
+
+def late_cublas_message(value: str | None, version: tuple[int, int] | None = None) -> tuple[str, str]:
+    """(severity, text) for CUBLAS_WORKSPACE_CONFIG set or changed after CUDA was initialised."""
+    version = version or torch_version()
+    facts = cublas_facts(version)
+    shown = "unset" if value is None else f"set to {value!r}"
+    text = (
+        f"CUBLAS_WORKSPACE_CONFIG was {shown} after CUDA was already initialised in this process. "
+        + facts.late_change.format(version=f"{version[0]}.{version[1]}")
+    )
+    return facts.severity, text
+
+
+def cuda_initialized() -> bool:
+    """True once this process has created a CUDA context; reading it creates none."""
+    return bool(torch.cuda.is_initialized())
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a GPU; asks the driver for a count and creates no context."""
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken driver should not break a status read
+        return False
+
+
+def deterministic_algorithms_mode() -> str:
+    """'off', 'warn' or 'error', as torch.use_deterministic_algorithms left it."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return "off"
+    return "warn" if torch.is_deterministic_algorithms_warn_only_enabled() else "error"
+
+
+def _read_attr(path: str) -> Any:
+    obj: Any = torch
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# Precision flags that change float32 results, by the name torch gives them.
+# Each is read only when the installed torch has it.
+PRECISION_FLAGS = (
+    "backends.cuda.matmul.allow_tf32",
+    "backends.cudnn.allow_tf32",
+    "backends.fp32_precision",
+    "backends.cuda.matmul.fp32_precision",
+    "backends.cudnn.fp32_precision",
+    "backends.cudnn.conv.fp32_precision",
+    "backends.cudnn.rnn.fp32_precision",
+    "backends.mkldnn.fp32_precision",
+)
+
+
+def precision_flags() -> dict[str, Any]:
+    """TF32 / fp32-precision flags this torch has, read live; none of them touches CUDA."""
+    flags: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
+    for path in PRECISION_FLAGS:
+        try:
+            value = _read_attr(path)
+        except (AttributeError, RuntimeError):
+            continue
+        if isinstance(value, (bool, str)):
+            flags[path.removeprefix("backends.")] = value
+    return flags
+
+
+def gpu_names() -> list[str] | None:
+    """GPU names, read through torch only when CUDA is already initialised; else None."""
+    if not cuda_initialized():
+        return None
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def cudnn_version() -> int | None:
+    """cuDNN version when reading it is safe (on torch >= 2.10 the read initialises CUDA)."""
+    if not torch.backends.cudnn.is_available():
+        return None
+    if torch_version() >= (2, 10) and not cuda_initialized():
+        return None
+    return torch.backends.cudnn.version()
