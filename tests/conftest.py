@@ -1,0 +1,92 @@
+"""Shared fixtures: a real IPython shell, clean ipyrepro state, and the one CUDA seam."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from ipyrepro.flags import Flags
+from ipyrepro.state import STATE
+
+MANAGED_ENV = ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_jupyter_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep IPython and Jupyter away from the user's profile, config and runtime files."""
+    base = tmp_path_factory.mktemp("jupyter")
+    saved = {name: os.environ.get(name) for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR")}
+    os.environ["IPYTHONDIR"] = str(base / "ipython")
+    os.environ["JUPYTER_CONFIG_DIR"] = str(base / "config")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(base / "runtime")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def clean_state() -> Iterator[None]:
+    """Every test starts with ipyrepro off and leaves torch flags, env vars and RNGs as it found them."""
+    flags = Flags.read()
+    env = {name: os.environ.get(name) for name in MANAGED_ENV}
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    STATE.reset()
+    yield
+    STATE.reset()
+    flags.apply()
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    random.setstate(rng[0])
+    np.random.set_state(rng[1])
+    torch.set_rng_state(rng[2])
+
+
+@pytest.fixture
+def ip() -> Iterator[object]:
+    """The real global InteractiveShell with ipyrepro loaded; unloaded afterwards."""
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "ipyrepro")
+    yield shell
+    shell.run_line_magic("unload_ext", "ipyrepro")
+    shell.user_ns.pop("_", None)
+
+
+@dataclass
+class FakeGPU:
+    """What the CUDA seam pretends, and every CUDA initialisation that was attempted."""
+
+    initialized: bool = False
+    lazy_init_calls: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGPU:
+    """The one seam where tests simulate a GPU: availability, initialisation, and a trap on init.
+
+    Any call of torch.cuda._lazy_init (what every CUDA-initialising call goes
+    through) is recorded, so a test can assert that looking initialised nothing.
+    """
+    gpu = FakeGPU()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: gpu.initialized)
+
+    def lazy_init() -> None:
+        gpu.lazy_init_calls.append("torch.cuda._lazy_init")
+        raise AssertionError("something tried to initialise CUDA")
+
+    monkeypatch.setattr(torch.cuda, "_lazy_init", lazy_init)
+    return gpu
