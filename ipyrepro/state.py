@@ -185,7 +185,7 @@ class ReproState:
         if cublas_workspace_config is not _UNKNOWN:
             self._set_cublas(cublas_workspace_config)
         self.notify()
-        self.warn_new()
+        self.warn_new(quiet=True)  # asked for on purpose: status and the panel show the drift
 
     def _apply_flags(self, flags: Flags) -> None:
         self._set_cublas(flags.cublas_workspace_config)
@@ -235,12 +235,13 @@ class ReproState:
         self.observe_cuda()
         return Status.read(self)
 
-    def warn_new(self) -> None:
-        """Emit each status warning (not note) once, as a ReproWarning, for scripts to see."""
+    def warn_new(self, *, quiet: bool = False) -> None:
+        """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen."""
         for text in self.status().warnings:
             if text not in self._warned:
                 self._warned.add(text)
-                _emit(text)
+                if not quiet:
+                    _emit(text)
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` after every change and every cell; held weakly. Returns an unsubscribe."""

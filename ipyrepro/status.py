@@ -90,9 +90,9 @@ class Status:
     def _diagnose(self, state: ReproState) -> None:
         for name, values in self.drift.items():
             self.warnings.append(
-                f"{DRIFT_ADVICE[name]} is {_show(values['actual'])} again, not {_show(values['expected'])} as "
-                "`%repro on` set it (changed by code since), so results may differ run to run. "
-                "Fix: remove that change, or run `%repro on` again."
+                f"{DRIFT_ADVICE[name]} is now {_show(values['actual'])}, not {_show(values['expected'])} as "
+                "`%repro on` set it, so results may differ run to run. "
+                "Fix: undo that change, or run `%repro on` again."
             )
         self._diagnose_cublas(state)
         if self.python_hash_seed is None:

@@ -56,9 +56,9 @@ def clean_state() -> Iterator[None]:
 @pytest.fixture
 def ip() -> Iterator[object]:
     """The real global InteractiveShell with ipyrepro loaded; unloaded afterwards."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()
     shell.run_line_magic("load_ext", "ipyrepro")
     yield shell
     shell.run_line_magic("unload_ext", "ipyrepro")

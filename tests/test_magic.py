@@ -1,0 +1,171 @@
+"""`%repro` in a real IPython shell: the commands, re-seeding before cells, bad input, reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from IPython.core.error import UsageError
+
+from ipyrepro.flags import Flags
+from ipyrepro.seeding import derive_cell_seed
+from ipyrepro.state import STATE
+
+
+def run(ip, code: str, cell_id: str | None = None):
+    result = ip.run_cell(code, cell_id=cell_id)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def magic(ip, line: str):
+    return ip.run_line_magic("repro", line)
+
+
+def test_on_applies_the_recipe_and_bare_repro_shows_it(ip, capsys) -> None:
+    magic(ip, "on --seed 42")
+    assert "ipyrepro ON: seed 42" in capsys.readouterr().out
+    status = magic(ip, "")
+    assert status.enabled and status.seed == 42 and status.reseed == "cell"
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+
+
+def test_status_json_has_the_documented_keys(ip, capsys) -> None:
+    magic(ip, "on --seed 3 --warn-only")
+    capsys.readouterr()
+    magic(ip, "status --json")
+    data = json.loads(capsys.readouterr().out)
+    for key in (
+        "enabled", "seed", "reseed", "cudnn_benchmark", "cudnn_deterministic", "deterministic_algorithms",
+        "cublas_workspace_config", "cuda_initialized", "python_hash_seed", "torch_version", "warnings",
+    ):
+        assert key in data
+    assert data["deterministic_algorithms"] == "warn" and data["seed"] == 3
+
+
+def test_off_restores_benchmark_flag_set_before_on(ip) -> None:
+    torch.backends.cudnn.benchmark = True
+    magic(ip, "on")
+    assert torch.backends.cudnn.benchmark is False
+    magic(ip, "off")
+    assert torch.backends.cudnn.benchmark is True
+
+
+def test_off_unsets_a_cublas_variable_that_was_unset(ip) -> None:
+    os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    magic(ip, "on --cublas :16:8")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    magic(ip, "off")
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_seed_seeds_now_and_becomes_the_base_seed(ip) -> None:
+    magic(ip, "seed 7")
+    first = run(ip, "import torch; torch.rand(2).tolist()")
+    magic(ip, "seed 7")
+    assert run(ip, "torch.rand(2).tolist()") == first
+    assert STATE.seed == 7
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "on --seed abc",
+        "on --seed -1",
+        "on --seed 4294967296",
+        "on --cublas :1:x",
+        "on --reseed nope",
+        "reseed nope",
+        "seed",
+        "frobnicate",
+        "on --bogus",
+    ],
+)
+def test_bad_input_is_a_usage_error_and_changes_nothing(ip, line: str) -> None:
+    before = Flags.read(), STATE.enabled, STATE.reseed, STATE.seed
+    with pytest.raises(UsageError):
+        magic(ip, line)
+    assert (Flags.read(), STATE.enabled, STATE.reseed, STATE.seed) == before
+
+
+def test_help_prints_usage_and_changes_nothing(ip, capsys) -> None:
+    magic(ip, "on -h")
+    assert "--warn-only" in capsys.readouterr().out
+    assert not STATE.enabled
+
+
+def test_fixed_reseeding_gives_every_cell_the_same_stream(ip) -> None:
+    magic(ip, "on --seed 5 --reseed fixed")
+    a = run(ip, "torch.rand(3).tolist()", cell_id="a")
+    b = run(ip, "torch.rand(3).tolist()", cell_id="b")
+    assert a == b
+
+
+def test_cell_reseeding_is_per_cell_and_survives_out_of_order_reruns(ip) -> None:
+    magic(ip, "on --seed 5")
+    run(ip, "import random, numpy as np, torch")
+    draw = "(random.random(), float(np.random.rand()), torch.rand(2).tolist())"
+    first_a = run(ip, draw, cell_id="cell-a")
+    first_b = run(ip, draw, cell_id="cell-b")
+    assert first_a != first_b
+    # rerun in another order, with other cells in between: each cell draws what it drew before
+    assert run(ip, draw, cell_id="cell-b") == first_b
+    run(ip, "torch.rand(100); random.random()", cell_id="cell-c")
+    assert run(ip, draw, cell_id="cell-a") == first_a
+    assert STATE.last_cell.seed == derive_cell_seed(5, "cell-a")
+
+
+def test_editing_a_cell_keeps_its_seed(ip) -> None:
+    magic(ip, "on --seed 1")
+    before = run(ip, "torch.rand(2).tolist()", cell_id="same-cell")
+    after = run(ip, "lr = 0.1\ntorch.rand(2).tolist()", cell_id="same-cell")
+    assert before == after
+
+
+def test_without_a_cell_id_cell_mode_falls_back_to_fixed_and_says_so(ip) -> None:
+    magic(ip, "on --seed 9")
+    a = run(ip, "torch.rand(2).tolist()")
+    b = run(ip, "torch.rand(2).tolist()")
+    assert a == b
+    assert any("no cell id" in note for note in magic(ip, "status").notes)
+
+
+def test_reseed_off_stops_reseeding(ip) -> None:
+    magic(ip, "on --seed 1")
+    magic(ip, "reseed off")
+    a = run(ip, "torch.rand(2).tolist()", cell_id="x")
+    b = run(ip, "torch.rand(2).tolist()", cell_id="x")
+    assert a != b
+
+
+def test_reload_and_load_twice_register_one_hook(ip) -> None:
+    ip.run_line_magic("load_ext", "ipyrepro")
+    ip.run_line_magic("reload_ext", "ipyrepro")
+    ip.run_line_magic("reload_ext", "ipyrepro")
+    ours = [cb for cb in ip.events.callbacks["pre_run_cell"] if "CellHooks" in repr(cb)]
+    assert len(ours) == 1
+
+
+def test_unload_removes_the_hooks_and_the_magic(ip) -> None:
+    ip.run_line_magic("unload_ext", "ipyrepro")
+    assert not [cb for cb in ip.events.callbacks["pre_run_cell"] if "CellHooks" in repr(cb)]
+    assert "repro" not in ip.magics_manager.magics["line"]
+    ip.run_line_magic("load_ext", "ipyrepro")  # the fixture unloads again
+    assert "repro" in ip.magics_manager.magics["line"]
+
+
+def test_a_failing_hook_warns_once_and_never_breaks_the_cell(ip, monkeypatch) -> None:
+    magic(ip, "on")
+
+    def broken(seed: int) -> None:
+        raise RuntimeError("seeder exploded")
+
+    monkeypatch.setattr(STATE.reseeder, "reseed", broken)
+    with pytest.warns(UserWarning, match="seeder exploded") as caught:
+        assert run(ip, "1 + 1") == 2
+        assert run(ip, "2 + 2") == 4
+    assert len([w for w in caught if "seeder exploded" in str(w.message)]) == 1
+    assert any("seeder exploded" in text for text in magic(ip, "status").warnings)
