@@ -193,9 +193,10 @@ class ReproState:
 
     def _set_cublas(self, value: str | None) -> None:
         self.observe_cuda()
-        if self._cublas_at_cuda_init is _UNKNOWN and cuda_initialized():
-            # CUDA came up before we could watch: the value until now is the best evidence.
-            self._cublas_at_cuda_init = os.environ.get(CUBLAS_VAR)
+        current = os.environ.get(CUBLAS_VAR)
+        if self._cublas_at_cuda_init is _UNKNOWN and current != value and cuda_initialized():
+            # CUDA came up before we could watch, and this is a change: the value until now is the evidence.
+            self._cublas_at_cuda_init = current
         set_cublas_variable(value)
 
     # -- what the hooks watch ------------------------------------------------------
