@@ -6,11 +6,14 @@ the same through `enable`, `disable`, `seed_all` and `status`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .seeding import derive_cell_seed
 from .state import STATE, ReproWarning
 from .status import Status
+
+if TYPE_CHECKING:
+    from .envreport import EnvReport
 
 __version__ = "0.1.0"
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "derive_cell_seed",
     "disable",
     "enable",
+    "env_report",
     "seed_all",
     "set_reseed",
     "status",
@@ -46,6 +50,13 @@ def disable() -> Status:
 def status() -> Status:
     """What is in force right now, read live, with warnings naming cause and fix."""
     return STATE.status()
+
+
+def env_report() -> EnvReport:
+    """Everything that decides whether a result reproduces elsewhere; reading it never initialises CUDA."""
+    from .envreport import collect
+
+    return collect(STATE)
 
 
 def set_reseed(mode: str) -> None:

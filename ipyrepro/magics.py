@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     reseed = commands.add_parser("reseed", help="set the re-seed mode before each cell")
     reseed.add_argument("mode", choices=RESEED_MODES)
+
+    env = commands.add_parser("env", help="versions, GPU, CPU, flags and env vars that decide reproducibility")
+    env_format = env.add_mutually_exclusive_group()
+    env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    env_format.add_argument("--markdown", action="store_true", help="print a Markdown table for a paper or an issue")
     return parser
 
 
@@ -92,6 +97,7 @@ class ReproMagics(Magics):
         %repro off                    restore everything to what it was before `on`
         %repro seed N                 seed every RNG now (and use N as the base seed)
         %repro reseed cell|fixed|off  re-seed mode before each cell
+        %repro env [--json|--markdown] the environment report: versions, GPU, CPU, flags, env vars
 
         `%repro on -h` (and so on) explains each option.
         """
@@ -132,6 +138,15 @@ class ReproMagics(Magics):
     def _seed(self, args: argparse.Namespace) -> None:
         seed = self.state.seed_all(args.seed)
         print(f"Seeded random, NumPy and torch with {seed}; re-seeding now starts from it.")
+
+    def _env(self, args: argparse.Namespace) -> Any:
+        from .envreport import collect
+
+        report = collect(self.state)
+        if args.json or args.markdown:
+            print(report.to_json() if args.json else report.to_markdown())
+            return None
+        return report
 
     def _reseed(self, args: argparse.Namespace) -> None:
         self.state.set_reseed(args.mode)
