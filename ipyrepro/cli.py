@@ -23,6 +23,64 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kernel_install(args: argparse.Namespace) -> int:
+    from .kernelspec import install
+
+    folder = install(
+        args.name, display_name=args.display_name, seed=args.seed, cublas=args.cublas,
+        user=args.user, prefix=args.prefix, force=args.force,
+    )
+    print(
+        f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
+        f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed}` before the first cell. "
+        "Pick it in Jupyter's kernel list."
+    )
+    return 0
+
+
+def _kernel_uninstall(args: argparse.Namespace) -> int:
+    from .kernelspec import uninstall
+
+    print(f"Removed kernelspec {args.name!r} from {uninstall(args.name, prefix=args.prefix)}.")
+    return 0
+
+
+def _seed_arg(text: str) -> int:
+    from .seeding import validate_seed
+
+    try:
+        return validate_seed(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: seeds are integers with 0 <= seed < 2**32") from error
+
+
+def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
+    from .kernelspec import DEFAULT_NAME
+    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+
+    kernel = commands.add_parser("kernel", help="install or remove a Jupyter kernel reproducible from its start")
+    actions = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install", help="write a kernelspec that sets PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG and runs %%repro on"
+    )
+    install.add_argument("--name", default=DEFAULT_NAME, help=f"kernelspec name (default {DEFAULT_NAME})")
+    install.add_argument("--display-name", help="name shown in Jupyter (default: 'Python 3 (ipyrepro, seed N)')")
+    install.add_argument("--seed", type=_seed_arg, default=0, help="base seed and PYTHONHASHSEED (default 0)")
+    install.add_argument(
+        "--cublas", choices=DETERMINISTIC_CUBLAS_VALUES, default=DETERMINISTIC_CUBLAS_VALUES[0],
+        help="CUBLAS_WORKSPACE_CONFIG (default :4096:8; :16:8 uses less GPU memory)",
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for this user (the default)")
+    where.add_argument("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels, e.g. a virtualenv")
+    install.add_argument("--force", action="store_true", help="replace an existing kernelspec of that name")
+    install.set_defaults(handler=_kernel_install)
+    uninstall = actions.add_parser("uninstall", help="remove a kernelspec that `ipyrepro kernel install` wrote")
+    uninstall.add_argument("name", help="the kernelspec name")
+    uninstall.add_argument("--prefix", metavar="DIR", help="the --prefix it was installed with")
+    uninstall.set_defaults(handler=_kernel_uninstall)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipyrepro", description="Reproducible PyTorch notebooks.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -36,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
     env_format.add_argument("--markdown", action="store_true", help="print a Markdown table for a paper or an issue")
     env.set_defaults(handler=_env)
+
+    _add_kernel_commands(commands)
     return parser
 
 
@@ -43,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 on success, 1 when a check found differences, 2 on usage or execution errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ValueError, LookupError, FileExistsError) as error:  # bad input: say why, change nothing
+        command = " ".join(filter(None, (args.command, getattr(args, "kernel_command", None))))
+        print(f"ipyrepro {command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
