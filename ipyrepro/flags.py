@@ -32,6 +32,15 @@ class Flags:
             cublas_workspace_config=os.environ.get(CUBLAS_VAR),
         )
 
+    def is_live(self) -> bool:
+        """Whether these are the settings in force; cheap enough to ask after every cell."""
+        return (
+            torch.backends.cudnn.benchmark == self.cudnn_benchmark
+            and torch.backends.cudnn.deterministic == self.cudnn_deterministic
+            and os.environ.get(CUBLAS_VAR) == self.cublas_workspace_config
+            and deterministic_algorithms_mode() == self.deterministic_algorithms
+        )
+
     def apply(self) -> None:
         """Put these settings in force; the env var is removed when the value is None."""
         torch.backends.cudnn.benchmark = self.cudnn_benchmark

@@ -85,8 +85,8 @@ def _other_accelerators() -> bool:
 class Reseeder:
     """The per-cell fast path of `seed_all`, with the same resulting RNG states.
 
-    Python's state is cached per seed and restored with `setstate`, as
-    pytest-randomly does. CUDA is seeded directly once initialised; before
+    Python's and torch's CPU states are cached per seed and restored with
+    `setstate`/`set_state`, as pytest-randomly does. CUDA is seeded directly once initialised; before
     that, the same lazy callback `torch.cuda.manual_seed_all` would queue is
     queued without formatting a stack trace, and only when the seed changes.
     """
@@ -95,24 +95,25 @@ class Reseeder:
 
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
-        self._python_states: dict[int, tuple] = {}
+        self._states: dict[int, tuple[tuple, torch.Tensor]] = {}  # seed -> (Python state, torch CPU state)
         self._cuda_callbacks: dict[int, Callable[[], None]] = {}
         self._full_torch_seed = _other_accelerators()
 
     def reseed(self, seed: int) -> None:
-        state = self._python_states.get(seed)
-        if state is None:
+        states = self._states.get(seed)
+        if states is None:
             random.seed(seed)
-            if len(self._python_states) >= self.CACHE_SIZE:
-                self._python_states.clear()
-            self._python_states[seed] = random.getstate()
+            torch.default_generator.manual_seed(seed)
+            if len(self._states) >= self.CACHE_SIZE:
+                self._states.clear()
+            self._states[seed] = (random.getstate(), torch.default_generator.get_state())
         else:
-            random.setstate(state)
+            random.setstate(states[0])
+            torch.default_generator.set_state(states[1])
         np.random.seed(seed)
         if self._full_torch_seed:
             torch.manual_seed(seed)
         else:
-            torch.default_generator.manual_seed(seed)
             self._seed_cuda(seed)
         for seeder in self.seeders:
             seeder(seed)

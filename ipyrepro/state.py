@@ -12,7 +12,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import seeding
 from .flags import (
@@ -34,8 +34,7 @@ class ReproWarning(UserWarning):
 _UNKNOWN = object()  # the cuBLAS variable when CUDA was first initialised, if never observed
 
 
-@dataclass(frozen=True)
-class CellSeed:
+class CellSeed(NamedTuple):
     """The seed the last cell started from, and the cell id it came from (None: no id sent)."""
 
     seed: int
@@ -68,6 +67,7 @@ class ReproState:
         self._warned: set[str] = set()
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
+        self._cell_seeds: dict[tuple[int, str], int] = {}
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.observe_cuda()
 
@@ -93,14 +93,16 @@ class ReproState:
 
     def before_cell(self, cell_id: str | None) -> None:
         """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell."""
-        if self._cublas_at_cuda_init is _UNKNOWN:
-            self.observe_cuda()
         mode = self.reseed
         if mode == "off":
             return
         base = self.seed or 0
         if mode == "cell" and cell_id:
-            seed = seeding.derive_cell_seed(base, cell_id)
+            seed = self._cell_seeds.get((base, cell_id))
+            if seed is None:
+                if len(self._cell_seeds) >= 4096:
+                    self._cell_seeds.clear()
+                seed = self._cell_seeds[base, cell_id] = seeding.derive_cell_seed(base, cell_id)
             self.cell_id_missing = False
         else:
             seed = base
@@ -112,7 +114,7 @@ class ReproState:
         """After every cell: refresh views and warn about drift, reading only a few flags."""
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
-        if self.enabled and Flags.read() != self.target:
+        if self.enabled and self.target is not None and not self.target.is_live():
             self.warn_new()
         if self._listeners:
             self.notify()
