@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .report import CompareReport
+from .rerun import compare
 from .seeding import derive_cell_seed
 from .state import STATE, ReproWarning
 from .status import Status
@@ -17,8 +19,10 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "CompareReport",
     "ReproWarning",
     "Status",
+    "compare",
     "configure",
     "derive_cell_seed",
     "disable",

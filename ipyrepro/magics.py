@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .flags import DETERMINISTIC_CUBLAS_VALUES
 from .seeding import RESEED_MODES, validate_seed
@@ -78,6 +80,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _runs(text: str) -> int:
+    try:
+        runs = int(text)
+    except ValueError:
+        runs = 0
+    if runs < 1:
+        raise argparse.ArgumentTypeError(f"invalid run count {text!r}: an integer >= 1 (2 or more to compare)")
+    return runs
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"invalid tolerance {text!r}: a finite number >= 0, e.g. 1e-6")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [name for name in names if not name.isidentifier()]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"invalid --vars {text!r}: Python names separated by commas, e.g. loss,model")
+    return names
+
+
+def build_cell_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="%%repro",
+        description="Run the cell N times from the same seed and namespace and compare every name it assigns.",
+    )
+    parser.add_argument("--runs", type=_runs, default=2, help="how many times to run the cell (default 2)")
+    parser.add_argument(
+        "--seed",
+        type=_seed,
+        default=None,
+        help="seed for every run (default: the base seed from `%%repro on/seed`, or 0)",
+    )
+    parser.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default 0: bitwise)")
+    parser.add_argument("--atol", type=_tolerance, default=0.0, help="absolute tolerance (default 0: bitwise)")
+    parser.add_argument(
+        "--vars", type=_names, default=None, metavar="A,B", help="compare only these names (default: all it assigns)"
+    )
+    parser.add_argument(
+        "--no-restore",
+        action="store_true",
+        help="take no snapshot (saves memory); runs then start from what the previous run left",
+    )
+    parser.add_argument("--save", metavar="FILE", help="write digests and the environment to FILE (JSON)")
+    parser.add_argument("--check", metavar="FILE", help="compare with a FILE written by --save")
+    return parser
+
+
 @magics_class
 class ReproMagics(Magics):
     """The `%repro` magic, a thin face over one ReproState."""
@@ -86,6 +143,7 @@ class ReproMagics(Magics):
         super().__init__(shell)
         self.state = state
         self.parser = build_parser()
+        self.cell_parser = build_cell_parser()
 
     @line_magic
     def repro(self, line: str = "") -> Any:
@@ -151,3 +209,39 @@ class ReproMagics(Magics):
     def _reseed(self, args: argparse.Namespace) -> None:
         self.state.set_reseed(args.mode)
         print(f"Re-seed before each cell: {args.mode}.")
+
+    @cell_magic("repro")
+    def repro_cell(self, line: str, cell: str) -> Any:
+        """Rerun this cell and compare the results: is it reproducible, and if not, what differs and why?
+
+        %%repro [--runs N] [--seed S] [--rtol R] [--atol A] [--vars a,b] [--no-restore]
+                [--save FILE | --check FILE]
+
+        Every run starts from the same seed and the same namespace; afterwards the
+        namespace is as after one run. Returns a report with `.ok` and `.differences`.
+        `%%repro -h` explains each option.
+        """
+        from .rerun import rerun_cell
+
+        try:
+            args = self.cell_parser.parse_args(shlex.split(line))
+        except _HelpShown:
+            return None
+        except ValueError as error:  # shlex: an unclosed quote
+            raise UsageError(f"%%repro: cannot read the options {line!r}: {error}") from error
+        try:
+            return rerun_cell(
+                self.shell,
+                cell,
+                runs=args.runs,
+                seed=args.seed,
+                rtol=args.rtol,
+                atol=args.atol,
+                names=args.vars,
+                restore=not args.no_restore,
+                save=args.save,
+                check=args.check,
+                state=self.state,
+            )
+        except ValueError as error:  # bad files and arguments, found before anything ran
+            raise UsageError(f"%%repro: {error}") from error

@@ -1,0 +1,393 @@
+"""Compare two runs' values: bitwise by default, within rtol/atol when asked, on the device the data is on.
+
+Tensors first go through one `torch.equal` over their bits (the fast path, about the
+cost of `torch.equal` itself); only when that fails is the detail computed, and
+only from the elements that changed. NaN equals NaN in the same place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+IDENTICAL = "identical"
+CLOSE = "within tolerance"
+DIFFERS = "differs"
+NOT_COMPARABLE = "not comparable"
+MISSING = "missing"
+SINGLE = "single run"  # runs=1: recorded (for --save/--check), nothing to compare with
+MATCHED = (IDENTICAL, CLOSE, SINGLE)
+_RANK = {SINGLE: 0, IDENTICAL: 0, CLOSE: 1, NOT_COMPARABLE: 2, DIFFERS: 3, MISSING: 3}
+
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def rank(status: str) -> int:
+    """How bad a status is: identical < within tolerance < not comparable < differs/missing."""
+    return _RANK[status]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """rtol/atol as in `torch.isclose`; both zero means bitwise equality."""
+
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.rtol == 0 and self.atol == 0
+
+    def __str__(self) -> str:
+        return "bitwise" if self.exact else f"rtol={self.rtol:g}, atol={self.atol:g}"
+
+
+@dataclass
+class Outcome:
+    """How one value (or one leaf inside it) compared between the reference run and another run."""
+
+    status: str
+    path: str
+    detail: str = ""
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    count: int | None = None  # elements that differ (beyond the tolerance)
+    total: int | None = None  # elements compared
+    first_index: tuple[int, ...] | None = None
+    leaves_differing: int = 0
+    leaves: int = 1
+
+    @property
+    def matched(self) -> bool:
+        return self.status in MATCHED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.first_index is not None:
+            data["first_index"] = list(self.first_index)
+        return {key: value for key, value in data.items() if value is not None and value != ""}
+
+    def text(self) -> str:
+        """One line: what differs and by how much."""
+        if self.status in (IDENTICAL, SINGLE):
+            return self.status
+        parts = [self.detail] if self.detail else []
+        if self.count is not None and self.total is not None and self.status == CLOSE:
+            parts.append(f"{self.count:,} of {self.total:,} elements differ, all within the tolerance")
+        elif self.count is not None and self.total is not None and self.status != NOT_COMPARABLE:
+            parts.append(f"{self.count:,} of {self.total:,} elements differ")
+        if self.first_index is not None:
+            parts.append(f"first at index {list(self.first_index)}")
+        if self.max_abs_diff is not None:
+            parts.append(f"max abs diff {self.max_abs_diff:.3g}")
+        if self.max_rel_diff is not None:
+            parts.append(f"max rel diff {self.max_rel_diff:.3g}")
+        head = self.status
+        if self.leaves > 1:
+            head += f" ({self.leaves_differing} of {self.leaves} entries; first at {self.path})"
+        return head + (": " + ", ".join(parts) if parts else "")
+
+
+def compare_values(a: Any, b: Any, path: str, tol: Tolerance = Tolerance()) -> Outcome:
+    """Compare `a` (the reference run) with `b`; containers and modules are walked, the worst leaf reported."""
+    leaves: list[Outcome] = []
+    _walk(a, b, path, tol, leaves, 0)
+    worst = max(leaves, key=lambda leaf: _RANK[leaf.status])
+    result = dataclasses.replace(worst)
+    result.leaves = len(leaves)
+    result.leaves_differing = sum(not leaf.matched for leaf in leaves)
+    return result
+
+
+def _walk(a: Any, b: Any, path: str, tol: Tolerance, out: list[Outcome], depth: int) -> None:
+    if depth > 100:
+        out.append(Outcome(NOT_COMPARABLE, path, "nested more than 100 levels deep"))
+        return
+    if type(a) is not type(b):
+        out.append(Outcome(DIFFERS, path, f"type {_type_name(a)} vs {_type_name(b)}"))
+        return
+    if isinstance(a, torch.Tensor):
+        out.append(compare_tensors(a, b, path, tol))
+    elif isinstance(a, np.ndarray):
+        out.append(_compare_arrays(a, b, path, tol))
+    elif isinstance(a, (float, np.floating)):
+        out.append(_compare_floats(float(a), float(b), path, tol))
+    elif isinstance(a, (complex, np.complexfloating)):
+        out.append(_compare_complex(complex(a), complex(b), path, tol))
+    elif isinstance(a, (bool, int, str, bytes, type(None), np.integer, np.bool_)):
+        out.append(Outcome(IDENTICAL, path) if a == b else Outcome(DIFFERS, path, f"{_short(a)} vs {_short(b)}"))
+    elif isinstance(a, (list, tuple)):
+        if len(a) != len(b):
+            out.append(Outcome(DIFFERS, path, f"length {len(a)} vs {len(b)}"))
+            return
+        for index, (x, y) in enumerate(zip(a, b)):
+            _walk(x, y, f"{path}[{index}]", tol, out, depth + 1)
+        if not a:
+            out.append(Outcome(IDENTICAL, path))
+    elif isinstance(a, dict):
+        _walk_dicts(a, b, path, tol, out, depth)
+    elif isinstance(a, (torch.nn.Module, torch.optim.Optimizer)):
+        _walk_dicts(a.state_dict(), b.state_dict(), path, tol, out, depth)
+    elif isinstance(a, torch.Generator):
+        out.append(compare_tensors(a.get_state(), b.get_state(), f"{path}.get_state()", Tolerance()))
+    elif dataclasses.is_dataclass(a):
+        for item in dataclasses.fields(a):
+            _walk(getattr(a, item.name), getattr(b, item.name), f"{path}.{item.name}", tol, out, depth + 1)
+    else:
+        out.append(_compare_by_eq(a, b, path))
+
+
+def _walk_dicts(a: dict, b: dict, path: str, tol: Tolerance, out: list[Outcome], depth: int) -> None:
+    only_a = [key for key in a if key not in b]
+    only_b = [key for key in b if key not in a]
+    if only_a or only_b:
+        detail = "keys differ: " + "; ".join(
+            text
+            for text in (
+                f"only in the first run {_keys(only_a)}" if only_a else "",
+                f"only in the other run {_keys(only_b)}" if only_b else "",
+            )
+            if text
+        )
+        out.append(Outcome(DIFFERS, path, detail))
+    for key in a:
+        if key in b:
+            _walk(a[key], b[key], f"{path}[{key!r}]", tol, out, depth + 1)
+    if not a and not b:
+        out.append(Outcome(IDENTICAL, path))
+
+
+def _compare_by_eq(a: Any, b: Any, path: str) -> Outcome:
+    kind = type(a)
+    if kind.__eq__ is object.__eq__:
+        return Outcome(
+            NOT_COMPARABLE,
+            path,
+            f"{_type_name(a)} defines no == (equality is identity), so two runs' objects cannot be compared; "
+            "compare its data instead (e.g. assign the fields you care about to names)",
+        )
+    try:
+        equal = a == b
+        if isinstance(equal, (bool, np.bool_)):
+            return Outcome(IDENTICAL, path) if equal else Outcome(DIFFERS, path, f"{_short(a)} != {_short(b)}")
+        return Outcome(NOT_COMPARABLE, path, f"{_type_name(a)}'s == returned {_type_name(equal)}, not True/False")
+    except Exception as error:
+        return Outcome(NOT_COMPARABLE, path, f"{_type_name(a)}'s == raised {type(error).__name__}: {error}")
+
+
+# -- tensors ---------------------------------------------------------------------
+
+
+def compare_tensors(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance = Tolerance()) -> Outcome:
+    """dtype, shape and device first; then values on their own device, NaN equal to NaN in the same place."""
+    for what, x, y in (
+        ("dtype", a.dtype, b.dtype),
+        ("shape", tuple(a.shape), tuple(b.shape)),
+        ("device", a.device, b.device),
+    ):
+        if x != y:
+            return Outcome(DIFFERS, path, f"{what} {x} vs {y}")
+    if a.device.type == "meta":
+        return Outcome(NOT_COMPARABLE, path, "meta tensors hold no data")
+    if a.is_sparse:
+        a, b = a.coalesce(), b.coalesce()
+        indices = compare_tensors(a.indices(), b.indices(), f"{path}.indices()")
+        return indices if not indices.matched else compare_tensors(a.values(), b.values(), f"{path}.values()", tol)
+    if a.layout != torch.strided:
+        return Outcome(NOT_COMPARABLE, path, f"layout {a.layout} is not supported; compare .to_dense()")
+    if a.is_quantized:
+        a, b = a.dequantize(), b.dequantize()
+    if _bits_equal(a, b):
+        return Outcome(IDENTICAL, path, total=a.numel())
+    return _tensor_detail(a, b, path, tol)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        return t.view(_BITS[t.element_size()])
+    return t
+
+
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """One pass over both tensors: the fast path for the common case of identical runs."""
+    try:
+        return bool(torch.equal(_bits(a), _bits(b)))
+    except (RuntimeError, KeyError):  # a dtype without a same-size integer view
+        return False
+
+
+def _changed_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elements whose bits differ, except where both are NaN (any NaN equals any NaN)."""
+    if a.is_complex():
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+        mask = _changed_mask(a, b)
+        return mask.any(dim=-1)
+    try:
+        changed = _bits(a) != _bits(b)
+    except (RuntimeError, KeyError):
+        changed = a != b
+    if a.dtype.is_floating_point:
+        changed &= ~(torch.isnan(a) & torch.isnan(b))
+    return changed
+
+
+def _tensor_detail(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance) -> Outcome:
+    changed = _changed_mask(a, b)
+    scalar = a.dim() == 0
+    if scalar:
+        changed = changed.reshape(1)
+        a, b = a.reshape(1), b.reshape(1)
+    if tol.exact or a.dtype == torch.bool:
+        failing = changed
+    else:
+        failing = changed & ~torch.isclose(a, b, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
+    n_changed = int(changed.sum().item())
+    if n_changed == 0:  # only NaN payloads differ
+        return Outcome(IDENTICAL, path, total=a.numel())
+    n_failing = int(failing.sum().item())
+    mask = failing if n_failing else changed
+    first = int(torch.argmax(mask.reshape(-1).to(torch.uint8)).item())
+    first_index = tuple(int(i) for i in np.unravel_index(first, tuple(a.shape)))
+    x, y = a[changed], b[changed]  # only the changed elements, still on their device
+    max_abs, max_rel, detail = _diff_stats(x, y)
+    return Outcome(
+        CLOSE if n_failing == 0 else DIFFERS,
+        path,
+        detail,
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        count=n_failing if n_failing else n_changed,
+        total=a.numel(),
+        first_index=None if scalar else first_index,
+    )
+
+
+def _diff_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[float | None, float | None, str]:
+    """Max abs and rel diff over changed elements; NaN-vs-number and bit-only (-0.0 vs 0.0) changes named."""
+    if x.dtype == torch.bool:
+        return None, None, ""
+    wide = torch.complex128 if x.is_complex() else torch.float64
+    x, y = x.to(wide), y.to(wide)
+    notes = []
+    one_nan = torch.isnan(x) ^ torch.isnan(y)
+    n_nan = int(one_nan.sum().item())
+    if n_nan:
+        notes.append(f"NaN in one run only at {n_nan:,} elements")
+    same_value = (x == y) & ~one_nan
+    n_same = int(same_value.sum().item())
+    if n_same:
+        notes.append(f"{n_same:,} differ only in bits (e.g. -0.0 vs 0.0)")
+    keep = ~one_nan
+    x, y = x[keep], y[keep]
+    if x.numel() == 0:
+        return None, None, "; ".join(notes)
+    diff = torch.where(x == y, torch.zeros((), dtype=torch.float64, device=x.device), (x - y).abs().to(torch.float64))
+    scale = y.abs().to(torch.float64)
+    rel = torch.where(diff == 0, torch.zeros_like(diff), diff / scale)  # x/0 -> inf
+    return float(diff.max().item()), float(rel.max().item()), "; ".join(notes)
+
+
+# -- arrays and scalars ----------------------------------------------------------
+
+
+def _compare_arrays(a: np.ndarray, b: np.ndarray, path: str, tol: Tolerance) -> Outcome:
+    if a.dtype != b.dtype:
+        return Outcome(DIFFERS, path, f"dtype {a.dtype} vs {b.dtype}")
+    if a.shape != b.shape:
+        return Outcome(DIFFERS, path, f"shape {a.shape} vs {b.shape}")
+    try:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    except (TypeError, ValueError, RuntimeError):  # object, string, datetime, negative strides...
+        ta = tb = None
+    if ta is not None:
+        return compare_tensors(ta, tb, path, tol)
+    try:
+        equal = bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    except (TypeError, ValueError):
+        equal = bool(np.array_equal(a, b))
+    if equal:
+        return Outcome(IDENTICAL, path, total=a.size)
+    try:
+        mask = np.asarray(a != b)
+        count, first = int(mask.sum()), tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), a.shape))
+        return Outcome(DIFFERS, path, count=count, total=a.size, first_index=first if a.ndim else None)
+    except Exception:
+        return Outcome(DIFFERS, path, f"arrays of dtype {a.dtype} differ")
+
+
+def _compare_floats(a: float, b: float, path: str, tol: Tolerance) -> Outcome:
+    if (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b)):
+        return Outcome(IDENTICAL, path)
+    diff = abs(a - b) if not (math.isnan(a) or math.isnan(b)) else None
+    rel = None if diff is None else (diff / abs(b) if b else math.inf)
+    if diff is not None and not tol.exact and diff <= tol.atol + tol.rtol * abs(b):
+        return Outcome(CLOSE, path, f"{a!r} vs {b!r}", max_abs_diff=diff, max_rel_diff=rel)
+    return Outcome(DIFFERS, path, f"{a!r} vs {b!r}", max_abs_diff=diff, max_rel_diff=rel)
+
+
+def _compare_complex(a: complex, b: complex, path: str, tol: Tolerance) -> Outcome:
+    real = _compare_floats(a.real, b.real, path, tol)
+    imag = _compare_floats(a.imag, b.imag, path, tol)
+    worst = max((real, imag), key=lambda outcome: _RANK[outcome.status])
+    if worst.status == IDENTICAL:
+        return worst
+    return Outcome(worst.status, path, f"{a!r} vs {b!r}", max_abs_diff=abs(a - b) if a == a and b == b else None)
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{_type_name(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _keys(keys: list[Any]) -> str:
+    shown = ", ".join(repr(key) for key in keys[:5])
+    return f"[{shown}{', ...' if len(keys) > 5 else ''}]"
+
+
+def comparable_automatically(value: Any) -> bool:
+    """Names bound to modules, functions or classes are not compared unless asked for with --vars."""
+    from .snapshot import is_shared
+
+    return not is_shared(value) and not _is_ipython_internal(value)
+
+
+def _is_ipython_internal(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module.startswith("IPython.") and "IPython" in sys.modules
+
+
+__all__ = [
+    "CLOSE",
+    "DIFFERS",
+    "IDENTICAL",
+    "MISSING",
+    "NOT_COMPARABLE",
+    "Outcome",
+    "Tolerance",
+    "compare_tensors",
+    "compare_values",
+]

@@ -1,0 +1,150 @@
+"""Why two runs differed: the settings that were not deterministic, and the ops torch says have no
+deterministic implementation (found by one rerun under `use_deterministic_algorithms(True, warn_only=True)`)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .flags import CUBLAS_VAR, set_deterministic_algorithms
+from .status import Status
+from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
+
+_NO_DETERMINISTIC = re.compile(r"^(.+?) does not have a deterministic implementation")
+_CUBLAS = re.compile(r"^(.+?) is not deterministic because it uses CuBLAS|CUBLAS_WORKSPACE_CONFIG")
+
+UNSEEDED_HINT = (
+    "Every run started from the same seed, so what still differs comes from randomness the seeding does not "
+    "reach (the clock, os.urandom, np.random.default_rng() or random.Random() without a seed, string hash "
+    "order, threads, DataLoader workers) or from operations that are nondeterministic."
+)
+
+
+@dataclass
+class Diagnosis:
+    """Settings that were not deterministic when the cell ran, and the ops the deterministic rerun named."""
+
+    settings: list[str] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)  # in the order first seen
+    op_counts: dict[str, int] = field(default_factory=dict)
+    other_warnings: list[str] = field(default_factory=list)
+    rerun: str = ""  # what happened to the rerun: "done", or why it was skipped or failed
+    hints: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "ops": self.ops,
+            "op_counts": self.op_counts,
+            "other_warnings": self.other_warnings,
+            "rerun": self.rerun,
+            "hints": self.hints,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"setting: {text}" for text in self.settings]
+        if self.ops:
+            shown = ", ".join(f"{op} (x{self.op_counts[op]})" if self.op_counts[op] > 1 else op for op in self.ops)
+            out.append(f"ops without a deterministic implementation (rerun with warn_only=True): {shown}")
+        out += [f"deterministic rerun warned: {text}" for text in self.other_warnings]
+        if self.rerun and self.rerun != "done":
+            out.append(f"deterministic rerun: {self.rerun}")
+        elif self.rerun == "done" and not self.ops:
+            out.append("deterministic rerun: no torch op reported lacking a deterministic implementation")
+        out += self.hints
+        return out
+
+
+def nondeterministic_settings(status: Status) -> list[str]:
+    """What in `status` lets results differ between runs, each with its fix."""
+    found: list[str] = []
+    mode = status.deterministic_algorithms
+    if mode == "off":
+        found.append(
+            "deterministic algorithms were off (torch.use_deterministic_algorithms(False)): torch may pick "
+            "nondeterministic kernels. Fix: `%repro on`."
+        )
+    elif mode == "warn":
+        found.append(
+            "deterministic algorithms were in warn-only mode: ops without a deterministic implementation still ran "
+            "nondeterministically. Fix: `%repro on` without --warn-only, or avoid those ops."
+        )
+    if status.cuda_available:
+        if status.cudnn_benchmark:
+            found.append("cudnn.benchmark was on: cuDNN may choose different algorithms run to run. Fix: `%repro on`.")
+        if not status.cudnn_deterministic:
+            found.append("cudnn.deterministic was off: cuDNN may use nondeterministic algorithms. Fix: `%repro on`.")
+        facts = cublas_facts()
+        if facts.needs_variable and status.cublas_workspace_config not in DETERMINISTIC_CUBLAS_VALUES:
+            found.append(
+                f"{CUBLAS_VAR} was {status.cublas_workspace_config or 'unset'}: this torch needs :4096:8 or :16:8 "
+                "set before the first cuBLAS use for deterministic cuBLAS. Fix: restart and run `%repro on` first."
+            )
+    for text in status.warnings:  # drift, a cuBLAS variable set too late, failed hooks
+        if text not in found:
+            found.append(text)
+    if status.reseed == "off":
+        found.append(
+            "re-seeding before each cell was off. %%repro seeded every run itself, so that is not why these runs "
+            "differed, but other cells start from whatever RNG state the previous cell left. Fix: `%repro on`."
+        )
+    return found
+
+
+@dataclass
+class _Collected:
+    ops: dict[str, int] = field(default_factory=dict)
+    other: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def deterministic_warn_only() -> Iterator[_Collected]:
+    """Turn on deterministic algorithms with warn_only, collect what warns, then restore the user's setting."""
+    previous = deterministic_algorithms_mode()
+    collected = _Collected()
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield collected
+    finally:
+        set_deterministic_algorithms(previous)
+    for item in caught:
+        message = str(item.message)
+        match = _NO_DETERMINISTIC.match(message)
+        if match:
+            op = match.group(1).strip()
+            collected.ops[op] = collected.ops.get(op, 0) + 1
+        elif _CUBLAS.search(message) or "deterministic" in message.lower():
+            line = message.split("\n")[0]
+            if line not in collected.other:
+                collected.other.append(line)
+
+
+def diagnose(status: Status, rerun: Callable[[], None] | None, skip_reason: str = "") -> Diagnosis:
+    """The settings from `status` (read before the runs), plus one rerun under deterministic warn-only mode.
+
+    `rerun` does the whole run (restore, seed, execute) and raises on failure.
+    """
+    diagnosis = Diagnosis(settings=nondeterministic_settings(status))
+    if rerun is None:
+        diagnosis.rerun = f"skipped: {skip_reason}"
+    else:
+        with deterministic_warn_only() as collected:
+            try:
+                rerun()
+                diagnosis.rerun = "done"
+            except Exception as error:
+                diagnosis.rerun = f"failed: {type(error).__name__}: {error}".split("\n")[0]
+        diagnosis.op_counts = collected.ops
+        diagnosis.ops = list(collected.ops)
+        diagnosis.other_warnings = collected.other
+    if not diagnosis.ops:
+        diagnosis.hints.append(UNSEEDED_HINT)
+    return diagnosis

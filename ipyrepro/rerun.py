@@ -1,0 +1,520 @@
+"""Run the same code N times from the same RNG state and the same namespace, and compare the results.
+
+One engine (`_run_all`) serves both faces: `compare(fn)` for a callable, and
+`rerun_cell(shell, cell)` for `%%repro`. A cell is rerun with
+`shell.run_cell(code, silent=True)`, chosen on purpose: silent runs fire no
+pre/post_run_cell hooks (so ipyrepro's own re-seeding hook and other extensions'
+hooks do not run N times, and the engine does the seeding), store no history and
+do not display the last expression. That last one is the trap: a silent run
+evaluates the cell's final expression and throws it away, so the engine rewrites
+that expression into an assignment to a private name and reads it back.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import fingerprint as fp
+from . import seeding
+from .comparison import (
+    MISSING,
+    NOT_COMPARABLE,
+    SINGLE,
+    Outcome,
+    Tolerance,
+    comparable_automatically,
+    compare_values,
+    rank,
+)
+from .diagnosis import diagnose
+from .report import CompareReport, Entry, RunError
+from .snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes
+from .state import STATE, ReproState, ReproWarning
+
+LAST_EXPRESSION = "(last expression)"
+RESULT = "result"
+_LAST = "_ipyrepro_last_value_"
+_ABSENT = object()
+_IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_[iod]h|In|Out|get_ipython|exit|quit)$")
+
+
+class _RunFailed(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# -- validation ------------------------------------------------------------------
+
+
+def _validate_runs(runs: object) -> int:
+    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or int(runs) < 1:
+        raise ValueError(f"runs must be an integer >= 1 (2 or more to compare); got {runs!r}")
+    return int(runs)
+
+
+def _validate_names(names: Iterable[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",") if part.strip()]
+    names = list(names)
+    if not names:
+        raise ValueError("vars must name at least one variable")
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"vars must be Python names separated by commas; {name!r} is not a name")
+    return list(dict.fromkeys(names))
+
+
+def _resolve_seed(seed: int | None, state: ReproState, saved: fp.Saved | None) -> int:
+    if seed is not None:
+        return seeding.validate_seed(seed)
+    if saved is not None and saved.seed is not None:
+        return saved.seed  # --check reruns from the seed the file was written with
+    return state.seed if state.seed is not None else 0
+
+
+def _prepare_files(save: str | None, check: str | None) -> fp.Saved | None:
+    if save is not None and check is not None:
+        raise ValueError("use --save or --check, not both (check first, then save a new file if you want one)")
+    if save is not None:
+        fp.check_writable(save)
+    return fp.load(check) if check is not None else None
+
+
+# -- the engine ------------------------------------------------------------------
+
+
+class _Runner:
+    """What differs between a callable and a cell: how a run is prepared, executed and undone."""
+
+    subject = "callable"
+    restore = True
+
+    def prepare(self, run: int, runs: int) -> None: ...
+
+    def execute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def recover(self, run: int, runs: int) -> None: ...
+
+    def begin_diagnosis(self) -> None: ...
+
+    def end_diagnosis(self) -> None: ...
+
+    def show_output(self) -> None: ...
+
+    def last_value(self, values: Mapping[str, Any]) -> Any:
+        return None
+
+    def notes(self) -> list[str]:
+        return []
+
+
+def _run_all(
+    runner: _Runner,
+    *,
+    runs: int,
+    seed: int,
+    tol: Tolerance,
+    state: ReproState,
+    explicit: list[str] | None,
+    want_diagnosis: bool,
+    save: str | None,
+    saved: fp.Saved | None,
+    report: CompareReport,
+) -> CompareReport:
+    status_before = state.status()  # what was in force when the cell ran: the diagnosis names it
+    seeders = state.reseeder.seeders
+    reference: dict[str, Any] | None = None
+    entries: dict[str, Entry] = {}
+    last: dict[str, Any] = {}
+    for run in range(1, runs + 1):
+        runner.prepare(run, runs)
+        seeding.seed_all(seed, seeders)
+        try:
+            values = runner.execute()
+        except _RunFailed as failed:
+            runner.recover(run, runs)
+            report.error = RunError(run, runs, failed.error)
+            report.entries = list(entries.values())
+            report.notes += runner.notes()
+            runner.show_output()
+            return report
+        if reference is None:
+            reference = values
+            entries = {name: Entry(name, Outcome(SINGLE, name)) for name in values}
+        else:
+            _compare_run(entries, reference, values, run, tol)
+        last = values
+    assert reference is not None
+    report.value = runner.last_value(last)
+    del last
+    report.entries = _final_entries(entries, reference, explicit)
+    report.notes += runner.notes()
+    if report.differences and want_diagnosis:
+        report.diagnosis = _diagnose(runner, status_before, seed, seeders)
+    records = fp.fingerprint(
+        {
+            entry.name: reference[entry.name]
+            for entry in report.entries
+            if reference.get(entry.name, _ABSENT) is not _ABSENT
+        }
+    )
+    if saved is not None:
+        report.check = fp.check(saved, records, tol, fp.environment(seed))
+    if save is not None:
+        try:
+            report.saved = fp.save(save, records, seed=seed, runs=runs, reproducible=not report.differences)
+        except OSError as error:
+            raise fp.FingerprintFileError(f"could not write {save!r}: {error}") from error
+        if report.differences:
+            report.notes.append("the runs differed; the saved digests are run 1's")
+    runner.show_output()
+    return report
+
+
+def _compare_run(
+    entries: dict[str, Entry], reference: Mapping[str, Any], values: Mapping[str, Any], run: int, tol: Tolerance
+) -> None:
+    for name, entry in entries.items():
+        if entry.run is not None or entry.outcome.status == NOT_COMPARABLE:
+            continue  # already differed in an earlier run, or cannot be compared at all
+        a, b = reference.get(name, _ABSENT), values.get(name, _ABSENT)
+        if a is _ABSENT and b is _ABSENT:
+            continue
+        if a is _ABSENT or b is _ABSENT:
+            outcome = Outcome(MISSING, name, f"not defined after run {1 if a is _ABSENT else run}")
+        else:
+            outcome = compare_values(a, b, name, tol)
+        if not outcome.matched and outcome.status != NOT_COMPARABLE:
+            entries[name] = Entry(name, outcome, run)  # the first run that disagreed with run 1
+        elif entry.outcome.status == SINGLE or rank(outcome.status) > rank(entry.outcome.status):
+            entries[name] = Entry(name, outcome)
+
+
+def _final_entries(entries: dict[str, Entry], reference: Mapping[str, Any], explicit: list[str] | None) -> list[Entry]:
+    out = []
+    for name, entry in entries.items():
+        if reference.get(name, _ABSENT) is _ABSENT and entry.run is None:
+            if explicit is not None and name in explicit:
+                out.append(Entry(name, Outcome(MISSING, name, "not defined after any run")))
+            continue  # bound only in a branch that never ran: nothing to compare
+        out.append(entry)
+    return out
+
+
+def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> Any:
+    if not runner.restore:
+        return diagnose(status_before, None, "--no-restore: a rerun would change the namespace once more")
+
+    def rerun() -> None:
+        runner.begin_diagnosis()
+        try:
+            seeding.seed_all(seed, seeders)
+            runner.execute()
+        except _RunFailed as failed:
+            raise failed.error from None
+        finally:
+            runner.end_diagnosis()
+
+    return diagnose(status_before, rerun)
+
+
+def _rng_state() -> tuple[Any, ...]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _set_rng_state(saved: tuple[Any, ...]) -> None:
+    random.setstate(saved[0])
+    np.random.set_state(saved[1])
+    torch.set_rng_state(saved[2])
+    if saved[3] is not None:
+        torch.cuda.set_rng_state_all(saved[3])
+
+
+# -- a callable ------------------------------------------------------------------
+
+
+class _CallableRunner(_Runner):
+    def __init__(self, fn: Callable[[], Any], names: list[str] | None) -> None:
+        self.fn = fn
+        self.names = names
+        self.subject = getattr(fn, "__qualname__", None) or repr(fn)
+        self._rng: tuple[Any, ...] | None = None
+
+    def execute(self) -> dict[str, Any]:
+        try:
+            value = self.fn()
+        except Exception as error:
+            raise _RunFailed(error) from error
+        if isinstance(value, dict) and value and all(isinstance(key, str) for key in value):
+            values = dict(value)
+        else:
+            values = {RESULT: value}
+        if self.names is not None:
+            values = {name: values.get(name, _ABSENT) for name in self.names}
+        return values
+
+    def last_value(self, values: Mapping[str, Any]) -> Any:
+        return values.get(RESULT) if set(values) == {RESULT} else dict(values)
+
+    def begin_diagnosis(self) -> None:
+        self._rng = _rng_state()
+
+    def end_diagnosis(self) -> None:
+        if self._rng is not None:
+            _set_rng_state(self._rng)
+
+
+def compare(
+    fn: Callable[[], Any],
+    runs: int = 2,
+    *,
+    seed: int | None = None,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    names: Iterable[str] | None = None,
+    diagnose: bool = True,
+    save: str | None = None,
+    check: str | None = None,
+) -> CompareReport:
+    """Call `fn()` `runs` times, each from the same seed, and compare what it returns.
+
+    A dict with string keys is compared key by key (`names` picks some); anything
+    else is compared as one value named "result". Bitwise by default; with
+    rtol/atol, values within `torch.isclose`'s tolerance match. Returns a report
+    with `.ok` and `.differences`; a run that raises is reported, not re-raised.
+    """
+    if not callable(fn):
+        raise ValueError(f"compare needs a callable that takes no arguments; got {type(fn).__name__}")
+    runs = _validate_runs(runs)
+    tol = Tolerance(rtol, atol)
+    explicit = _validate_names(names)
+    saved = _prepare_files(save, check)
+    seed = _resolve_seed(seed, STATE, saved)
+    runner = _CallableRunner(fn, explicit)
+    report = CompareReport(runner.subject, runs, seed, tol, restore=False)
+    return _run_all(
+        runner,
+        runs=runs,
+        seed=seed,
+        tol=tol,
+        state=STATE,
+        explicit=explicit,
+        want_diagnosis=diagnose,
+        save=save,
+        saved=saved,
+        report=report,
+    )
+
+
+# -- a notebook cell -------------------------------------------------------------
+
+
+class _CellRunner(_Runner):
+    subject = "cell"
+
+    def __init__(self, shell: Any, code: str, compared: list[str], has_last: bool, snapshot: Snapshot | None) -> None:
+        self.shell = shell
+        self.ns: dict[str, Any] = shell.user_ns
+        self.code = code
+        self.compared = compared
+        self.has_last = has_last
+        self.snapshot = snapshot
+        self.restore = snapshot is not None
+        self.output: Any = None
+        self._after: dict[str, Any] = {}
+        self._rng: tuple[Any, ...] | None = None
+        self._auto: set[str] | None = None
+
+    def prepare(self, run: int, runs: int) -> None:
+        if self.snapshot is None:
+            return
+        if run < runs:
+            self.snapshot.restore(self.ns)  # fresh copies: the user's own objects stay untouched
+        else:
+            self.snapshot.restore_originals(self.ns)  # the last run works on the user's objects
+
+    def execute(self) -> dict[str, Any]:
+        from IPython.utils.capture import capture_output
+
+        shell = self.shell
+        saved = (shell.displayhook.exec_result, shell.last_execution_succeeded, shell.last_execution_result)
+        try:
+            with capture_output() as captured:
+                result = shell.run_cell(self.code, store_history=False, silent=True)
+        finally:
+            shell.displayhook.exec_result, shell.last_execution_succeeded, shell.last_execution_result = saved
+        self.output = captured
+        last = self.ns.pop(_LAST, _ABSENT)
+        error = result.error_before_exec or result.error_in_exec
+        if error is not None:
+            raise _RunFailed(error)
+        values = {name: self.ns.get(name, _ABSENT) for name in self.compared}
+        if self._auto is not None:
+            values = {name: value for name, value in values.items() if name in self._auto}
+        if self.has_last and (last is not None or LAST_EXPRESSION in (self._auto or ())):
+            values[LAST_EXPRESSION] = last
+        if self._auto is None:
+            self._auto = {
+                name
+                for name, value in values.items()
+                if value is _ABSENT or name in self.explicit or comparable_automatically(value)
+            }
+            values = {name: value for name, value in values.items() if name in self._auto}
+        if self.snapshot is None:  # the next run mutates the same objects: keep this run's values apart
+            values, _ = _deep_copy_all(values)
+        return values
+
+    explicit: tuple[str, ...] = ()
+
+    def recover(self, run: int, runs: int) -> None:
+        self.ns.pop(_LAST, None)
+        if self.snapshot is None:
+            return
+        if run < runs:
+            self.snapshot.restore_originals(self.ns)  # untouched: exactly as before the cell
+        else:
+            self.snapshot.restore(self.ns)
+
+    def begin_diagnosis(self) -> None:
+        assert self.snapshot is not None
+        names = set(self.snapshot.originals) | set(self.snapshot.absent) | set(self.compared)
+        self._after = {name: self.ns.get(name, _ABSENT) for name in names}
+        self._rng = _rng_state()
+        self.snapshot.restore(self.ns)
+        self._keep_output = self.output
+
+    def end_diagnosis(self) -> None:
+        self.ns.pop(_LAST, None)
+        for name, value in self._after.items():
+            if value is _ABSENT:
+                self.ns.pop(name, None)
+            else:
+                self.ns[name] = value
+        if self._rng is not None:
+            _set_rng_state(self._rng)
+        self.output = self._keep_output
+
+    def show_output(self) -> None:
+        if self.output is not None:
+            self.output.show()
+
+    def last_value(self, values: Mapping[str, Any]) -> Any:
+        return values.get(LAST_EXPRESSION)
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.snapshot is None:
+            notes.append(
+                "--no-restore: no snapshot was taken, so each run started from what the previous one left; names "
+                "the cell changes in place (or reads before rebinding, like n += 1) may differ for that reason, "
+                "and the namespace keeps what all the runs did."
+            )
+        else:
+            for name, why in self.snapshot.not_copied.items():
+                notes.append(f"{name} could not be copied ({why}); it was not restored between runs.")
+        return notes
+
+
+def _capture_last_expression(code: str, tree: ast.Module) -> tuple[str, bool]:
+    """Rewrite a final expression `expr` as `_ipyrepro_last_value_ = (expr)`, on the same lines."""
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        return code, False
+    node = tree.body[-1]
+    data = code.encode("utf-8")
+    starts = [0]
+    for line in code.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line.encode("utf-8")))
+    begin = starts[node.lineno - 1] + node.col_offset
+    end = starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
+    rewritten = data[:begin] + f"{_LAST} = (".encode() + data[begin:end] + b")" + data[end:]
+    return rewritten.decode("utf-8"), True
+
+
+def rerun_cell(
+    shell: Any,
+    cell: str,
+    *,
+    runs: int = 2,
+    seed: int | None = None,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    names: Iterable[str] | None = None,
+    restore: bool = True,
+    save: str | None = None,
+    check: str | None = None,
+    diagnose: bool = True,
+    state: ReproState = STATE,
+) -> CompareReport:
+    """`%%repro`: run `cell` `runs` times from the same seed and namespace and compare what it assigns.
+
+    Everything is validated before the first run; afterwards the namespace is as
+    after exactly one run (or, if a run raised, as before the cell).
+    """
+    runs = _validate_runs(runs)
+    tol = Tolerance(rtol, atol)
+    explicit = _validate_names(names)
+    if not isinstance(restore, bool):
+        raise ValueError(f"restore must be True or False; got {restore!r}")
+    code = shell.transform_cell(cell)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as error:
+        raise ValueError(f"the cell does not parse, so nothing ran: {error.msg} (line {error.lineno})") from None
+    saved = _prepare_files(save, check)
+    seed = _resolve_seed(seed, state, saved)
+    namespace = shell.user_ns
+    touched = cell_names(tree, namespace)
+    hidden = set(getattr(shell, "user_ns_hidden", {}))
+    ignore = {name for name in namespace if name in hidden or _IPYTHON_NAMES.match(name)}
+    if explicit is not None:
+        compared = explicit
+        code, has_last = code, False
+    else:
+        compared = [name for name in touched.bound if name not in ignore and not _IPYTHON_NAMES.match(name)]
+        code, has_last = _capture_last_expression(code, tree)
+    snapshot = None
+    report = CompareReport("cell", runs, seed, tol, restore=restore)
+    if restore:
+        from .snapshot import CellNames
+
+        tracked = CellNames(
+            tuple(name for name in (*touched.bound, *(explicit or ())) if name not in ignore),
+            tuple(name for name in (*touched.read, *(explicit or ())) if name not in ignore),
+        )
+        snapshot = Snapshot.take(namespace, tracked)
+        report.snapshot_bytes, report.snapshot_by_device = snapshot.nbytes, snapshot.bytes_by_device
+        if snapshot.nbytes > SNAPSHOT_WARN_BYTES:
+            text = (
+                f"the snapshot restored before each run holds {format_bytes(snapshot.nbytes)} "
+                f"(and each run but the last works on another copy). If memory is tight, use --no-restore: "
+                "no snapshot, but names the cell changes in place may then differ between runs for that reason."
+            )
+            report.warnings.append(text)
+            warnings.warn(text, ReproWarning, stacklevel=2)
+    runner = _CellRunner(shell, code, compared, has_last, snapshot)
+    runner.explicit = tuple(explicit or ())
+    return _run_all(
+        runner,
+        runs=runs,
+        seed=seed,
+        tol=tol,
+        state=state,
+        explicit=explicit,
+        want_diagnosis=diagnose,
+        save=save,
+        saved=saved,
+        report=report,
+    )
