@@ -81,6 +81,35 @@ def main() -> None:
         print(f"{name:<28}{median:>10.1f}{median - base:>10.1f}{median / base:>8.2f}")
     added = max(statistics.median(samples[name]) - base for name in ("ipyrepro fixed", "ipyrepro cell"))
     print(f"\nipyrepro adds at most {added:.1f} us per cell (target <= 10 us).")
+    callbacks_alone(shell)
+
+
+def callbacks_alone(shell: object) -> None:
+    """The hooks' own cost, without the shell's noise: pre_run_cell + post_run_cell per cell."""
+    import timeit
+    from types import SimpleNamespace
+
+    from lightning_fabric.utilities.seed import seed_everything
+
+    from ipyrepro.hooks import CellHooks
+    from ipyrepro.state import ReproState
+
+    state = ReproState()
+    state.enable(1)
+    hooks = CellHooks(shell, state)
+    info = SimpleNamespace(cell_id="4b1e0d9c-cell")
+    runs = {
+        "ipyrepro fixed": ("fixed", lambda: (hooks.pre_run_cell(info), hooks.post_run_cell(None))),
+        "ipyrepro cell": ("cell", lambda: (hooks.pre_run_cell(info), hooks.post_run_cell(None))),
+        "lightning seed_everything": ("off", lambda: seed_everything(1, verbose=False)),
+    }
+    print(f"\n{'callbacks alone':<28}{'us/cell':>10}")
+    for name, (mode, call) in runs.items():
+        state.reseed = mode
+        number = 200 if "lightning" in name else 20000
+        best = min(timeit.repeat(call, number=number, repeat=7)) / number * 1e6
+        print(f"{name:<28}{best:>10.2f}")
+    state.disable()
 
 
 if __name__ == "__main__":
