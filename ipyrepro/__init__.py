@@ -15,6 +15,7 @@ from .state import STATE, ReproWarning
 from .status import Status
 
 if TYPE_CHECKING:
+    from .controlpanel import ReproPanel
     from .envreport import EnvReport
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "disable",
     "enable",
     "env_report",
+    "panel",
     "seed_all",
     "set_reseed",
     "status",
@@ -61,6 +63,13 @@ def env_report() -> EnvReport:
     from .envreport import collect
 
     return collect(STATE)
+
+
+def panel() -> ReproPanel:
+    """The control panel widget (ipywidgets) over the same state as `%repro`; leave it last in a cell."""
+    from .controlpanel import panel as make_panel
+
+    return make_panel(STATE)
 
 
 def set_reseed(mode: str) -> None:

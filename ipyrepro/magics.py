@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     reseed = commands.add_parser("reseed", help="set the re-seed mode before each cell")
     reseed.add_argument("mode", choices=RESEED_MODES)
 
+    commands.add_parser("panel", help="a control panel (widgets) in Jupyter; the text status in a terminal")
+
     env = commands.add_parser("env", help="versions, GPU, CPU, flags and env vars that decide reproducibility")
     env_format = env.add_mutually_exclusive_group()
     env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -155,6 +157,7 @@ class ReproMagics(Magics):
         %repro off                    restore everything to what it was before `on`
         %repro seed N                 seed every RNG now (and use N as the base seed)
         %repro reseed cell|fixed|off  re-seed mode before each cell
+        %repro panel                  a control panel in Jupyter (the text status in a terminal)
         %repro env [--json|--markdown] the environment report: versions, GPU, CPU, flags, env vars
 
         `%repro on -h` (and so on) explains each option.
@@ -205,6 +208,17 @@ class ReproMagics(Magics):
             print(report.to_json() if args.json else report.to_markdown())
             return None
         return report
+
+    def _panel(self, args: argparse.Namespace) -> Any:
+        from .controlpanel import in_widget_frontend, panel
+
+        if not in_widget_frontend(self.shell):
+            print("The panel needs JupyterLab or Notebook; this frontend can't draw widgets. The status:")
+            return self.state.status()
+        from IPython.display import display
+
+        display(panel(self.state))
+        return None
 
     def _reseed(self, args: argparse.Namespace) -> None:
         self.state.set_reseed(args.mode)
