@@ -45,6 +45,81 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from .notebook_check import NotebookError, check
+
+    def progress(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    try:
+        report = check(
+            args.notebook, runs=args.runs, seed=args.seed, as_is=args.as_is, kernel=args.kernel,
+            timeout=args.timeout or None, sanitize=args.sanitize, rtol=args.rtol, atol=args.atol,
+            cublas=args.cublas, progress=progress,
+        )
+    except NotebookError as error:
+        print(f"ipyrepro check: {error}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else report)
+    return report.exit_code
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _add_check_command(commands: argparse._SubParsersAction) -> None:
+    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+
+    check = commands.add_parser(
+        "check", help="run a notebook several times in fresh kernels and compare outputs cell by cell",
+        description="Exit 0 when every run matched, 1 when outputs differed, 2 on usage or execution errors.",
+    )
+    check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
+    check.add_argument("--runs", type=_positive_int, default=2, help="how many fresh kernels to run it in (default 2)")
+    check.add_argument(
+        "--seed", type=_seed_arg, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
+    )
+    check.add_argument(
+        "--as-is", action="store_true",
+        help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would)",
+    )
+    check.add_argument("--kernel", help="kernelspec to run (default: the notebook's, else python3)")
+    check.add_argument(
+        "--cublas", choices=DETERMINISTIC_CUBLAS_VALUES, default=DETERMINISTIC_CUBLAS_VALUES[0],
+        help="CUBLAS_WORKSPACE_CONFIG for the kernels (default :4096:8; ignored with --as-is)",
+    )
+    check.add_argument("--timeout", type=_tolerance, default=600,
+                       help="seconds a cell may run before the run is stopped (default 600; 0 = no limit)")
+    check.add_argument("--sanitize", action="append", default=[], metavar="REGEX",
+                       help="also replace matches of REGEX before comparing (repeatable); addresses, %%time "
+                            "timings and temp paths are always replaced")
+    check.add_argument("--rtol", type=_tolerance, default=0.0,
+                       help="relative tolerance for numbers inside text outputs (default 0: exact)")
+    check.add_argument("--atol", type=_tolerance, default=0.0,
+                       help="absolute tolerance for numbers inside text outputs (default 0: exact)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    check.set_defaults(handler=_check)
+
+
 def _seed_arg(text: str) -> int:
     from .seeding import validate_seed
 
@@ -96,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(handler=_env)
 
     _add_kernel_commands(commands)
+    _add_check_command(commands)
     return parser
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import queue
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 POLL_SECONDS = 0.5
 
@@ -125,10 +126,21 @@ class _Outputs:
 class KernelRunner:
     """A started kernel and its client; `execute` runs one cell and waits for it."""
 
-    def __init__(self, manager: Any, client: Any, name: str) -> None:
+    def __init__(self, manager: Any, client: Any, name: str, log: IO[bytes] | None = None) -> None:
         self.manager = manager
         self.client = client
         self.name = name
+        self.log = log  # the kernel process's stdout and stderr, for the message when it dies
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines the kernel process printed outside any cell (startup errors, crashes)."""
+        if self.log is None:
+            return ""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        kept = [line for line in text.splitlines() if "running over TCP without encryption" not in line]
+        return "\n".join(kept[-lines:])
 
     def execute(
         self,
@@ -185,7 +197,7 @@ class KernelRunner:
             if not self.manager.is_alive():
                 raise KernelDied(
                     f"the kernel {self.name!r} died while running a cell (it crashed, ran out of memory, "
-                    "or the code exited the process)"
+                    "or the code exited the process)" + _indented(self.log_tail())
                 )
             if deadline is not None and time.monotonic() >= deadline:
                 raise CellTimeout(f"a cell ran longer than the timeout ({timeout:g} s) in kernel {self.name!r}")
@@ -220,25 +232,39 @@ def running_kernel(
     if kernel_spec_manager is not None:
         options["kernel_spec_manager"] = kernel_spec_manager
     manager = KernelManager(**options)
-    try:
-        launch: dict[str, Any] = {"env": {**os.environ, **(env or {})}, "extra_arguments": list(extra_arguments)}
+    with tempfile.TemporaryFile() as log:
+        launch: dict[str, Any] = {
+            "env": {**os.environ, **(env or {})},
+            "extra_arguments": list(extra_arguments),
+            "stdout": log,
+            "stderr": log,
+        }
         if cwd is not None:
             launch["cwd"] = str(cwd)
-        manager.start_kernel(**launch)
-    except NoSuchKernel as error:
-        available = sorted(manager.kernel_spec_manager.find_kernel_specs())
-        raise KernelStartError(
-            f"no kernel named {kernel_name!r} is installed (available: {', '.join(available) or 'none'}); "
-            "pick one with --kernel, or install one with `ipyrepro kernel install`"
-        ) from error
-    client = manager.client()
-    runner = KernelRunner(manager, client, kernel_name)
-    try:
-        client.start_channels()
         try:
-            client.wait_for_ready(timeout=startup_timeout)
-        except (RuntimeError, TimeoutError) as error:
-            raise KernelStartError(f"the kernel {kernel_name!r} did not start: {error}") from error
-        yield runner
-    finally:
-        runner.shutdown()
+            manager.start_kernel(**launch)
+        except NoSuchKernel as error:
+            available = sorted(manager.kernel_spec_manager.find_kernel_specs())
+            raise KernelStartError(
+                f"no kernel named {kernel_name!r} is installed (available: {', '.join(available) or 'none'}); "
+                "pick one with --kernel, or install one with `ipyrepro kernel install`"
+            ) from error
+        except OSError as error:  # the kernelspec's program is missing or not executable
+            raise KernelStartError(f"the kernel {kernel_name!r} could not be launched: {error}") from error
+        client = manager.client()
+        runner = KernelRunner(manager, client, kernel_name, log)
+        try:
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=startup_timeout)
+            except (RuntimeError, TimeoutError) as error:
+                raise KernelStartError(
+                    f"the kernel {kernel_name!r} did not start: {error}" + _indented(runner.log_tail())
+                ) from error
+            yield runner
+        finally:
+            runner.shutdown()
+
+
+def _indented(text: str) -> str:
+    return "".join(f"\n    {line}" for line in text.splitlines())

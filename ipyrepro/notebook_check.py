@@ -1,0 +1,401 @@
+"""`ipyrepro check NOTEBOOK`: run a notebook several times in fresh kernels and compare outputs cell by cell.
+
+The notebook-level twin of `%%repro`. By default each kernel runs as the
+reproducible kernel would (PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG set,
+`%repro on --seed S` before the first cell), so the question answered is
+"does this notebook reproduce under ipyrepro?"; `as_is` asks whether it
+reproduces as written. Cells are sent with their ids, as JupyterLab sends
+them, so `cell` re-seeding works. The notebook file is only ever read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
+from .kernelspec import startup_env, startup_lines
+
+RAISES_TAG = "raises-exception"  # nbclient's tag: the error is an expected output, compared like any other
+IGNORE_TAGS = ("ipyrepro-ignore-output", "nbval-ignore-output")  # run the cell, don't compare its outputs
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+SOURCE_LINES_SHOWN = 3
+DIFF_LINES_SHOWN = 8
+
+
+class NotebookError(ValueError):
+    """The notebook cannot be read as an nbformat 4 notebook; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int  # position among all cells, from 0, as the notebook stores them
+    cell_id: str
+    source: str
+    tags: tuple[str, ...]
+
+    def head(self) -> str:
+        lines = self.source.splitlines() or [""]
+        shown = lines[:SOURCE_LINES_SHOWN] + (["..."] if len(lines) > SOURCE_LINES_SHOWN else [])
+        return "\n".join(f"    | {line}" for line in shown)
+
+    def label(self) -> str:
+        return f"cell {self.index} (id {self.cell_id!r})"
+
+
+def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
+    """The code cells and the metadata of an nbformat 4 notebook, or a NotebookError saying what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such notebook") from None
+    except IsADirectoryError:
+        raise NotebookError(f"{path} is a folder, not a notebook") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise NotebookError(f"{path}: cannot read it ({error})") from None
+    try:
+        notebook = json.loads(text)
+    except ValueError as error:
+        raise NotebookError(f"{path} is not a notebook: it is not valid JSON ({error})") from None
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise NotebookError(f"{path} is not a notebook: JSON without a list of cells")
+    if notebook.get("nbformat") != 4:
+        raise NotebookError(
+            f"{path} is nbformat {notebook.get('nbformat')!r}; `ipyrepro check` reads nbformat 4. "
+            "Open and save it in JupyterLab, or run `jupyter nbconvert --to notebook` to convert it"
+        )
+    cells = []
+    for index, cell in enumerate(notebook["cells"]):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        tags = (cell.get("metadata") or {}).get("tags") or ()
+        # Cells of nbformat < 4.5 have no id: a stable stand-in keeps every run's seeds the same.
+        cells.append(Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(map(str, tags))))
+    return cells, notebook.get("metadata") or {}
+
+
+# -- sanitising and comparing -----------------------------------------------------------
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)\b")
+
+
+def default_sanitizers() -> list[tuple[re.Pattern[str], str]]:
+    """What is never stable between runs: memory addresses, timings, temporary paths."""
+    temp_roots = {tempfile.gettempdir(), "/tmp", "/var/tmp", "/var/folders", "/private/var/folders"}
+    temp = "|".join(re.escape(root) for root in sorted(temp_roots, key=len, reverse=True))
+    return [
+        (re.compile(r"\b0x[0-9a-fA-F]{4,}\b"), "0x<address>"),
+        (re.compile(r"^CPU times: .*$", re.MULTILINE), "CPU times: <timing>"),
+        (re.compile(r"^Wall time: .*$", re.MULTILINE), "Wall time: <timing>"),
+        (re.compile(r"^.* per loop \(mean ± std\. dev\. of .*\)$", re.MULTILINE), "<timeit>"),
+        (re.compile(rf"(?:{temp})[/\\][^\s'\"]*"), "<tmp>"),
+    ]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How outputs are compared: the sanitisers, and the tolerance for numbers inside text."""
+
+    sanitizers: tuple[tuple[re.Pattern[str], str], ...]
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    @classmethod
+    def build(cls, extra: Sequence[str] = (), rtol: float = 0.0, atol: float = 0.0) -> Comparison:
+        """Validates the extra patterns and the tolerances before any kernel starts."""
+        patterns = list(default_sanitizers())
+        for pattern in extra:
+            try:
+                patterns.append((re.compile(pattern, re.MULTILINE), "<sanitized>"))
+            except re.error as error:
+                raise ValueError(f"--sanitize {pattern!r} is not a valid regular expression: {error}") from None
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{name} must be a finite number >= 0; got {value!r}")
+        return cls(tuple(patterns), float(rtol), float(atol))
+
+    def clean(self, text: str) -> str:
+        for pattern, replacement in self.sanitizers:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def same_text(self, a: str, b: str) -> bool:
+        if a == b:
+            return True
+        if not (self.rtol or self.atol):
+            return False
+        parts_a, parts_b = _NUMBER.split(a), _NUMBER.split(b)
+        numbers_a, numbers_b = _NUMBER.findall(a), _NUMBER.findall(b)
+        if parts_a != parts_b or len(numbers_a) != len(numbers_b):
+            return False
+        return all(self._close(x, y) for x, y in zip(numbers_a, numbers_b))
+
+    def _close(self, a: str, b: str) -> bool:
+        x, y = float(a), float(b)
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        if math.isinf(x) or math.isinf(y):
+            return x == y
+        return abs(x - y) <= self.atol + self.rtol * abs(y)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One comparable piece of a cell's output: stdout, one MIME type of a result, an error."""
+
+    label: str
+    value: str
+    image: bool = False
+
+
+def output_items(outputs: list[dict[str, Any]], comparison: Comparison) -> list[Item]:
+    items = []
+    for output in outputs:
+        kind = output["output_type"]
+        if kind == "stream":
+            items.append(Item(output["name"], comparison.clean(output["text"])))
+        elif kind == "error":
+            items.append(Item("error", comparison.clean(f"{output['ename']}: {output['evalue']}")))
+        else:
+            for mime, value in sorted(output["data"].items()):
+                if mime.startswith("image/"):
+                    items.append(Item(mime, value if isinstance(value, str) else json.dumps(value), image=True))
+                    continue
+                if mime == WIDGET_MIME and isinstance(value, dict):  # a fresh model id every run
+                    value = {key: item for key, item in value.items() if key != "model_id"}
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                items.append(Item(mime, comparison.clean(text)))
+    return items
+
+
+def short_diff(a: str, b: str, first: int, other: int) -> str:
+    lines = list(
+        difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm="", n=0)
+    )
+    body = [line for line in lines[2:] if not line.startswith("@@")]
+    shown = body[:DIFF_LINES_SHOWN] + ([f"... ({len(body) - DIFF_LINES_SHOWN} more lines)"]
+                                       if len(body) > DIFF_LINES_SHOWN else [])
+    return "\n".join(f"      {line}" for line in shown)
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One execution of the notebook: the outputs of each code cell, or where and why it stopped."""
+
+    number: int
+    outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    error: str | None = None
+    fatal: bool = False  # the kernel could not start: every further run would fail the same way
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Difference:
+    cell: Cell
+    runs: tuple[int, int]
+    what: str  # the output that differs: stdout, text/plain, image/png, "outputs" (different outputs)
+    detail: str
+    image: bool = False
+
+    def text(self) -> str:
+        return f"{self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}\n" + (
+            f"{self.cell.head()}\n{self.detail}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.cell.index, "cell_id": self.cell.cell_id, "source": self.cell.source,
+            "runs": list(self.runs), "output": self.what, "image": self.image, "detail": self.detail,
+        }
+
+
+@dataclass
+class CheckReport:
+    """What `check` found; `exit_code` is 0 (all matched), 1 (something differed) or 2 (errors)."""
+
+    notebook: str
+    kernel: str
+    mode: str
+    runs: list[Run]
+    cells: list[Cell]
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"run {run.number}: {run.error}" for run in self.runs if run.error]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.differences
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.errors else 1 if self.differences else 0
+
+    def __str__(self) -> str:
+        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
+        lines = [f"ipyrepro check {self.notebook}: {runs}, {self.mode}"]
+        lines += [f"Error in {text}" for text in self.errors]
+        text = [d for d in self.differences if not d.image]
+        images = [d for d in self.differences if d.image]
+        lines += [d.text() for d in text]
+        if images:
+            lines.append("Images (compared by exact bytes):")
+            lines += [f"  {d.cell.label()}: {d.what} differs between run {d.runs[0]} and run {d.runs[1]}"
+                      f"{' (' + d.detail.strip() + ')' if d.detail else ''}" for d in images]
+        complete = sum(run.complete for run in self.runs)
+        if complete < 2:
+            compared = "nothing to compare (fewer than 2 complete runs)"
+        else:
+            cells = {d.cell.index for d in self.differences}
+            compared = (f"{len(cells)} of {len(self.cells)} code cells differ ({len(text)} text/data outputs, "
+                        f"{len(images)} images)" if cells else f"all {len(self.cells)} code cells matched")
+        verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[self.exit_code]
+        lines.append(f"{verdict}: {compared}.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "notebook": self.notebook, "kernel": self.kernel, "mode": self.mode, "runs": len(self.runs),
+            "ok": self.ok, "exit_code": self.exit_code, "errors": self.errors,
+            "differences": [d.to_dict() for d in self.differences],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def check(
+    path: str | Path,
+    *,
+    runs: int = 2,
+    seed: int = 0,
+    as_is: bool = False,
+    kernel: str | None = None,
+    timeout: float | None = 600,
+    sanitize: Sequence[str] = (),
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    cublas: str = ":4096:8",
+    startup_timeout: float = 60,
+    kernel_spec_manager: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> CheckReport:
+    """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs."""
+    from .flags import validate_cublas_value
+    from .seeding import validate_seed
+
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
+    seed = validate_seed(seed)
+    validate_cublas_value(cublas)
+    comparison = Comparison.build(sanitize, rtol, atol)
+    cells, metadata = load_notebook(path)
+    kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
+    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed})"
+    report = CheckReport(str(path), kernel_name, mode, [], cells)
+    say = progress or (lambda text: None)
+    for number in range(1, runs + 1):
+        say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
+        run = _run_once(number, Path(path), cells, kernel_name, as_is, seed, cublas, timeout, startup_timeout,
+                        kernel_spec_manager, say)
+        report.runs.append(run)
+        if run.fatal:
+            break
+    _compare(report, comparison)
+    return report
+
+
+def _run_once(
+    number: int, path: Path, cells: list[Cell], kernel_name: str, as_is: bool, seed: int, cublas: str,
+    timeout: float | None, startup_timeout: float, kernel_spec_manager: Any, say: Callable[[str], None],
+) -> Run:
+    run = Run(number)
+    env = {} if as_is else startup_env(seed, cublas)
+    try:
+        with running_kernel(kernel_name, env=env, cwd=path.absolute().parent, startup_timeout=startup_timeout,
+                            kernel_spec_manager=kernel_spec_manager) as runner:
+            if not as_is:
+                setup = runner.execute("\n".join(startup_lines(seed)), silent=True, store_history=False,
+                                       timeout=startup_timeout)
+                if setup.status != "ok":
+                    run.error = (f"`%repro on` failed in kernel {kernel_name!r} ({setup.error_text or setup.status}); "
+                                 "is ipyrepro installed in that kernel's Python? Or pass --as-is")
+                    return run
+            for position, cell in enumerate(cells, 1):
+                say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
+                if not cell.source.strip():
+                    run.outputs[cell.index] = []
+                    continue
+                execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
+                run.outputs[cell.index] = execution.outputs
+                if execution.status != "ok" and RAISES_TAG not in cell.tags:
+                    reason = execution.error_text or f"execution {execution.status}"
+                    run.error = (f"{cell.label()} raised {reason}; this run stopped there "
+                                 f"(tag the cell {RAISES_TAG!r} if the error is expected)\n{cell.head()}")
+                    return run
+    except KernelStartError as error:
+        run.error, run.fatal = f"the kernel could not start: {error}", True
+    except CellTimeout as error:
+        run.error = f"{_current(run, cells)}: {error}; the kernel was shut down (raise --timeout if it needs longer)"
+    except KernelDied as error:
+        run.error = f"{_current(run, cells)}: {error}"
+    except KernelError as error:
+        run.error = str(error)
+    return run
+
+
+def _current(run: Run, cells: list[Cell]) -> str:
+    pending = [cell for cell in cells if cell.index not in run.outputs]
+    return pending[0].label() if pending else "after the last cell"
+
+
+def _compare(report: CheckReport, comparison: Comparison) -> None:
+    complete = [run for run in report.runs if run.complete]
+    if len(complete) < 2:
+        return
+    first = complete[0]
+    for other in complete[1:]:
+        for cell in report.cells:
+            if any(tag in cell.tags for tag in IGNORE_TAGS):
+                continue
+            report.differences += _cell_differences(
+                cell, output_items(first.outputs[cell.index], comparison),
+                output_items(other.outputs[cell.index], comparison), (first.number, other.number), comparison,
+            )
+
+
+def _cell_differences(
+    cell: Cell, a: list[Item], b: list[Item], runs: tuple[int, int], comparison: Comparison
+) -> list[Difference]:
+    if [item.label for item in a] != [item.label for item in b]:
+        shown = [", ".join(item.label for item in items) or "no output" for items in (a, b)]
+        detail = f"      run {runs[0]}: {shown[0]}\n      run {runs[1]}: {shown[1]}"
+        return [Difference(cell, runs, "the list of outputs", detail)]
+    found = []
+    for x, y in zip(a, b):
+        if x.image:
+            if x.value != y.value:
+                found.append(Difference(cell, runs, x.label, f"{len(x.value)} vs {len(y.value)} characters of base64",
+                                        image=True))
+        elif not comparison.same_text(x.value, y.value):
+            found.append(Difference(cell, runs, x.label, short_diff(x.value, y.value, *runs)))
+    return found
