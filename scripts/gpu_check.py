@@ -452,8 +452,8 @@ def check_cuda_untouched(runner: Runner) -> list[Row]:
 
 CELL_MAGIC_INPUTS = '''
 gen = torch.Generator().manual_seed(7)
-values = torch.randn(1_000_000, generator=gen).cuda()
-slots = torch.randint(0, 100, (1_000_000,), generator=gen).cuda()
+values = torch.randn(1_000_000, generator=gen).to("{device}")
+slots = torch.randint(0, 100, (1_000_000,), generator=gen).to("{device}")
 '''
 # put_(accumulate=True) on CUDA races float atomics and has no deterministic implementation, so the
 # report's warn-only rerun should name it. index_add_ has one, so after `%repro on` it must reproduce.
@@ -462,22 +462,25 @@ totals = torch.zeros(100, device="cuda")
 totals.put_(slots, values, accumulate=True)
 '''
 CELL_MAGIC_DETERMINISTIC = '''%%repro --runs 3
-sums = torch.zeros(100, device="cuda").index_add_(0, slots, values)
+sums = torch.zeros(100, device="{device}").index_add_(0, slots, values)
 '''
 DESCRIBE_REPORT = '''
 def describe(report):
     html = report._repr_html_() if hasattr(report, "_repr_html_") else ""
+    diagnosis = getattr(report, "diagnosis", None)
     return {"type": type(report).__name__, "ok": bool(report.ok),
-            "differences": sorted(str(name) for name in report.differences), "text": str(report) + "\\n" + html}
+            "differences": sorted(str(name) for name in report.differences),
+            "ops": list(getattr(diagnosis, "ops", None) or []), "text": str(report) + "\\n" + html}
 '''
 
 
-def cell_magic_cells() -> list[str]:
+def cell_magic_cells(racing_cell: str = CELL_MAGIC_NONDETERMINISTIC, device: str = "cuda") -> list[str]:
+    """`%%repro` on `racing_cell`, then `%repro on` and `%%repro` on an index_add_ cell; inputs on `device`."""
     return [
-        "import torch", "%load_ext ipyrepro", DESCRIBE_REPORT, CELL_MAGIC_INPUTS,
-        CELL_MAGIC_NONDETERMINISTIC, "nondeterministic = describe(CELL_RESULTS[-1])",
+        "import torch", "%load_ext ipyrepro", DESCRIBE_REPORT, CELL_MAGIC_INPUTS.format(device=device),
+        racing_cell, "nondeterministic = describe(CELL_RESULTS[-1])",
         "%repro on",
-        CELL_MAGIC_DETERMINISTIC, "deterministic = describe(CELL_RESULTS[-1])",
+        CELL_MAGIC_DETERMINISTIC.format(device=device), "deterministic = describe(CELL_RESULTS[-1])",
         'RESULT = {"nondeterministic": nondeterministic, "deterministic": deterministic}',
     ]
 
@@ -490,12 +493,13 @@ def assess_cell_magic(result: ChildResult, *, op: str = "put_", name: str = "tot
         return [Row(check, expected, "error", ERROR, result.error or ""),
                 Row(check2, expected2, "error", ERROR, result.error or "")]
     report = result.value["nondeterministic"]
-    named = op in report["text"]
+    named = op in report["ops"] or op in report["text"]
     if report["ok"]:
         row = Row(check, expected, "ok: runs were identical", INCONCLUSIVE, "the op did not race this time")
     else:
         seen = f"differs in {', '.join(report['differences']) or 'nothing'}; {op} {'named' if named else 'not named'}"
-        row = Row(check, expected, seen, PASS if named and name in report["differences"] else FAIL)
+        row = Row(check, expected, seen, PASS if named and name in report["differences"] else FAIL,
+                  f"ops the report names: {', '.join(report['ops']) or 'none'}")
     clean_report = result.value["deterministic"]
     seen2 = "ok" if clean_report["ok"] else f"differs in {', '.join(clean_report['differences'])}"
     return [row, Row(check2, expected2, seen2, PASS if clean_report["ok"] else FAIL, f"compared {clean}")]

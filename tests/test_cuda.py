@@ -93,13 +93,9 @@ def test_seeding_before_cuda_init_reaches_cuda_when_it_starts(scenario: str) -> 
         draw = torch.randn(64, device="cuda").cpu().numpy().tobytes().hex()
         print(json.dumps({{"initialised before the draw": before, "draw": draw}}))
     """)
-    reference = run_fresh(f"""
-        import json, torch
-        torch.manual_seed({seed})
-        print(json.dumps(torch.randn(64, device="cuda").cpu().numpy().tobytes().hex()))
-    """)
+    torch.manual_seed(seed)  # here CUDA may be initialised already: the generator ends up in the same state
     assert ours["initialised before the draw"] is False
-    assert ours["draw"] == reference
+    assert ours["draw"] == torch.randn(64, device="cuda").cpu().numpy().tobytes().hex()
 
 
 def test_repro_on_in_a_fresh_shell_seeds_the_first_cuda_cell_by_its_cell_id() -> None:

@@ -273,3 +273,34 @@ def test_every_face_of_the_untouched_check_runs_here_as_a_smoke_test(runner) -> 
     rows = gpu_check.check_cuda_untouched(runner)
     assert [(row.check, row.status) for row in rows] == [(check, "N/A") for check, _ in planned_rows("cuda-untouched")]
     assert {row.seen for row in rows} == {"ran; no GPU to initialise"}
+
+
+CPU_RACING_CELL = """%%repro --runs 3
+import time
+totals = torch.zeros(100)
+totals.put_(slots[:1000], values[:1000], accumulate=False)  # no deterministic implementation on any device
+stamp = time.perf_counter_ns()  # differs every run, standing in for a GPU race
+"""
+
+
+def test_the_cell_magic_check_reads_a_real_report_naming_the_op_and_the_differing_name(runner) -> None:
+    result = runner.run_cells("%%repro on CPU", gpu_check.cell_magic_cells(CPU_RACING_CELL, device="cpu"), timeout=120)
+    assert result.ok, result.error
+    assert result.value["nondeterministic"]["ops"] == ["put_"]
+    rows = gpu_check.assess_cell_magic(result, op="put_", name="stamp")
+    assert [(row.status, row.seen) for row in rows] == [("PASS", "differs in stamp; put_ named"), ("PASS", "ok")]
+
+
+def report(ok: bool, differences: list[str], ops: list[str]) -> dict:
+    return {"ok": ok, "differences": differences, "ops": ops, "text": "report text"}
+
+
+@pytest.mark.parametrize("racing, status", [
+    (report(False, ["totals"], ["put_"]), "PASS"),
+    (report(False, ["totals"], []), "FAIL"),  # the op is not named
+    (report(False, ["other"], ["put_"]), "FAIL"),  # the racing name is not reported
+    (report(True, [], []), "INCONCLUSIVE"),  # the op did not race: nothing to name
+])
+def test_the_cell_magic_row_wants_the_differing_name_and_the_op(racing: dict, status: str) -> None:
+    result = ChildResult({"nondeterministic": racing, "deterministic": report(True, [], [])})
+    assert [row.status for row in gpu_check.assess_cell_magic(result)] == [status, "PASS"]
