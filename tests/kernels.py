@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_client.manager import start_new_kernel
+from ipyrepro.kernelrun import KernelRunner, running_kernel
 
 
 @dataclass
@@ -28,43 +27,23 @@ class Reply:
 
 
 class Kernel:
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    """A thin test face over ipyrepro.kernelrun's runner, which sends `cellId` like JupyterLab."""
+
+    def __init__(self, runner: KernelRunner) -> None:
+        self.runner = runner
+        self.client = runner.client
 
     def run(self, code: str, cell_id: str | None = None, timeout: float = 60) -> Reply:
         """Execute `code` as a notebook cell with id `cell_id` (a fresh id when None)."""
-        metadata = {"cellId": cell_id or str(uuid.uuid4())}
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        }
-        msg = self.client.session.msg("execute_request", content, metadata=metadata)
-        self.client.shell_channel.send(msg)
-        msg_id = msg["header"]["msg_id"]
-        reply = Reply(status="")
-        while True:
-            message = self.client.get_iopub_msg(timeout=timeout)
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, body = message["msg_type"], message["content"]
-            if kind == "stream":
-                if body["name"] == "stdout":
-                    reply.stdout += body["text"]
-                else:
-                    reply.stderr += body["text"]
-            elif kind in ("execute_result", "display_data"):
-                reply.data.append(body["data"])
-            elif kind == "error":
-                reply.error = "\n".join(body["traceback"])
-            elif kind == "status" and body["execution_state"] == "idle":
-                break
-        shell_reply = self.client.get_shell_msg(timeout=timeout)
-        reply.status = shell_reply["content"]["status"]
-        return reply
+        execution = self.runner.execute(code, cell_id, timeout=timeout)
+        error = execution.error
+        return Reply(
+            status=execution.status,
+            stdout=execution.stdout,
+            stderr=execution.stderr,
+            data=execution.data,
+            error="\n".join(error["traceback"]) if error else "",
+        )
 
     def ok(self, code: str, cell_id: str | None = None) -> Reply:
         """Run and fail the test with the kernel's traceback when the cell raised."""
@@ -75,10 +54,6 @@ class Kernel:
 
 @contextmanager
 def kernel(**kwargs: Any) -> Iterator[Kernel]:
-    """A fresh python3 kernel (ipykernel) for the duration of the block."""
-    manager, client = start_new_kernel(kernel_name="python3", **kwargs)
-    try:
-        yield Kernel(client)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    """A fresh python3 kernel (ipykernel) for the duration of the block; kwargs go to `running_kernel`."""
+    with running_kernel("python3", **kwargs) as runner:
+        yield Kernel(runner)
