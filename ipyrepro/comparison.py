@@ -77,6 +77,8 @@ class Outcome:
         data = dataclasses.asdict(self)
         if self.first_index is not None:
             data["first_index"] = list(self.first_index)
+        if self.leaves == 1:
+            del data["leaves"], data["leaves_differing"]
         return {key: value for key, value in data.items() if value is not None and value != ""}
 
     def text(self) -> str:
@@ -115,7 +117,8 @@ def _walk(a: Any, b: Any, path: str, tol: Tolerance, out: list[Outcome], depth: 
     if depth > 100:
         out.append(Outcome(NOT_COMPARABLE, path, "nested more than 100 levels deep"))
         return
-    if type(a) is not type(b):
+    if type(a) is not type(b) and _type_name(a) != _type_name(b):
+        # A class defined in the rerun cell is a new class object each run: same name counts as same type.
         out.append(Outcome(DIFFERS, path, f"type {_type_name(a)} vs {_type_name(b)}"))
         return
     if isinstance(a, torch.Tensor):
@@ -254,7 +257,7 @@ def _tensor_detail(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance) 
     if tol.exact or a.dtype == torch.bool:
         failing = changed
     else:
-        failing = changed & ~torch.isclose(a, b, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
+        failing = changed & ~torch.isclose(b, a, rtol=tol.rtol, atol=tol.atol, equal_nan=True)  # relative to run 1
     n_changed = int(changed.sum().item())
     if n_changed == 0:  # only NaN payloads differ
         return Outcome(IDENTICAL, path, total=a.numel())
@@ -296,7 +299,7 @@ def _diff_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[float | None, float |
     if x.numel() == 0:
         return None, None, "; ".join(notes)
     diff = torch.where(x == y, torch.zeros((), dtype=torch.float64, device=x.device), (x - y).abs().to(torch.float64))
-    scale = y.abs().to(torch.float64)
+    scale = x.abs().to(torch.float64)  # relative to the reference run
     rel = torch.where(diff == 0, torch.zeros_like(diff), diff / scale)  # x/0 -> inf
     return float(diff.max().item()), float(rel.max().item()), "; ".join(notes)
 
@@ -333,8 +336,8 @@ def _compare_floats(a: float, b: float, path: str, tol: Tolerance) -> Outcome:
     if (a == b and math.copysign(1, a) == math.copysign(1, b)) or (math.isnan(a) and math.isnan(b)):
         return Outcome(IDENTICAL, path)
     diff = abs(a - b) if not (math.isnan(a) or math.isnan(b)) else None
-    rel = None if diff is None else (diff / abs(b) if b else math.inf)
-    if diff is not None and not tol.exact and diff <= tol.atol + tol.rtol * abs(b):
+    rel = None if diff is None else (diff / abs(a) if a else math.inf)
+    if diff is not None and not tol.exact and diff <= tol.atol + tol.rtol * abs(a):
         return Outcome(CLOSE, path, f"{a!r} vs {b!r}", max_abs_diff=diff, max_rel_diff=rel)
     return Outcome(DIFFERS, path, f"{a!r} vs {b!r}", max_abs_diff=diff, max_rel_diff=rel)
 

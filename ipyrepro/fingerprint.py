@@ -326,7 +326,8 @@ def load(path: str | os.PathLike) -> Saved:
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as error:
-        truncated = " (it looks truncated)" if error.pos >= len(text.rstrip()) else ""
+        cut = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
+        truncated = " (it looks truncated)" if cut and text.strip() else ""
         raise FingerprintFileError(
             f"{where} is not valid JSON{truncated}: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None

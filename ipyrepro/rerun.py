@@ -350,6 +350,9 @@ class _CellRunner(_Runner):
         from IPython.utils.capture import capture_output
 
         shell = self.shell
+        # On the first run, note what each name was bound to: names the AST cannot see (assigned by a
+        # line magic such as `%time y = f()`, or through globals()) show up as rebound afterwards.
+        before = dict(self.ns) if self._auto is None and not self.explicit else None
         saved = (shell.displayhook.exec_result, shell.last_execution_succeeded, shell.last_execution_result)
         try:
             with capture_output() as captured:
@@ -361,6 +364,8 @@ class _CellRunner(_Runner):
         error = result.error_before_exec or result.error_in_exec
         if error is not None:
             raise _RunFailed(error)
+        if before is not None:
+            self._discover(before)
         values = {name: self.ns.get(name, _ABSENT) for name in self.compared}
         if self._auto is not None:
             values = {name: value for name, value in values.items() if name in self._auto}
@@ -378,6 +383,14 @@ class _CellRunner(_Runner):
         return values
 
     explicit: tuple[str, ...] = ()
+    ignore: frozenset[str] = frozenset()
+
+    def _discover(self, before: dict[str, Any]) -> None:
+        for name, value in self.ns.items():
+            if name in self.compared or name in self.ignore or name.startswith("_"):
+                continue
+            if before.get(name, _ABSENT) is not value:
+                self.compared.append(name)
 
     def recover(self, run: int, runs: int) -> None:
         self.ns.pop(_LAST, None)
@@ -506,6 +519,7 @@ def rerun_cell(
             warnings.warn(text, ReproWarning, stacklevel=2)
     runner = _CellRunner(shell, code, compared, has_last, snapshot)
     runner.explicit = tuple(explicit or ())
+    runner.ignore = frozenset(ignore | hidden)
     return _run_all(
         runner,
         runs=runs,
