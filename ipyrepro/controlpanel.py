@@ -94,27 +94,32 @@ class ReproPanel(widgets.VBox):
         self._refreshing = False
         self._shown_seed: object = object()  # the state's seed as last put into the field
 
-        self.master = widgets.ToggleButton(description="Reproducible mode", icon="lock", tooltip=TIPS["master"])
+        self.master = widgets.ToggleButton(
+            description="Reproducible mode", icon="lock", tooltip=TIPS["master"], layout=widgets.Layout(width="220px")
+        )
         self.seed = widgets.Text(
             placeholder="e.g. 42", tooltip=TIPS["seed"], continuous_update=True, layout=widgets.Layout(width="140px")
         )
         self.apply_seed = widgets.Button(description="Apply seed", tooltip=TIPS["apply_seed"])
         self.seed_error = widgets.HTML("")
-        self.benchmark = widgets.Checkbox(description="on", indent=False, tooltip=TIPS["benchmark"])
+        # no description: ipywidgets shows a checkbox's description as its tooltip instead of `tooltip`
+        self.benchmark = widgets.Checkbox(
+            indent=False, tooltip=TIPS["benchmark"], layout=widgets.Layout(width="80px")
+        )
         self.cudnn_deterministic = widgets.Checkbox(
-            description="on", indent=False, tooltip=TIPS["cudnn_deterministic"]
+            indent=False, tooltip=TIPS["cudnn_deterministic"], layout=widgets.Layout(width="80px")
         )
         self.algorithms = widgets.ToggleButtons(
             options=DETERMINISTIC_MODES, tooltips=list(ALGORITHM_TIPS), tooltip=TIPS["algorithms"],
-            style={"button_width": "70px"},
+            style={"button_width": "80px"},
         )
         self.cublas = widgets.ToggleButtons(
             options=CUBLAS_CHOICES, tooltips=list(CUBLAS_TIPS), tooltip=TIPS["cublas"],
-            style={"button_width": "70px"},
+            style={"button_width": "80px"},
         )
         self.reseed = widgets.ToggleButtons(
             options=RESEED_MODES, tooltips=list(RESEED_TIPS), tooltip=TIPS["reseed"],
-            style={"button_width": "70px"},
+            style={"button_width": "80px"},
         )
         self.status_view = widgets.HTML(tooltip=TIPS["status"])
         self.errors = widgets.Output()
@@ -124,7 +129,7 @@ class ReproPanel(widgets.VBox):
             (self, "panel"), (self.master, "master"), (self.seed, "seed"), (self.apply_seed, "apply-seed"),
             (self.seed_error, "seed-error"), (self.benchmark, "benchmark"),
             (self.cudnn_deterministic, "cudnn-deterministic"), (self.algorithms, "algorithms"),
-            (self.cublas, "cublas"), (self.reseed, "reseed"), (self.status_view, "status"),
+            (self.cublas, "cublas"), (self.reseed, "reseed"), (self.status_view, "status-area"),
             (self.errors, "errors"),
         ):
             widget.add_class(f"ipyrepro-{name}")
