@@ -283,6 +283,12 @@ class ReproPanel(widgets.VBox):
     def _on_reseed(self, change: Any) -> None:
         self.state.set_reseed(change["new"])
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget for Jupyter, and the full text status (not a truncated repr) for terminals."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = f"ipyrepro panel (widgets need JupyterLab or Notebook). {self.state.status()}"
+        return bundle
+
     def close(self) -> None:
         """Stop following the state, then close the widgets."""
         self._unsubscribe()

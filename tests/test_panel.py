@@ -287,6 +287,12 @@ def test_repro_panel_in_a_terminal_prints_the_text_status(ip, capsys) -> None:
     assert "ipyrepro is OFF" in str(result)
 
 
+def test_a_panel_left_last_in_a_terminal_cell_prints_the_text_status(ip, capsys) -> None:
+    run(ip, "import ipyrepro\nipyrepro.panel()")
+    out = capsys.readouterr().out
+    assert "widgets need JupyterLab or Notebook" in out and "ipyrepro is OFF" in out and "PYTHONHASHSEED" in out
+
+
 def test_import_ipyrepro_does_not_import_ipywidgets() -> None:
     code = "import sys, ipyrepro; assert 'ipywidgets' not in sys.modules, 'ipywidgets imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

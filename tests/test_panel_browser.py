@@ -33,6 +33,7 @@ CHECK = (
 SET_BY_CELL = "torch.backends.cudnn.benchmark = True\ntorch.use_deterministic_algorithms(False)\nprint('SET BY CELL')"
 
 
+FRONTENDS = {"jupyterlab4": "/lab/tree", "notebook7": "/notebooks"}  # where each opens a notebook
 CONTROLS = ["master", "seed", "apply-seed", "benchmark", "cudnn-deterministic", "algorithms", "cublas", "reseed"]
 TITLES = """names => Object.fromEntries(names.map(name => {
     const root = document.querySelector('.ipyrepro-' + name);
@@ -45,7 +46,6 @@ TITLES = """names => Object.fromEntries(names.map(name => {
 class Lab:
     url: str
     token: str
-    notebook: str
 
 
 def _free_port() -> int:
@@ -86,13 +86,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     )
     root = base / "notebooks"
     root.mkdir()
-    (root / "panel.ipynb").write_text(json.dumps(_notebook(["%load_ext ipyrepro\n%repro panel", CHECK, SET_BY_CELL])))
+    for frontend in FRONTENDS:
+        cells = ["%load_ext ipyrepro\n%repro panel", CHECK, SET_BY_CELL]
+        (root / f"panel-{frontend}.ipynb").write_text(json.dumps(_notebook(cells)))
     token, port = secrets.token_hex(16), _free_port()
     env = {**os.environ, **{name: str(path) for name, path in dirs.items()}}
     log = (base / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+         "--JupyterNotebookApp.expose_app_in_browser=True",
          "--ServerApp.disable_check_xsrf=False"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -107,7 +110,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"JupyterLab did not start:\n{(base / 'server.log').read_text()}") from None
                 time.sleep(0.3)
-        yield Lab(url, token, "panel.ipynb")
+        yield Lab(url, token)
     finally:
         server.terminate()  # by its PID; the server shuts its kernels down on SIGTERM
         try:
@@ -160,7 +163,8 @@ def _run_cell(page, index: int) -> None:
     )
 
 
-def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab) -> None:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab, frontend: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     OUTPUT.mkdir(exist_ok=True)
@@ -169,13 +173,13 @@ def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab) -> 
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(f"{lab.url}/lab/tree/{lab.notebook}?token={lab.token}")
+            page.goto(f"{lab.url}{FRONTENDS[frontend]}/panel-{frontend}.ipynb?token={lab.token}")
             page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
                                    "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
             page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel",
                                    timeout=60_000)
             _accept_dialogs(page)
-            _command(page, "runmenu:run-all")
+            _command(page, "runmenu:run-all")  # Run > Run All Cells, in both frontends
 
             panel = page.locator(".ipyrepro-panel")
             expect(panel).to_be_visible(timeout=60_000)
@@ -201,7 +205,7 @@ def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab) -> 
             expect(deterministic_error).to_have_class(re.compile("mod-active"))
             _run_cell(page, 1)
             expect(_output(page, "CHECK benchmark=False algorithms=error")).to_be_visible(timeout=30_000)
-            panel.screenshot(path=str(OUTPUT / "panel.png"))
+            panel.screenshot(path=str(OUTPUT / f"panel-{frontend}.png"))
 
             # and the reverse again: the cell sets them back, the panel follows
             _run_cell(page, 2)
@@ -217,11 +221,11 @@ def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab) -> 
             _run_new_cell(page, "torch.backends.cudnn.benchmark = True")
             expect(page.locator(".ipyrepro-benchmark.ipyrepro-drift")).to_be_visible(timeout=30_000)
             expect(page.locator(".ipyrepro-status-area")).to_contain_text("Warning:")
-            panel.screenshot(path=str(OUTPUT / "panel-on.png"))
+            panel.screenshot(path=str(OUTPUT / f"panel-{frontend}-on.png"))
         except Exception:
             if "page" in locals():
-                page.screenshot(path=str(OUTPUT / "panel-failure.png"), full_page=True)
+                page.screenshot(path=str(OUTPUT / f"panel-{frontend}-failure.png"), full_page=True)
             raise
         finally:
             browser.close()
-    assert (OUTPUT / "panel.png").stat().st_size > 0 and (OUTPUT / "panel-on.png").stat().st_size > 0
+    assert (OUTPUT / f"panel-{frontend}.png").stat().st_size > 0
