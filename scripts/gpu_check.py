@@ -6,9 +6,9 @@ about the magics), so what one check does to CUDA never leaks into another.
 The table printed last says, per claim, what was expected and what was seen;
 the log file holds every command, cell and output behind it.
 
-Exit status: 0 every check passed (or was inconclusive), 1 a check failed or
-errored, 2 the script itself could not run (bad option, torch missing),
-3 no usable GPU: nothing was checked.
+Exit status: 0 every check passed (or was inconclusive), 1 a check failed,
+errored or did not fit in the time budget, 2 the script itself could not run
+(bad option, torch missing), 3 no usable GPU: nothing was checked.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,9 +39,9 @@ CELL_TIMEOUT_S = 90.0
 PYTEST_TIMEOUT_S = 150.0
 LATE_CUBLAS_TEXT = "after CUDA was already initialised"
 
-# Statuses a row can have; FAIL and ERROR make the exit status 1.
+# Statuses a row can have; on a GPU, FAIL, ERROR and NOT RUN (out of time) make the exit status 1.
 PASS, FAIL, ERROR, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN = "PASS", "FAIL", "ERROR", "INCONCLUSIVE", "N/A", "NOT RUN"
-FAILING = (FAIL, ERROR)
+FAILING = (FAIL, ERROR, NOT_RUN)
 
 
 @dataclass
@@ -79,10 +81,12 @@ class Log:
         self._file = path.open("w", encoding="utf-8")
         self._echo = echo
         self._start = time.monotonic()
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
-        self._file.write(text if text.endswith("\n") else text + "\n")
-        self._file.flush()
+        with self._lock:  # checks may run processes side by side
+            self._file.write(text if text.endswith("\n") else text + "\n")
+            self._file.flush()
 
     def say(self, text: str) -> None:
         """A progress line: on the terminal and in the log."""
@@ -167,9 +171,9 @@ class Runner:
         """(exit status or None on timeout, stdout and stderr together, seconds); never longer than the budget."""
         timeout = min(timeout, self.remaining())
         shown = " ".join("<program>" if "\n" in arg else arg for arg in argv)
-        self.log.section(f"{label}: {shown} (timeout {timeout:.0f}s)")
+        heading = f"\n===== {label}: {shown} (timeout {timeout:.0f}s) ====="
         if timeout <= 1:
-            self.log.write("not started: the time budget is spent")
+            self.log.write(f"{heading}\nnot started: the time budget is spent")
             return None, "not started: the time budget is spent", 0.0
         start = time.monotonic()
         process = subprocess.Popen(
@@ -191,8 +195,8 @@ class Runner:
             code = None
             output += f"\n[gpu-check] timed out after {timeout:.0f}s; process group {process.pid} killed\n"
         seconds = time.monotonic() - start
-        self.log.write(output)
-        self.log.write(f"[{label}: exit status {code}, {seconds:.1f}s]")
+        # one write, so that processes run side by side do not interleave in the log
+        self.log.write(f"{heading}\n{output}\n[{label}: exit status {code}, {seconds:.1f}s]")
         return code, output, seconds
 
     def run_cells(self, label: str, cells: Sequence[str], *, timeout: float = CELL_TIMEOUT_S) -> ChildResult:
@@ -200,6 +204,17 @@ class Runner:
         code, output, seconds = self.run(label, [self.python, "-c", SHELL_CHILD], stdin=json.dumps(list(cells)),
                                          timeout=timeout)
         return parse_child_output(code, output, seconds)
+
+    def run_cells_together(
+        self, jobs: dict[str, Sequence[str]], *, timeout: float = CELL_TIMEOUT_S
+    ) -> dict[str, ChildResult]:
+        """`run_cells` for several independent jobs at once, each in its own fresh process (for checks that
+        use no GPU time, so that running side by side changes nothing they measure)."""
+        workers = max(1, min(len(jobs), os.cpu_count() or 1, 8))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {label: pool.submit(self.run_cells, label, cells, timeout=timeout)
+                       for label, cells in jobs.items()}
+            return {label: future.result() for label, future in futures.items()}
 
 
 def parse_child_output(code: int | None, output: str, seconds: float) -> ChildResult:
@@ -445,7 +460,8 @@ def assess_untouched(face: str, result: ChildResult) -> Row:
 
 def check_cuda_untouched(runner: Runner) -> list[Row]:
     """4. Each face, in a fresh process where CUDA is available but unused, leaves it uninitialised."""
-    return [assess_untouched(face, runner.run_cells(face, untouched_cells(face))) for face in FACES]
+    results = runner.run_cells_together({face: untouched_cells(face) for face in FACES})
+    return [assess_untouched(face, results[face]) for face in FACES]
 
 
 # -- check 5: `%%repro` names a nondeterministic CUDA op ------------------------------------
@@ -561,8 +577,9 @@ def render_table(rows: Sequence[Row], *, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def exit_status(rows: Sequence[Row]) -> int:
-    if rows and all(row.status == NOT_RUN for row in rows):
+def exit_status(rows: Sequence[Row], *, gpu: bool = True) -> int:
+    """3 without a GPU; else 1 when a claim failed, errored or was not checked in time, 0 when none did."""
+    if not gpu:
         return EXIT_NO_GPU
     return EXIT_FAILED if any(row.status in FAILING for row in rows) else EXIT_OK
 
@@ -660,6 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))  # exits with status 2
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    if args.budget <= 0:
+        parser.error("--budget must be a positive number of seconds")
     try:
         import torch  # noqa: F401
     except ImportError as error:
@@ -691,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in rows:
             if row.detail:
                 log.write(f"{row.check}: {row.detail}")
-        status = exit_status(rows)
+        status = exit_status(rows, gpu=reason is None)
         log.write(f"exit status {status}")
     finally:
         log.close()

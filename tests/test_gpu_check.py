@@ -80,6 +80,7 @@ def test_only_limits_the_table_and_markdown_prints_a_markdown_table(tmp_path: Pa
 @pytest.mark.parametrize("args, message", [
     (("--only", "cuda-tests,nope"), "unknown check nope"),
     (("--processes", "0"), "--processes must be at least 1"),
+    (("--budget", "0"), "--budget must be a positive number of seconds"),
 ])
 def test_bad_options_exit_2_with_a_clear_message(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     done = run_script(*args, cwd=tmp_path)
@@ -106,15 +107,15 @@ def test_the_markdown_table_escapes_pipes() -> None:
     assert table[2] == "| FAIL | a\\|b | e | s |"
 
 
-@pytest.mark.parametrize("statuses, code", [
-    (["NOT RUN", "NOT RUN"], 3),
-    (["PASS", "INCONCLUSIVE", "N/A"], 0),
-    (["PASS", "FAIL"], 1),
-    (["PASS", "ERROR"], 1),
-    (["NOT RUN", "PASS"], 0),
+@pytest.mark.parametrize("statuses, gpu, code", [
+    (["NOT RUN", "NOT RUN"], False, 3),
+    (["PASS", "INCONCLUSIVE", "N/A"], True, 0),
+    (["PASS", "FAIL"], True, 1),
+    (["PASS", "ERROR"], True, 1),
+    (["PASS", "NOT RUN"], True, 1),  # a claim left unchecked for lack of time is not a pass
 ])
-def test_exit_status(statuses: list[str], code: int) -> None:
-    assert gpu_check.exit_status([Row("c", "e", "s", status) for status in statuses]) == code
+def test_exit_status(statuses: list[str], gpu: bool, code: int) -> None:
+    assert gpu_check.exit_status([Row("c", "e", "s", status) for status in statuses], gpu=gpu) == code
 
 
 # -- fresh processes -----------------------------------------------------------------
