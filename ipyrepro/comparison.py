@@ -233,49 +233,49 @@ def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
         return False
 
 
-def _changed_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elements whose bits differ, except where both are NaN (any NaN equals any NaN)."""
+def _changed_positions(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Flat indices of elements whose bits differ, except where both are NaN (any NaN equals any NaN).
+
+    One elementwise pass and one nonzero over the whole tensors; the NaN test runs only on the
+    (usually few) changed elements.
+    """
     if a.is_complex():
         a, b = torch.view_as_real(a), torch.view_as_real(b)
-        mask = _changed_mask(a, b)
-        return mask.any(dim=-1)
+        positions = _changed_positions(a, b)
+        return torch.unique(positions // 2)  # back to complex element indices, still sorted
     try:
         changed = _bits(a) != _bits(b)
     except (RuntimeError, KeyError):
         changed = a != b
-    if a.dtype.is_floating_point:
-        changed &= ~(torch.isnan(a) & torch.isnan(b))
-    return changed
+    positions = changed.reshape(-1).nonzero().squeeze(1)
+    if a.dtype.is_floating_point and positions.numel():
+        x, y = a.reshape(-1)[positions], b.reshape(-1)[positions]
+        positions = positions[~(torch.isnan(x) & torch.isnan(y))]
+    return positions
 
 
 def _tensor_detail(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance) -> Outcome:
-    changed = _changed_mask(a, b)
-    scalar = a.dim() == 0
-    if scalar:
-        changed = changed.reshape(1)
-        a, b = a.reshape(1), b.reshape(1)
-    if tol.exact or a.dtype == torch.bool:
-        failing = changed
-    else:
-        failing = changed & ~torch.isclose(b, a, rtol=tol.rtol, atol=tol.atol, equal_nan=True)  # relative to run 1
-    n_changed = int(changed.sum().item())
-    if n_changed == 0:  # only NaN payloads differ
+    positions = _changed_positions(a, b)
+    if positions.numel() == 0:  # only NaN payloads differ
         return Outcome(IDENTICAL, path, total=a.numel())
-    n_failing = int(failing.sum().item())
-    mask = failing if n_failing else changed
-    first = int(torch.argmax(mask.reshape(-1).to(torch.uint8)).item())
-    first_index = tuple(int(i) for i in np.unravel_index(first, tuple(a.shape)))
-    x, y = a[changed], b[changed]  # only the changed elements, still on their device
+    x, y = a.reshape(-1)[positions], b.reshape(-1)[positions]  # only the changed elements, on their device
+    if tol.exact or a.dtype == torch.bool:
+        failing = positions
+    else:
+        failing = positions[~torch.isclose(y, x, rtol=tol.rtol, atol=tol.atol, equal_nan=True)]  # relative to run 1
+    shown = failing if failing.numel() else positions
+    first = int(shown[0].item())
+    first_index = tuple(int(i) for i in np.unravel_index(first, tuple(a.shape))) if a.dim() else None
     max_abs, max_rel, detail = _diff_stats(x, y)
     return Outcome(
-        CLOSE if n_failing == 0 else DIFFERS,
+        CLOSE if failing.numel() == 0 else DIFFERS,
         path,
         detail,
         max_abs_diff=max_abs,
         max_rel_diff=max_rel,
-        count=n_failing if n_failing else n_changed,
+        count=int(shown.numel()),
         total=a.numel(),
-        first_index=None if scalar else first_index,
+        first_index=first_index,
     )
 
 
