@@ -612,8 +612,18 @@ def describe_machine() -> list[str]:
     lines.append(f"ipyrepro checkout {commit or 'unknown'} at {REPO}")
     if torch.cuda.is_available():  # this process may initialise CUDA: every check runs in its own
         names = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
-        lines.append(f"GPU: {', '.join(names)}; cuDNN {torch.backends.cudnn.version()}")
+        lines.append(f"GPU: {', '.join(names)}; cuDNN {torch.backends.cudnn.version()}{_driver()}")
     return lines
+
+
+def _driver() -> str:
+    try:
+        found = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    versions = sorted(set(found.stdout.split()))
+    return f"; driver {', '.join(versions)}" if found.returncode == 0 and versions else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -679,11 +689,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--processes must be at least 1")
     if args.budget <= 0:
         parser.error("--budget must be a positive number of seconds")
-    try:
-        import torch  # noqa: F401
-    except ImportError as error:
-        print(f"gpu-check: cannot import torch ({error}); nothing checked", file=sys.stderr)
-        return EXIT_UNUSABLE
+    for module in ("torch", "IPython"):
+        try:
+            __import__(module)
+        except ImportError as error:
+            print(f"gpu-check: cannot import {module} ({error}); install this checkout's dependencies "
+                  '(pip install -e ".[test]" after a CUDA build of torch). Nothing checked.', file=sys.stderr)
+            return EXIT_UNUSABLE
     sys.path.insert(0, str(REPO))  # the checks import this checkout's ipyrepro
 
     log = Log(args.log)
@@ -693,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = no_gpu_reason()
         machine = describe_machine()
         for line in machine:
-            log.say(line)
+            log.say(line)  # and again above the table, for whoever copies the results
         if reason:
             rows = [Row(title, expected, "no GPU", NOT_RUN)
                     for name in names for title, expected in CHECKS[name].planned]
@@ -715,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         log.close()
     print()
+    print("\n".join(machine))
     print(table)
     verdict = {EXIT_OK: "all checks passed", EXIT_FAILED: "SOME CHECKS FAILED",
                EXIT_NO_GPU: "NO GPU: nothing was checked"}[status]
