@@ -438,6 +438,7 @@ FACES: dict[str, list[str]] = {
     "%repro on": ["%repro on"],
     "%repro env": ["%repro env"],
     "%repro panel": ["%repro panel"],
+    "%%repro on a CPU cell": ["x = torch.ones(3)", "%%repro --runs 2\ny = x * 2"],
 }
 CUDA_PROBE = 'RESULT = {"initialized": torch.cuda.is_initialized(), "available": torch.cuda.is_available()}'
 
