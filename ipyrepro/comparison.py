@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -81,10 +82,24 @@ class Outcome:
             del data["leaves"], data["leaves_differing"]
         return {key: value for key, value in data.items() if value is not None and value != ""}
 
-    def text(self) -> str:
-        """One line: what differs and by how much."""
+    def text(self, run: int | None = None) -> str:
+        """One line: what differs and by how much (`run`: the run that differed from run 1)."""
+        head, details = self.head(run), self.details()
+        return head + (": " + details if details else "")
+
+    def head(self, run: int | None = None) -> str:
+        """The status, with the run that differed and where inside a container."""
+        head = self.status
+        if run is not None and self.status not in (IDENTICAL, SINGLE, NOT_COMPARABLE):
+            head += f" in run {run} vs run 1"
+        if self.leaves > 1 and self.status not in (IDENTICAL, SINGLE):
+            head += f" ({self.leaves_differing} of {self.leaves} entries; first at {self.path})"
+        return head
+
+    def details(self) -> str:
+        """What differs and by how much, comma-separated; empty when identical."""
         if self.status in (IDENTICAL, SINGLE):
-            return self.status
+            return ""
         parts = [self.detail] if self.detail else []
         if self.count is not None and self.total is not None and self.status == CLOSE:
             parts.append(f"{self.count:,} of {self.total:,} elements differ, all within the tolerance")
@@ -96,10 +111,7 @@ class Outcome:
             parts.append(f"max abs diff {self.max_abs_diff:.3g}")
         if self.max_rel_diff is not None:
             parts.append(f"max rel diff {self.max_rel_diff:.3g}")
-        head = self.status
-        if self.leaves > 1:
-            head += f" ({self.leaves_differing} of {self.leaves} entries; first at {self.path})"
-        return head + (": " + ", ".join(parts) if parts else "")
+        return ", ".join(parts)
 
 
 def compare_values(a: Any, b: Any, path: str, tol: Tolerance = Tolerance()) -> Outcome:
@@ -145,6 +157,10 @@ def _walk(a: Any, b: Any, path: str, tol: Tolerance, out: list[Outcome], depth: 
         _walk_dicts(a.state_dict(), b.state_dict(), path, tol, out, depth)
     elif isinstance(a, torch.Generator):
         out.append(compare_tensors(a.get_state(), b.get_state(), f"{path}.get_state()", Tolerance()))
+    elif isinstance(a, (np.random.Generator, np.random.RandomState, random.Random)):
+        # Generators compare by state: an unseeded one shows up here, not only in what it drew.
+        suffix, state_a = generator_state(a)
+        _walk(state_a, generator_state(b)[1], f"{path}{suffix}", tol, out, depth + 1)
     elif dataclasses.is_dataclass(a):
         for item in dataclasses.fields(a):
             _walk(getattr(a, item.name), getattr(b, item.name), f"{path}.{item.name}", tol, out, depth + 1)
@@ -349,6 +365,15 @@ def _compare_complex(a: complex, b: complex, path: str, tol: Tolerance) -> Outco
     if worst.status == IDENTICAL:
         return worst
     return Outcome(worst.status, path, f"{a!r} vs {b!r}", max_abs_diff=abs(a - b) if a == a and b == b else None)
+
+
+def generator_state(generator: Any) -> tuple[str, Any]:
+    """(path suffix, state) of a NumPy or Python random generator, as plain data."""
+    if isinstance(generator, np.random.Generator):
+        return ".bit_generator.state", generator.bit_generator.state
+    if isinstance(generator, np.random.RandomState):
+        return ".get_state()", generator.get_state(legacy=False)
+    return ".getstate()", generator.getstate()
 
 
 def _type_name(value: Any) -> str:

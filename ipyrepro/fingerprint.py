@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import xxhash
 
-from .comparison import Tolerance
+from .comparison import Tolerance, generator_state
 from .flags import Flags
 from .torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
 
@@ -68,6 +69,9 @@ def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int) -> N
         _flatten(value.state_dict(), path, out, depth + 1)
     elif isinstance(value, torch.Generator):
         out.append((f"{path}.get_state()", value.get_state()))
+    elif isinstance(value, (np.random.Generator, np.random.RandomState, random.Random)):
+        suffix, state = generator_state(value)
+        _flatten(state, f"{path}{suffix}", out, depth + 1)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
             _flatten(getattr(value, item.name), f"{path}.{item.name}", out, depth + 1)

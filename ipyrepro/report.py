@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from .comparison import IDENTICAL, MATCHED, NOT_COMPARABLE, SINGLE, Outcome, Tolerance
+from .comparison import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
 from .diagnosis import Diagnosis
 from .fingerprint import CheckResult
 from .snapshot import format_bytes
@@ -22,12 +22,7 @@ class Entry:
     run: int | None = None
 
     def text(self) -> str:
-        text = self.outcome.text()
-        if self.run is not None and self.outcome.status not in (IDENTICAL, SINGLE, NOT_COMPARABLE):
-            return f"{text.split(':', 1)[0]} in run {self.run} vs run 1" + (
-                f":{text.split(':', 1)[1]}" if ":" in text else ""
-            )
-        return text
+        return self.outcome.text(self.run)
 
 
 @dataclass
@@ -129,9 +124,7 @@ class CompareReport:
         """(name, status, detail) for the table."""
         out = []
         for entry in self.entries:
-            text = entry.text()
-            status, _, detail = text.partition(": ")
-            out.append((entry.name, status, detail))
+            out.append((entry.name, entry.outcome.head(entry.run), entry.outcome.details()))
         return out
 
     def sections(self) -> list[tuple[str, list[str]]]:

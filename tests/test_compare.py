@@ -313,3 +313,16 @@ def test_report_renders_as_html_with_each_name() -> None:
     page = report._repr_html_()
     assert "a&lt;b" in page and "differs" in page and "Diagnosis" in page
     assert report.to_dict()["differences"].keys() == {"t"}
+
+
+def test_random_generators_compare_by_state() -> None:
+    import random
+
+    assert compare_values(np.random.default_rng(1), np.random.default_rng(1), "g").status == IDENTICAL
+    unseeded = compare_values(np.random.default_rng(), np.random.default_rng(), "g")
+    assert unseeded.status == DIFFERS and unseeded.path.startswith("g.bit_generator.state")
+    assert compare_values(random.Random(3), random.Random(3), "r").status == IDENTICAL
+    assert compare_values(random.Random(3), random.Random(4), "r").path.startswith("r.getstate()")
+    legacy = compare_values(np.random.RandomState(1), np.random.RandomState(2), "s")
+    assert legacy.status == DIFFERS and legacy.path.startswith("s.get_state()")
+    assert compare_values(torch.Generator().manual_seed(1), torch.Generator().manual_seed(2), "t").status == DIFFERS
