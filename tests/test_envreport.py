@@ -151,3 +151,28 @@ def test_cli_prints_json_for_the_environment_it_runs_in(tmp_path: Path) -> None:
         [sys.executable, "-m", "ipyrepro", "env", "--markdown"], env=env, capture_output=True, text=True, check=True
     )
     assert markdown.stdout.startswith("| Setting | Value |")
+
+
+REAL_GPU_SCRIPT = """
+import json, torch
+from ipyrepro.envreport import collect
+before = collect().to_dict()
+initialised_by_reading = torch.cuda.is_initialized()
+torch.zeros(1, device="cuda")
+after = collect().to_dict()
+print(json.dumps({"before": before, "initialised_by_reading": initialised_by_reading, "after": after}))
+"""
+
+
+@pytest.mark.cuda
+def test_on_a_real_gpu_nvml_answers_before_cuda_and_torch_after() -> None:
+    done = subprocess.run([sys.executable, "-c", REAL_GPU_SCRIPT], capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["initialised_by_reading"] is False
+    before, after = seen["before"], seen["after"]
+    assert before["cuda"]["cuda_initialized"] is False and after["cuda"]["cuda_initialized"] is True
+    assert before["gpu"]["source"] == "nvml" and before["gpu"]["count"] >= 1 and before["gpu"]["driver"]
+    assert after["gpu"]["source"] == "torch" and after["gpu"]["count"] == torch.cuda.device_count()
+    assert set(after["gpu"]["names"]) <= set(before["gpu"]["names"])
+    if torch.backends.cudnn.is_available():
+        assert isinstance(after["cuda"]["cudnn"], int)
