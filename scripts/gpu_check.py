@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # this checkout's ipyrepro, installed or not (children get it on PYTHONPATH)
 MARKER = "@@gpu-check-result@@"
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE, EXIT_NO_GPU = 0, 1, 2, 3
 DEFAULT_BUDGET_S = 270.0  # the whole run stays under 5 minutes on one GPU
@@ -697,8 +699,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"gpu-check: cannot import {module} ({error}); install this checkout's dependencies "
                   '(pip install -e ".[test]" after a CUDA build of torch). Nothing checked.', file=sys.stderr)
             return EXIT_UNUSABLE
-    sys.path.insert(0, str(REPO))  # the checks import this checkout's ipyrepro
-
     log = Log(args.log)
     try:
         log.section("gpu-check")
