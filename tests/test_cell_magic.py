@@ -333,3 +333,20 @@ def test_names_in_functions_classes_and_comprehensions_stay_local() -> None:
     assert bound == {"f", "g", "K", "ys", "hit", "lam"}
     assert {"default", "outer", "Base", "zs", "r"} <= read
     assert "local" not in bound and "attr" not in bound and "z" not in bound and "q" not in bound
+
+
+def test_rerunning_diagnosing_and_saving_never_initialise_cuda(shell: Any, fake_gpu: Any, tmp_path: Path) -> None:
+    report = repro(shell, f"--save {tmp_path / 'f.json'}", "t = time.perf_counter_ns()\nx = torch.rand(3)")
+    assert not report.ok and report.diagnosis is not None and report.diagnosis.rerun == "done"
+    settings = "\n".join(report.diagnosis.settings)
+    assert "cudnn.deterministic was off" in settings  # CUDA looks available, so cuDNN settings count
+    assert json.loads((tmp_path / "f.json").read_text())["environment"]["gpus"] is None
+    assert fake_gpu.lazy_init_calls == []
+
+
+def test_help_prints_the_options_and_runs_nothing(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_cell("marker = 0")
+    assert repro(shell, "-h", "marker = 1") is None
+    out = capsys.readouterr().out
+    assert "--runs" in out and "--no-restore" in out and "--check FILE" in out
+    assert shell.user_ns["marker"] == 0
