@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -197,3 +198,18 @@ def test_a_missing_kernel_is_reported_once(tmp_path: Path) -> None:
     report = check(path, runs=3, kernel="no-such-kernel")
     assert report.exit_code == 2 and len(report.runs) == 1
     assert "no kernel named 'no-such-kernel'" in report.errors[0]
+
+
+@pytest.mark.kernel
+def test_a_kernel_that_cannot_start_is_reported_with_its_output(tmp_path: Path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    folder = tmp_path / "kernels" / "broken"
+    folder.mkdir(parents=True)
+    argv = [sys.executable, "-c", "import sys; sys.stderr.write('broken on purpose\\n'); sys.exit(3)"]
+    (folder / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Broken", "language": "python"}))
+    path = write(tmp_path / "n.ipynb", code("1", "a"))
+    report = check(path, runs=2, kernel="broken", startup_timeout=20,
+                   kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    assert report.exit_code == 2 and len(report.runs) == 1
+    assert "did not start" in report.errors[0] and "broken on purpose" in report.errors[0]
