@@ -116,6 +116,10 @@ class _Runner:
     def last_value(self, values: Mapping[str, Any]) -> Any:
         return None
 
+    def freeze(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Run 1's values, kept safe from later runs: a callable may return the same object, changed in place."""
+        return _deep_copy_all(values)[0]
+
     def notes(self) -> list[str]:
         return []
 
@@ -151,7 +155,7 @@ def _run_all(
             runner.show_output()
             return report
         if reference is None:
-            reference = values
+            reference = runner.freeze(values)
             entries = {name: Entry(name, Outcome(SINGLE, name)) for name in values}
         else:
             _compare_run(entries, reference, values, run, tol)
@@ -423,6 +427,9 @@ class _CellRunner(_Runner):
     def show_output(self) -> None:
         if self.output is not None:
             self.output.show()
+
+    def freeze(self, values: dict[str, Any]) -> dict[str, Any]:
+        return values  # each run works on its own copies (or, with --no-restore, execute() copied them)
 
     def last_value(self, values: Mapping[str, Any]) -> Any:
         return values.get(LAST_EXPRESSION)

@@ -326,3 +326,15 @@ def test_random_generators_compare_by_state() -> None:
     legacy = compare_values(np.random.RandomState(1), np.random.RandomState(2), "s")
     assert legacy.status == DIFFERS and legacy.path.startswith("s.get_state()")
     assert compare_values(torch.Generator().manual_seed(1), torch.Generator().manual_seed(2), "t").status == DIFFERS
+
+
+def test_a_callable_that_returns_the_same_object_changed_in_place_is_caught() -> None:
+    state = torch.zeros(3)
+
+    def step() -> torch.Tensor:
+        state.add_(torch.rand(3))  # accumulates across calls: not reproducible
+        return state
+
+    report = ipyrepro.compare(step, runs=2)
+    assert not report.ok and report.differences["result"]["count"] == 3
+    assert report.value is state
