@@ -36,7 +36,7 @@ from .comparison import (
 )
 from .diagnosis import diagnose
 from .report import CompareReport, Entry, RunError
-from .snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes
+from .snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes, oversized
 from .state import STATE, ReproState, ReproWarning
 
 LAST_EXPRESSION = "(last expression)"
@@ -516,11 +516,13 @@ def rerun_cell(
         )
         snapshot = Snapshot.take(namespace, tracked)
         report.snapshot_bytes, report.snapshot_by_device = snapshot.nbytes, snapshot.bytes_by_device
-        if snapshot.nbytes > SNAPSHOT_WARN_BYTES:
+        large = oversized(snapshot.bytes_by_device, SNAPSHOT_WARN_BYTES)
+        if large:
+            where = ", ".join(f"{format_bytes(size)} on {device}" for device, size in large.items())
             text = (
-                f"the snapshot restored before each run holds {format_bytes(snapshot.nbytes)} "
-                f"(and each run but the last works on another copy). If memory is tight, use --no-restore: "
-                "no snapshot, but names the cell changes in place may then differ between runs for that reason."
+                f"the snapshot restored before each run holds {where} (and each run but the last works on "
+                "another copy of it). If memory is tight, use --no-restore: no snapshot, but names the cell "
+                "changes in place may then differ between runs for that reason."
             )
             report.warnings.append(text)
             warnings.warn(text, ReproWarning, stacklevel=2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import inspect
+import os
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,8 @@ _SHARED_TYPES = (
     type,
 )
 
-# The names a snapshot holds above this size make `%%repro` suggest `--no-restore`.
+# A snapshot larger than this on one device, or than a quarter of that device's memory,
+# makes `%%repro` warn and suggest `--no-restore`.
 SNAPSHOT_WARN_BYTES = 1 << 30
 
 
@@ -345,6 +347,30 @@ def measure(values: list[Any]) -> tuple[int, dict[str, int]]:
     for value in values:
         visit(value, 0)
     return sum(by_device.values()), by_device
+
+
+def device_memory(device: str) -> int | None:
+    """Total memory of a device, when it can be read without initialising anything; else None."""
+    try:
+        if device == "cpu":
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        torch = sys.modules.get("torch")
+        if torch is not None and device.startswith("cuda") and torch.cuda.is_initialized():
+            index = int(device.partition(":")[2] or torch.cuda.current_device())
+            return int(torch.cuda.get_device_properties(index).total_memory)
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass
+    return None
+
+
+def oversized(bytes_by_device: Mapping[str, int], limit: int = SNAPSHOT_WARN_BYTES) -> dict[str, int]:
+    """Devices where the snapshot exceeds `limit` or a quarter of the device's memory."""
+    found = {}
+    for device, nbytes in bytes_by_device.items():
+        total = device_memory(device)
+        if nbytes > min(limit, total // 4 if total else limit):
+            found[device] = nbytes
+    return found
 
 
 def format_bytes(nbytes: int) -> str:

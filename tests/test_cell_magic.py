@@ -253,7 +253,7 @@ def test_snapshot_size_is_reported_and_a_large_one_suggests_no_restore(
     monkeypatch.setattr(rerun, "SNAPSHOT_WARN_BYTES", 1000)
     with pytest.warns(UserWarning, match="use --no-restore"):
         report = repro(shell, "", "w.add_(1)")
-    assert any("4.0 KiB" in text and "--no-restore" in text for text in report.warnings)
+    assert any("4.0 KiB on cpu" in text and "--no-restore" in text for text in report.warnings)
 
 
 def test_diagnosis_lists_ops_without_a_deterministic_implementation(shell: Any) -> None:
@@ -350,3 +350,14 @@ def test_help_prints_the_options_and_runs_nothing(shell: Any, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "--runs" in out and "--no-restore" in out and "--check FILE" in out
     assert shell.user_ns["marker"] == 0
+
+
+def test_the_memory_threshold_is_the_smaller_of_the_limit_and_a_quarter_of_the_device() -> None:
+    from ipyrepro.snapshot import device_memory, oversized
+
+    total = device_memory("cpu")
+    assert total and total > 1 << 20
+    assert oversized({"cpu": total // 4 + 1}, limit=total) == {"cpu": total // 4 + 1}
+    assert oversized({"cpu": 2048}, limit=1024) == {"cpu": 2048}
+    assert oversized({"cpu": 512}, limit=1024) == {}
+    assert oversized({"cuda:0": 2048}, limit=1024) == {"cuda:0": 2048}  # unknown size: the limit alone
