@@ -341,6 +341,7 @@ class _CellRunner(_Runner):
         self._after: dict[str, Any] = {}
         self._rng: tuple[Any, ...] | None = None
         self._auto: set[str] | None = None
+        self._discovered: dict[str, Any] = {}  # names the AST missed -> what they were bound to before
 
     def prepare(self, run: int, runs: int) -> None:
         if self.snapshot is None:
@@ -393,13 +394,20 @@ class _CellRunner(_Runner):
         for name, value in self.ns.items():
             if name in self.compared or name in self.ignore or name.startswith("_"):
                 continue
-            if before.get(name, _ABSENT) is not value:
+            previous = before.get(name, _ABSENT)
+            if previous is not value:
                 self.compared.append(name)
+                self._discovered[name] = previous  # put back if a later run raises
 
     def recover(self, run: int, runs: int) -> None:
         self.ns.pop(_LAST, None)
         if self.snapshot is None:
             return
+        for name, value in self._discovered.items():
+            if value is _ABSENT:
+                self.ns.pop(name, None)
+            else:
+                self.ns[name] = value
         if run < runs:
             self.snapshot.restore_originals(self.ns)  # untouched: exactly as before the cell
         else:

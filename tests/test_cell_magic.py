@@ -361,3 +361,13 @@ def test_the_memory_threshold_is_the_smaller_of_the_limit_and_a_quarter_of_the_d
     assert oversized({"cpu": 2048}, limit=1024) == {"cpu": 2048}
     assert oversized({"cpu": 512}, limit=1024) == {}
     assert oversized({"cuda:0": 2048}, limit=1024) == {"cuda:0": 2048}  # unknown size: the limit alone
+
+
+def test_names_assigned_by_a_line_magic_are_compared_and_undone_on_error(shell: Any) -> None:
+    shell.run_cell("tick.__defaults__[0][0] = 0")
+    report = repro(shell, "--runs 2", "%time made = tick()\nif made == 2:\n    raise RuntimeError('late')")
+    assert report.error is not None and report.error.run == 2
+    assert "made" not in shell.user_ns
+    report = repro(shell, "", "%time made = time.perf_counter_ns()")
+    assert set(report.differences) == {"made"}
+    shell.user_ns.pop("made")
