@@ -150,7 +150,7 @@ def _run_all(
         except _RunFailed as failed:
             runner.recover(run, runs)
             report.error = RunError(run, runs, failed.error)
-            report.entries = list(entries.values())
+            report.entries = [entry for entry in entries.values() if entry.outcome.status != SINGLE]
             report.notes += runner.notes()
             runner.show_output()
             return report
