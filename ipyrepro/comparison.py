@@ -265,59 +265,105 @@ def _changed_positions(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         changed = a != b
     positions = changed.reshape(-1).nonzero().squeeze(1)
     if a.dtype.is_floating_point and positions.numel():
-        x, y = a.reshape(-1)[positions], b.reshape(-1)[positions]
-        positions = positions[~(torch.isnan(x) & torch.isnan(y))]
+        x_nan = torch.isnan(a.reshape(-1)[positions])
+        if bool(x_nan.any()):  # boolean indexing is slow: only when there is a NaN to drop
+            positions = positions[~(x_nan & torch.isnan(b.reshape(-1)[positions]))]
     return positions
 
 
+_DETAIL_CHUNK = 1 << 24  # elements per step of the detail pass: bounds its extra memory
+
+
+@dataclass
+class _Tally:
+    """The detail pass's running totals over chunks."""
+
+    changed: int = 0
+    failing: int = 0
+    first_changed: int | None = None
+    first_failing: int | None = None
+    one_nan: int = 0
+    bits_only: int = 0
+    max_abs: float | None = None
+    max_rel: float | None = None
+
+    def add(
+        self, offset: int, positions: torch.Tensor, failing: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> None:
+        self.changed += positions.numel()
+        self.failing += failing.numel()
+        if self.first_changed is None:
+            self.first_changed = offset + int(positions[0].item())
+        if self.first_failing is None and failing.numel():
+            self.first_failing = offset + int(failing[0].item())
+        if x.dtype == torch.bool:
+            return
+        x, y = _widened(x), _widened(y)
+        if x.is_floating_point() or x.is_complex():
+            x_nan, y_nan = torch.isnan(x), torch.isnan(y)
+            if bool(x_nan.any()) or bool(y_nan.any()):  # boolean indexing is slow: only when needed
+                one_nan = x_nan ^ y_nan
+                self.one_nan += int(one_nan.sum().item())
+                x, y = x[~one_nan], y[~one_nan]
+            if x.numel() == 0:
+                return
+            equal = x == y  # changed bits, same value: -0.0 vs 0.0
+            self.bits_only += int(equal.sum().item())
+            diff = (x - y).abs().masked_fill(equal, 0)
+        else:
+            diff = (x - y).abs()
+        real = diff.real.dtype if diff.is_complex() else diff.dtype
+        rel = (diff / x.abs()).masked_fill(diff == 0, 0).to(real)  # relative to run 1; x/0 -> inf
+        self.max_abs = max(self.max_abs or 0.0, float(diff.max().item()))
+        self.max_rel = max(self.max_rel or 0.0, float(rel.max().item()))
+
+    def notes(self) -> str:
+        notes = []
+        if self.one_nan:
+            notes.append(f"NaN in one run only at {self.one_nan:,} elements")
+        if self.bits_only:
+            notes.append(f"{self.bits_only:,} differ only in bits (e.g. -0.0 vs 0.0)")
+        return "; ".join(notes)
+
+
+def _widened(t: torch.Tensor) -> torch.Tensor:
+    """A dtype to take differences in: float32 and float64 as they are (their differences are exact or
+    nearly so), narrower floats as float32, integers as float64."""
+    if t.is_complex() or t.dtype in (torch.float32, torch.float64):
+        return t
+    return t.to(torch.float32 if t.dtype.is_floating_point else torch.float64)
+
+
 def _tensor_detail(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance) -> Outcome:
-    positions = _changed_positions(a, b)
-    if positions.numel() == 0:  # only NaN payloads differ
+    """Count, first index and max diffs, chunk by chunk over the changed elements only, on the tensors' device."""
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    tally = _Tally()
+    for offset in range(0, flat_a.numel(), _DETAIL_CHUNK):
+        chunk_a, chunk_b = flat_a[offset : offset + _DETAIL_CHUNK], flat_b[offset : offset + _DETAIL_CHUNK]
+        positions = _changed_positions(chunk_a, chunk_b)
+        if positions.numel() == 0:
+            continue
+        x, y = chunk_a[positions], chunk_b[positions]
+        if tol.exact or a.dtype == torch.bool:
+            failing = positions
+        else:
+            failing = positions[~torch.isclose(y, x, rtol=tol.rtol, atol=tol.atol, equal_nan=True)]  # vs run 1
+        tally.add(offset, positions, failing, x, y)
+    if tally.changed == 0:  # only NaN payloads differ
         return Outcome(IDENTICAL, path, total=a.numel())
-    x, y = a.reshape(-1)[positions], b.reshape(-1)[positions]  # only the changed elements, on their device
-    if tol.exact or a.dtype == torch.bool:
-        failing = positions
-    else:
-        failing = positions[~torch.isclose(y, x, rtol=tol.rtol, atol=tol.atol, equal_nan=True)]  # relative to run 1
-    shown = failing if failing.numel() else positions
-    first = int(shown[0].item())
+    first = tally.first_failing if tally.failing else tally.first_changed
+    assert first is not None
     first_index = tuple(int(i) for i in np.unravel_index(first, tuple(a.shape))) if a.dim() else None
-    max_abs, max_rel, detail = _diff_stats(x, y)
     return Outcome(
-        CLOSE if failing.numel() == 0 else DIFFERS,
+        CLOSE if tally.failing == 0 else DIFFERS,
         path,
-        detail,
-        max_abs_diff=max_abs,
-        max_rel_diff=max_rel,
-        count=int(shown.numel()),
+        tally.notes(),
+        max_abs_diff=tally.max_abs,
+        max_rel_diff=tally.max_rel,
+        count=tally.failing or tally.changed,
         total=a.numel(),
         first_index=first_index,
     )
-
-
-def _diff_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[float | None, float | None, str]:
-    """Max abs and rel diff over changed elements; NaN-vs-number and bit-only (-0.0 vs 0.0) changes named."""
-    if x.dtype == torch.bool:
-        return None, None, ""
-    wide = torch.complex128 if x.is_complex() else torch.float64
-    x, y = x.to(wide), y.to(wide)
-    notes = []
-    one_nan = torch.isnan(x) ^ torch.isnan(y)
-    n_nan = int(one_nan.sum().item())
-    if n_nan:
-        notes.append(f"NaN in one run only at {n_nan:,} elements")
-    same_value = (x == y) & ~one_nan
-    n_same = int(same_value.sum().item())
-    if n_same:
-        notes.append(f"{n_same:,} differ only in bits (e.g. -0.0 vs 0.0)")
-    keep = ~one_nan
-    x, y = x[keep], y[keep]
-    if x.numel() == 0:
-        return None, None, "; ".join(notes)
-    diff = torch.where(x == y, torch.zeros((), dtype=torch.float64, device=x.device), (x - y).abs().to(torch.float64))
-    scale = x.abs().to(torch.float64)  # relative to the reference run
-    rel = torch.where(diff == 0, torch.zeros_like(diff), diff / scale)  # x/0 -> inf
-    return float(diff.max().item()), float(rel.max().item()), "; ".join(notes)
 
 
 # -- arrays and scalars ----------------------------------------------------------
