@@ -120,7 +120,7 @@ def build_cell_parser() -> argparse.ArgumentParser:
         "--seed",
         type=_seed,
         default=None,
-        help="seed for every run (default: the base seed from `%%repro on/seed`, or 0)",
+        help="seed for every run (default: the seed `%%repro on` re-seeds this cell with, else the base seed, or 0)",
     )
     parser.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default 0: bitwise)")
     parser.add_argument("--atol", type=_tolerance, default=0.0, help="absolute tolerance (default 0: bitwise)")

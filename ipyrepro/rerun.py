@@ -75,11 +75,16 @@ def _validate_names(names: Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _resolve_seed(seed: int | None, state: ReproState, saved: fp.Saved | None) -> int:
+def _resolve_seed(seed: int | None, state: ReproState, saved: fp.Saved | None, *, cell: bool = False) -> int:
+    """An explicit seed; else the file's (for a check); else, for a cell that the re-seed hook seeded,
+    the seed it started from (so the namespace ends as if the cell ran without %%repro); else the
+    base seed, or 0."""
     if seed is not None:
         return seeding.validate_seed(seed)
     if saved is not None and saved.seed is not None:
         return saved.seed  # --check reruns from the seed the file was written with
+    if cell and state.reseed != "off" and state.last_cell is not None:
+        return state.last_cell.seed
     return state.seed if state.seed is not None else 0
 
 
@@ -502,7 +507,7 @@ def rerun_cell(
     except SyntaxError as error:
         raise ValueError(f"the cell does not parse, so nothing ran: {error.msg} (line {error.lineno})") from None
     saved = _prepare_files(save, check)
-    seed = _resolve_seed(seed, state, saved)
+    seed = _resolve_seed(seed, state, saved, cell=True)
     namespace = shell.user_ns
     touched = cell_names(tree, namespace)
     hidden = set(getattr(shell, "user_ns_hidden", {}))

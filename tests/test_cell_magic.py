@@ -371,3 +371,16 @@ def test_names_assigned_by_a_line_magic_are_compared_and_undone_on_error(shell: 
     report = repro(shell, "", "%time made = time.perf_counter_ns()")
     assert set(report.differences) == {"made"}
     shell.user_ns.pop("made")
+
+
+def test_with_reseeding_on_the_cell_starts_from_its_own_seed_as_without_the_magic(shell: Any) -> None:
+    from ipyrepro.seeding import derive_cell_seed
+
+    shell.run_line_magic("repro", "on --seed 42")
+    result = shell.run_cell("%%repro\nx = torch.rand(2)", cell_id="cell-7")
+    assert result.result.seed == derive_cell_seed(42, "cell-7")
+    with_magic = shell.user_ns["x"]
+    shell.run_cell("x = torch.rand(2)", cell_id="cell-7")  # the same cell without %%repro
+    assert torch.equal(shell.user_ns["x"], with_magic)
+    shell.run_line_magic("repro", "reseed fixed")
+    assert shell.run_cell("%%repro\nx = torch.rand(2)", cell_id="cell-7").result.seed == 42
