@@ -290,8 +290,12 @@ def _copy(value: Any, memo: dict[int, Any]) -> Any:
             for key, item in value.items():
                 result[key] = _copy(item, memo)
             return result
-        items = [_copy(item, memo) for item in value]
-        result = items if isinstance(value, list) else tuple(items)
+        if isinstance(value, list):
+            result = []
+            memo[id(value)] = result  # before the items: a list may contain itself
+            result.extend(_copy(item, memo) for item in value)
+            return result
+        result = tuple(_copy(item, memo) for item in value)
         memo[id(value)] = result
         return result
     return copy.deepcopy(value, memo)

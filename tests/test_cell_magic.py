@@ -384,3 +384,12 @@ def test_with_reseeding_on_the_cell_starts_from_its_own_seed_as_without_the_magi
     assert torch.equal(shell.user_ns["x"], with_magic)
     shell.run_line_magic("repro", "reseed fixed")
     assert shell.run_cell("%%repro\nx = torch.rand(2)", cell_id="cell-7").result.seed == 42
+
+
+def test_shared_and_self_referencing_objects_are_copied_once_and_stay_shared(shell: Any) -> None:
+    shell.run_cell("xs = [1]\nxs.append(xs)\nw = torch.zeros(2)\nviews = {'all': w, 'head': w[:1]}")
+    report = repro(shell, "--runs 3", "views['head'].add_(1)\nxs[0] += 1\ntotal = float(w.sum()) + xs[0]")
+    assert report.ok and report.notes == [], report
+    assert shell.user_ns["total"] == 3.0 and shell.user_ns["xs"][1] is shell.user_ns["xs"]
+    assert float(shell.user_ns["w"][0]) == 1.0  # the view and its base stayed one storage
+    shell.user_ns.pop("views")
