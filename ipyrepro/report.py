@@ -56,6 +56,7 @@ class CompareReport:
     restore: bool = True
     snapshot_bytes: int | None = None
     snapshot_by_device: dict[str, int] = field(default_factory=dict)
+    snapshot_names: list[str] = field(default_factory=list)  # the names copied, restored before each run
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     saved: str | None = None
@@ -152,11 +153,12 @@ class CompareReport:
         if self.saved:
             out.append(("Saved", [f"digests and environment written to {self.saved}"]))
         memory = []
-        if self.snapshot_bytes is not None:
+        if self.snapshot_bytes is not None and self.snapshot_names:
             devices = ", ".join(f"{device} {format_bytes(size)}" for device, size in self.snapshot_by_device.items())
             shown = devices if set(self.snapshot_by_device) - {"cpu"} else ""
+            names = ", ".join(self.snapshot_names[:8]) + (", ..." if len(self.snapshot_names) > 8 else "")
             memory.append(
-                f"snapshot of the names the cell reads: {format_bytes(self.snapshot_bytes)}"
+                f"snapshot of the names the cell reads ({names}): {format_bytes(self.snapshot_bytes)}"
                 + (f" ({shown})" if shown else "")
                 + ", restored before each run"
             )

@@ -529,6 +529,7 @@ def rerun_cell(
         )
         snapshot = Snapshot.take(namespace, tracked)
         report.snapshot_bytes, report.snapshot_by_device = snapshot.nbytes, snapshot.bytes_by_device
+        report.snapshot_names = list(snapshot.copies)
         large = oversized(snapshot.bytes_by_device, SNAPSHOT_WARN_BYTES)
         if large:
             where = ", ".join(f"{format_bytes(size)} on {device}" for device, size in large.items())

@@ -249,7 +249,7 @@ def test_snapshot_size_is_reported_and_a_large_one_suggests_no_restore(
     shell.run_cell("w = torch.zeros(1024)")
     report = repro(shell, "", "w.add_(1)")
     assert report.snapshot_bytes == 4096
-    assert "snapshot of the names the cell reads: 4.0 KiB" in str(report)
+    assert "snapshot of the names the cell reads (w): 4.0 KiB, restored before each run" in str(report)
     monkeypatch.setattr(rerun, "SNAPSHOT_WARN_BYTES", 1000)
     with pytest.warns(UserWarning, match="use --no-restore"):
         report = repro(shell, "", "w.add_(1)")
