@@ -435,10 +435,11 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
             for key in _COUNT_KEYS:
                 if not isinstance(stats.get(key), int) or isinstance(stats.get(key), bool) or stats[key] < 0:
                     raise fail(f"value {name!r}: stats.{key} must be a count")
-            for key in _STAT_KEYS:
-                item = stats.get(key)
-                if item is not None and (not isinstance(item, (int, float)) or isinstance(item, bool)):
-                    raise fail(f"value {name!r}: stats.{key} must be a number")
+            numbers = [stats.get(key) for key in _STAT_KEYS]
+            if any(item is not None for item in numbers):  # all None: no finite element to summarise
+                for key, item in zip(_STAT_KEYS, numbers):
+                    if not isinstance(item, (int, float)) or isinstance(item, bool) or not math.isfinite(item):
+                        raise fail(f"value {name!r}: stats.{key} must be a finite number")
     elif kind == "float":
         try:
             float.fromhex(_text(record.get("value")))

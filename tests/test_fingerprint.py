@@ -174,6 +174,8 @@ def _broken(document: dict, edit: str) -> dict:
         document["seed"] = "0"
     elif edit == "stats":
         values["x"]["stats"]["nan"] = -1
+    elif edit == "stats_partial":
+        values["x"]["stats"]["max"] = None
     elif edit == "values":
         document["values"] = []
     return document
@@ -191,6 +193,7 @@ def _broken(document: dict, edit: str) -> dict:
         ("int", "int value must be decimal text"),
         ("seed", "invalid seed"),
         ("stats", "stats.nan must be a count"),
+        ("stats_partial", "stats.max must be a finite number"),
         ("values", 'missing "values" object'),
     ],
 )
