@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import arguments
+
 
 def _status(args: argparse.Namespace) -> int:
     from . import status
@@ -27,8 +29,13 @@ def _kernel_install(args: argparse.Namespace) -> int:
     from .kernelspec import install
 
     folder = install(
-        args.name, display_name=args.display_name, seed=args.seed, cublas=args.cublas,
-        user=args.user, prefix=args.prefix, force=args.force,
+        args.name,
+        display_name=args.display_name,
+        seed=args.seed,
+        cublas=args.cublas,
+        user=args.user,
+        prefix=args.prefix,
+        force=args.force,
     )
     print(
         f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
@@ -54,9 +61,17 @@ def _check(args: argparse.Namespace) -> int:
 
     try:
         report = check(
-            args.notebook, runs=args.runs, seed=args.seed, as_is=args.as_is, kernel=args.kernel,
-            timeout=args.timeout or None, sanitize=args.sanitize, rtol=args.rtol, atol=args.atol,
-            cublas=args.cublas, progress=progress,
+            args.notebook,
+            runs=args.runs,
+            seed=args.seed,
+            as_is=args.as_is,
+            kernel=args.kernel,
+            timeout=args.timeout or None,
+            sanitize=args.sanitize,
+            rtol=args.rtol,
+            atol=args.atol,
+            cublas=args.cublas,
+            progress=progress,
         )
     except NotebookError as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -65,68 +80,60 @@ def _check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
     from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
 
     check = commands.add_parser(
-        "check", help="run a notebook several times in fresh kernels and compare outputs cell by cell",
+        "check",
+        help="run a notebook several times in fresh kernels and compare outputs cell by cell",
         description="Exit 0 when every run matched, 1 when outputs differed, 2 on usage or execution errors.",
     )
     check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
-    check.add_argument("--runs", type=_positive_int, default=2, help="how many fresh kernels to run it in (default 2)")
+    check.add_argument("--runs", type=arguments.runs, default=2, help="how many fresh kernels to run it in (default 2)")
     check.add_argument(
-        "--seed", type=_seed_arg, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
+        "--seed", type=arguments.seed, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
     )
     check.add_argument(
-        "--as-is", action="store_true",
+        "--as-is",
+        action="store_true",
         help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would)",
     )
     check.add_argument("--kernel", help="kernelspec to run (default: the notebook's, else python3)")
     check.add_argument(
-        "--cublas", choices=DETERMINISTIC_CUBLAS_VALUES, default=DETERMINISTIC_CUBLAS_VALUES[0],
+        "--cublas",
+        choices=DETERMINISTIC_CUBLAS_VALUES,
+        default=DETERMINISTIC_CUBLAS_VALUES[0],
         help="CUBLAS_WORKSPACE_CONFIG for the kernels (default :4096:8; ignored with --as-is)",
     )
-    check.add_argument("--timeout", type=_tolerance, default=600,
-                       help="seconds a cell may run before the run is stopped (default 600; 0 = no limit)")
-    check.add_argument("--sanitize", action="append", default=[], metavar="REGEX",
-                       help="also replace matches of REGEX before comparing (repeatable); addresses, %%time "
-                            "timings and temp paths are always replaced")
-    check.add_argument("--rtol", type=_tolerance, default=0.0,
-                       help="relative tolerance for numbers inside text outputs (default 0: exact)")
-    check.add_argument("--atol", type=_tolerance, default=0.0,
-                       help="absolute tolerance for numbers inside text outputs (default 0: exact)")
+    check.add_argument(
+        "--timeout",
+        type=arguments.timeout,
+        default=600,
+        help="seconds a cell may run before the run is stopped (default 600; 0 = no limit)",
+    )
+    check.add_argument(
+        "--sanitize",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="also replace matches of REGEX before comparing (repeatable); addresses, %%time "
+        "timings and temp paths are always replaced",
+    )
+    check.add_argument(
+        "--rtol",
+        type=arguments.tolerance,
+        default=0.0,
+        help="relative tolerance for numbers inside text outputs (default 0: exact)",
+    )
+    check.add_argument(
+        "--atol",
+        type=arguments.tolerance,
+        default=0.0,
+        help="absolute tolerance for numbers inside text outputs (default 0: exact)",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     check.set_defaults(handler=_check)
-
-
-def _seed_arg(text: str) -> int:
-    from .seeding import validate_seed
-
-    try:
-        return validate_seed(int(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: seeds are integers with 0 <= seed < 2**32") from error
 
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
@@ -140,9 +147,11 @@ def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
     )
     install.add_argument("--name", default=DEFAULT_NAME, help=f"kernelspec name (default {DEFAULT_NAME})")
     install.add_argument("--display-name", help="name shown in Jupyter (default: 'Python 3 (ipyrepro, seed N)')")
-    install.add_argument("--seed", type=_seed_arg, default=0, help="base seed and PYTHONHASHSEED (default 0)")
+    install.add_argument("--seed", type=arguments.seed, default=0, help="base seed and PYTHONHASHSEED (default 0)")
     install.add_argument(
-        "--cublas", choices=DETERMINISTIC_CUBLAS_VALUES, default=DETERMINISTIC_CUBLAS_VALUES[0],
+        "--cublas",
+        choices=DETERMINISTIC_CUBLAS_VALUES,
+        default=DETERMINISTIC_CUBLAS_VALUES[0],
         help="CUBLAS_WORKSPACE_CONFIG (default :4096:8; :16:8 uses less GPU memory)",
     )
     where = install.add_mutually_exclusive_group()

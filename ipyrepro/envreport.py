@@ -20,6 +20,7 @@ import torch
 
 from . import nvml
 from .flags import Flags
+from .rendering import TextReport
 from .torchinfo import cuda_available, cuda_initialized, cudnn_version, gpu_names, precision_flags, torch_version
 
 if TYPE_CHECKING:
@@ -38,8 +39,8 @@ SECTION_TITLES = {
 }
 
 
-@dataclass
-class EnvReport:
+@dataclass(repr=False)
+class EnvReport(TextReport):
     """One reading of the environment, by section; renders as text, HTML, JSON and Markdown."""
 
     sections: dict[str, dict[str, Any]]
@@ -66,12 +67,6 @@ class EnvReport:
             lines += [f"  {key:<{width}}  {value}" for key, value in entries]
         lines += [f"Note: {text}" for text in self.notes]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
 
     def to_markdown(self) -> str:
         """A table to paste into a paper's appendix or a bug report."""
@@ -163,8 +158,14 @@ def _gpu(notes: list[str], nvml_library: str) -> dict[str, Any]:
     names = gpu_names()
     if names is not None:
         capability = [".".join(map(str, torch.cuda.get_device_capability(i))) for i in range(len(names))]
-        return {"source": "torch", "count": len(names), "names": names, "capability": capability,
-                "driver": driver, "cuda_driver": cuda_driver}
+        return {
+            "source": "torch",
+            "count": len(names),
+            "names": names,
+            "capability": capability,
+            "driver": driver,
+            "cuda_driver": cuda_driver,
+        }
     if info is None:
         if cuda_available():
             notes.append(
@@ -178,8 +179,13 @@ def _gpu(notes: list[str], nvml_library: str) -> dict[str, Any]:
             "GPUs are listed from NVML, which shows every GPU on the machine; CUDA_VISIBLE_DEVICES limits "
             "which ones torch will use."
         )
-    return {"source": "nvml", "count": len(info.names), "names": info.names, "driver": driver,
-            "cuda_driver": cuda_driver}
+    return {
+        "source": "nvml",
+        "count": len(info.names),
+        "names": info.names,
+        "driver": driver,
+        "cuda_driver": cuda_driver,
+    }
 
 
 def _cpu_model() -> str:

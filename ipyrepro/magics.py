@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+from . import arguments
 from .flags import DETERMINISTIC_CUBLAS_VALUES
-from .seeding import RESEED_MODES, validate_seed
+from .seeding import RESEED_MODES
 from .state import ReproState
 
 
@@ -29,15 +29,6 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def _seed(text: str) -> int:
-    try:
-        return validate_seed(int(text))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"invalid seed {text!r}: seeds are integers with 0 <= seed < 2**32 (4294967296)"
-        ) from error
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="%repro", description="Reproducible PyTorch notebooks. With no subcommand: status.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -46,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     on = commands.add_parser("on", help="apply the full recipe and re-seed before each cell")
-    on.add_argument("--seed", type=_seed, default=0, help="base seed, 0 <= seed < 2**32 (default 0)")
+    on.add_argument("--seed", type=arguments.seed, default=0, help="base seed, 0 <= seed < 2**32 (default 0)")
     on.add_argument(
         "--warn-only",
         action="store_true",
@@ -68,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("off", help="restore everything to what it was before `on`")
 
     seed = commands.add_parser("seed", help="seed every RNG now; also the base seed for re-seeding")
-    seed.add_argument("seed", type=_seed)
+    seed.add_argument("seed", type=arguments.seed)
 
     reseed = commands.add_parser("reseed", help="set the re-seed mode before each cell")
     reseed.add_argument("mode", choices=RESEED_MODES)
@@ -80,26 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
     env_format.add_argument("--markdown", action="store_true", help="print a Markdown table for a paper or an issue")
     return parser
-
-
-def _runs(text: str) -> int:
-    try:
-        runs = int(text)
-    except ValueError:
-        runs = 0
-    if runs < 1:
-        raise argparse.ArgumentTypeError(f"invalid run count {text!r}: an integer >= 1 (2 or more to compare)")
-    return runs
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"invalid tolerance {text!r}: a finite number >= 0, e.g. 1e-6")
-    return value
 
 
 def _names(text: str) -> list[str]:
@@ -115,15 +86,15 @@ def build_cell_parser() -> argparse.ArgumentParser:
         prog="%%repro",
         description="Run the cell N times from the same seed and namespace and compare every name it assigns.",
     )
-    parser.add_argument("--runs", type=_runs, default=2, help="how many times to run the cell (default 2)")
+    parser.add_argument("--runs", type=arguments.runs, default=2, help="how many times to run the cell (default 2)")
     parser.add_argument(
         "--seed",
-        type=_seed,
+        type=arguments.seed,
         default=None,
         help="seed for every run (default: the seed `%%repro on` re-seeds this cell with, else the base seed, or 0)",
     )
-    parser.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default 0: bitwise)")
-    parser.add_argument("--atol", type=_tolerance, default=0.0, help="absolute tolerance (default 0: bitwise)")
+    parser.add_argument("--rtol", type=arguments.tolerance, default=0.0, help="relative tolerance (default 0: bitwise)")
+    parser.add_argument("--atol", type=arguments.tolerance, default=0.0, help="absolute tolerance (default 0: bitwise)")
     parser.add_argument(
         "--vars", type=_names, default=None, metavar="A,B", help="compare only these names (default: all it assigns)"
     )
@@ -193,8 +164,11 @@ class ReproMagics(Magics):
     def _off(self, args: argparse.Namespace) -> None:
         was_on = self.state.enabled
         self.state.disable()
-        print("ipyrepro OFF: settings restored to what they were before `%repro on`." if was_on else
-              "ipyrepro was already off; nothing to restore.")
+        print(
+            "ipyrepro OFF: settings restored to what they were before `%repro on`."
+            if was_on
+            else "ipyrepro was already off; nothing to restore."
+        )
 
     def _seed(self, args: argparse.Namespace) -> None:
         seed = self.state.seed_all(args.seed)

@@ -10,6 +10,7 @@ from typing import Any
 from .comparison import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
 from .diagnosis import Diagnosis
 from .fingerprint import CheckResult
+from .rendering import TextReport
 from .snapshot import format_bytes
 
 
@@ -41,8 +42,8 @@ class RunError:
         return "".join(traceback.format_exception(type(self.error), self.error, self.error.__traceback__))
 
 
-@dataclass
-class CompareReport:
+@dataclass(repr=False)
+class CompareReport(TextReport):
     """What `%%repro` / `ipyrepro.compare` found. `ok` is True when every compared value matched
     (bitwise, or within rtol/atol), no run raised, and a `--check` matched the file."""
 
@@ -181,12 +182,6 @@ class CompareReport:
             lines.append(f"{title}:")
             lines += [f"  {item}" for item in items]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
 
     def _repr_html_(self) -> str:
         color = "#2e7d32" if self.ok else "#c62828"

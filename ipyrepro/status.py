@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .flags import CUBLAS_VAR, Flags
+from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
     cublas_facts,
@@ -34,8 +35,8 @@ DRIFT_ADVICE = {
 }
 
 
-@dataclass
-class Status:
+@dataclass(repr=False)
+class Status(TextReport):
     """A snapshot of ipyrepro's state and the live library settings; renders as text or HTML."""
 
     enabled: bool
@@ -190,12 +191,6 @@ class Status:
         lines += [f"Warning: {text}" for text in self.warnings]
         lines += [f"Note: {text}" for text in self.notes]
         return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
 
     def _repr_html_(self) -> str:
         body = []
