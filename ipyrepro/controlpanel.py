@@ -103,22 +103,26 @@ class ReproPanel(widgets.VBox):
         self.apply_seed = widgets.Button(description="Apply seed", tooltip=TIPS["apply_seed"])
         self.seed_error = widgets.HTML("")
         # no description: ipywidgets shows a checkbox's description as its tooltip instead of `tooltip`
-        self.benchmark = widgets.Checkbox(
-            indent=False, tooltip=TIPS["benchmark"], layout=widgets.Layout(width="80px")
-        )
+        self.benchmark = widgets.Checkbox(indent=False, tooltip=TIPS["benchmark"], layout=widgets.Layout(width="80px"))
         self.cudnn_deterministic = widgets.Checkbox(
             indent=False, tooltip=TIPS["cudnn_deterministic"], layout=widgets.Layout(width="80px")
         )
         self.algorithms = widgets.ToggleButtons(
-            options=DETERMINISTIC_MODES, tooltips=list(ALGORITHM_TIPS), tooltip=TIPS["algorithms"],
+            options=DETERMINISTIC_MODES,
+            tooltips=list(ALGORITHM_TIPS),
+            tooltip=TIPS["algorithms"],
             style={"button_width": "80px"},
         )
         self.cublas = widgets.ToggleButtons(
-            options=CUBLAS_CHOICES, tooltips=list(CUBLAS_TIPS), tooltip=TIPS["cublas"],
+            options=CUBLAS_CHOICES,
+            tooltips=list(CUBLAS_TIPS),
+            tooltip=TIPS["cublas"],
             style={"button_width": "80px"},
         )
         self.reseed = widgets.ToggleButtons(
-            options=RESEED_MODES, tooltips=list(RESEED_TIPS), tooltip=TIPS["reseed"],
+            options=RESEED_MODES,
+            tooltips=list(RESEED_TIPS),
+            tooltip=TIPS["reseed"],
             style={"button_width": "80px"},
         )
         self.status_view = widgets.HTML(tooltip=TIPS["status"])
@@ -126,10 +130,17 @@ class ReproPanel(widgets.VBox):
 
         super().__init__(children=self._layout(), **kwargs)
         for widget, name in (
-            (self, "panel"), (self.master, "master"), (self.seed, "seed"), (self.apply_seed, "apply-seed"),
-            (self.seed_error, "seed-error"), (self.benchmark, "benchmark"),
-            (self.cudnn_deterministic, "cudnn-deterministic"), (self.algorithms, "algorithms"),
-            (self.cublas, "cublas"), (self.reseed, "reseed"), (self.status_view, "status-area"),
+            (self, "panel"),
+            (self.master, "master"),
+            (self.seed, "seed"),
+            (self.apply_seed, "apply-seed"),
+            (self.seed_error, "seed-error"),
+            (self.benchmark, "benchmark"),
+            (self.cudnn_deterministic, "cudnn-deterministic"),
+            (self.algorithms, "algorithms"),
+            (self.cublas, "cublas"),
+            (self.reseed, "reseed"),
+            (self.status_view, "status-area"),
             (self.errors, "errors"),
         ):
             widget.add_class(f"ipyrepro-{name}")
@@ -148,8 +159,10 @@ class ReproPanel(widgets.VBox):
 
     def _layout(self) -> list[widgets.Widget]:
         return [
-            widgets.HTML("<b>ipyrepro</b>: reproducible PyTorch notebooks. Hover over any control for what it "
-                         "does and what it costs."),
+            widgets.HTML(
+                "<b>ipyrepro</b>: reproducible PyTorch notebooks. Hover over any control for what it "
+                "does and what it costs."
+            ),
             _row("Reproducible mode (on / off)", TIPS["master"], self.master),
             _row("Seed", TIPS["seed"], widgets.HBox([self.seed, self.apply_seed, self.seed_error])),
             _row("cuDNN autotuner (benchmark)", TIPS["benchmark"], self.benchmark),
@@ -292,9 +305,19 @@ class ReproPanel(widgets.VBox):
     def close(self) -> None:
         """Stop following the state, then close the widgets."""
         self._unsubscribe()
-        for child in (self.master, self.seed, self.apply_seed, self.seed_error, self.benchmark,
-                      self.cudnn_deterministic, self.algorithms, self.cublas, self.reseed,
-                      self.status_view, self.errors):
+        for child in (
+            self.master,
+            self.seed,
+            self.apply_seed,
+            self.seed_error,
+            self.benchmark,
+            self.cudnn_deterministic,
+            self.algorithms,
+            self.cublas,
+            self.reseed,
+            self.status_view,
+            self.errors,
+        ):
             child.close()
         super().close()
 

@@ -179,12 +179,11 @@ def output_items(outputs: list[dict[str, Any]], comparison: Comparison) -> list[
 
 
 def short_diff(a: str, b: str, first: int, other: int) -> str:
-    lines = list(
-        difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm="", n=0)
-    )
+    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm="", n=0))
     body = [line for line in lines[2:] if not line.startswith("@@")]
-    shown = body[:DIFF_LINES_SHOWN] + ([f"... ({len(body) - DIFF_LINES_SHOWN} more lines)"]
-                                       if len(body) > DIFF_LINES_SHOWN else [])
+    shown = body[:DIFF_LINES_SHOWN] + (
+        [f"... ({len(body) - DIFF_LINES_SHOWN} more lines)"] if len(body) > DIFF_LINES_SHOWN else []
+    )
     return "\n".join(f"      {line}" for line in shown)
 
 
@@ -220,8 +219,13 @@ class Difference:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.cell.index, "cell_id": self.cell.cell_id, "source": self.cell.source,
-            "runs": list(self.runs), "output": self.what, "image": self.image, "detail": self.detail,
+            "index": self.cell.index,
+            "cell_id": self.cell.cell_id,
+            "source": self.cell.source,
+            "runs": list(self.runs),
+            "output": self.what,
+            "image": self.image,
+            "detail": self.detail,
         }
 
 
@@ -257,23 +261,35 @@ class CheckReport:
         lines += [d.text() for d in text]
         if images:
             lines.append("Images (compared by exact bytes):")
-            lines += [f"  {d.cell.label()}: {d.what} differs between run {d.runs[0]} and run {d.runs[1]}"
-                      f"{' (' + d.detail.strip() + ')' if d.detail else ''}" for d in images]
+            lines += [
+                f"  {d.cell.label()}: {d.what} differs between run {d.runs[0]} and run {d.runs[1]}"
+                f"{' (' + d.detail.strip() + ')' if d.detail else ''}"
+                for d in images
+            ]
         complete = sum(run.complete for run in self.runs)
         if complete < 2:
             compared = "nothing to compare (fewer than 2 complete runs)"
         else:
             cells = {d.cell.index for d in self.differences}
-            compared = (f"{len(cells)} of {len(self.cells)} code cells differ ({len(text)} text/data outputs, "
-                        f"{len(images)} images)" if cells else f"all {len(self.cells)} code cells matched")
+            compared = (
+                f"{len(cells)} of {len(self.cells)} code cells differ ({len(text)} text/data outputs, "
+                f"{len(images)} images)"
+                if cells
+                else f"all {len(self.cells)} code cells matched"
+            )
         verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[self.exit_code]
         lines.append(f"{verdict}: {compared}.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "notebook": self.notebook, "kernel": self.kernel, "mode": self.mode, "runs": len(self.runs),
-            "ok": self.ok, "exit_code": self.exit_code, "errors": self.errors,
+            "notebook": self.notebook,
+            "kernel": self.kernel,
+            "mode": self.mode,
+            "runs": len(self.runs),
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "errors": self.errors,
             "differences": [d.to_dict() for d in self.differences],
         }
 
@@ -315,8 +331,19 @@ def check(
     say = progress or (lambda text: None)
     for number in range(1, runs + 1):
         say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
-        run = _run_once(number, Path(path), cells, kernel_name, as_is, seed, cublas, timeout, startup_timeout,
-                        kernel_spec_manager, say)
+        run = _run_once(
+            number,
+            Path(path),
+            cells,
+            kernel_name,
+            as_is,
+            seed,
+            cublas,
+            timeout,
+            startup_timeout,
+            kernel_spec_manager,
+            say,
+        )
         report.runs.append(run)
         if run.fatal:
             break
@@ -325,20 +352,37 @@ def check(
 
 
 def _run_once(
-    number: int, path: Path, cells: list[Cell], kernel_name: str, as_is: bool, seed: int, cublas: str,
-    timeout: float | None, startup_timeout: float, kernel_spec_manager: Any, say: Callable[[str], None],
+    number: int,
+    path: Path,
+    cells: list[Cell],
+    kernel_name: str,
+    as_is: bool,
+    seed: int,
+    cublas: str,
+    timeout: float | None,
+    startup_timeout: float,
+    kernel_spec_manager: Any,
+    say: Callable[[str], None],
 ) -> Run:
     run = Run(number)
     env = {} if as_is else startup_env(seed, cublas)
     try:
-        with running_kernel(kernel_name, env=env, cwd=path.absolute().parent, startup_timeout=startup_timeout,
-                            kernel_spec_manager=kernel_spec_manager) as runner:
+        with running_kernel(
+            kernel_name,
+            env=env,
+            cwd=path.absolute().parent,
+            startup_timeout=startup_timeout,
+            kernel_spec_manager=kernel_spec_manager,
+        ) as runner:
             if not as_is:
-                setup = runner.execute("\n".join(startup_lines(seed)), silent=True, store_history=False,
-                                       timeout=startup_timeout)
+                setup = runner.execute(
+                    "\n".join(startup_lines(seed)), silent=True, store_history=False, timeout=startup_timeout
+                )
                 if setup.status != "ok":
-                    run.error = (f"`%repro on` failed in kernel {kernel_name!r} ({setup.error_text or setup.status}); "
-                                 "is ipyrepro installed in that kernel's Python? Or pass --as-is")
+                    run.error = (
+                        f"`%repro on` failed in kernel {kernel_name!r} ({setup.error_text or setup.status}); "
+                        "is ipyrepro installed in that kernel's Python? Or pass --as-is"
+                    )
                     return run
             for position, cell in enumerate(cells, 1):
                 say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
@@ -349,8 +393,10 @@ def _run_once(
                 run.outputs[cell.index] = execution.outputs
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
                     reason = execution.error_text or f"execution {execution.status}"
-                    run.error = (f"{cell.label()} raised {reason}; this run stopped there "
-                                 f"(tag the cell {RAISES_TAG!r} if the error is expected)\n{cell.head()}")
+                    run.error = (
+                        f"{cell.label()} raised {reason}; this run stopped there "
+                        f"(tag the cell {RAISES_TAG!r} if the error is expected)\n{cell.head()}"
+                    )
                     return run
     except KernelStartError as error:
         run.error, run.fatal = f"the kernel could not start: {error}", True
@@ -378,8 +424,11 @@ def _compare(report: CheckReport, comparison: Comparison) -> None:
             if any(tag in cell.tags for tag in IGNORE_TAGS):
                 continue
             report.differences += _cell_differences(
-                cell, output_items(first.outputs[cell.index], comparison),
-                output_items(other.outputs[cell.index], comparison), (first.number, other.number), comparison,
+                cell,
+                output_items(first.outputs[cell.index], comparison),
+                output_items(other.outputs[cell.index], comparison),
+                (first.number, other.number),
+                comparison,
             )
 
 
@@ -394,8 +443,11 @@ def _cell_differences(
     for x, y in zip(a, b):
         if x.image:
             if x.value != y.value:
-                found.append(Difference(cell, runs, x.label, f"{len(x.value)} vs {len(y.value)} characters of base64",
-                                        image=True))
+                found.append(
+                    Difference(
+                        cell, runs, x.label, f"{len(x.value)} vs {len(y.value)} characters of base64", image=True
+                    )
+                )
         elif not comparison.same_text(x.value, y.value):
             found.append(Difference(cell, runs, x.label, short_diff(x.value, y.value, *runs)))
     return found

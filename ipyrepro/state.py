@@ -265,7 +265,6 @@ class ReproState:
                 self.record_hook_error("view refresh", error)
         self._listeners[:] = alive
 
-
     def reset(self) -> None:
         """Forget everything (tests use it); the settings in force are left as they are."""
         self.__init__()

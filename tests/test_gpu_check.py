@@ -77,11 +77,14 @@ def test_only_limits_the_table_and_markdown_prints_a_markdown_table(tmp_path: Pa
     assert (tmp_path / "gpu-check.log").exists()  # the default log path is in the current directory
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--only", "cuda-tests,nope"), "unknown check nope"),
-    (("--processes", "0"), "--processes must be at least 1"),
-    (("--budget", "0"), "--budget must be a positive number of seconds"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--only", "cuda-tests,nope"), "unknown check nope"),
+        (("--processes", "0"), "--processes must be at least 1"),
+        (("--budget", "0"), "--budget must be a positive number of seconds"),
+    ],
+)
 def test_bad_options_exit_2_with_a_clear_message(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     done = run_script(*args, cwd=tmp_path)
     assert done.returncode == 2
@@ -107,13 +110,16 @@ def test_the_markdown_table_escapes_pipes() -> None:
     assert table[2] == "| FAIL | a\\|b | e | s |"
 
 
-@pytest.mark.parametrize("statuses, gpu, code", [
-    (["NOT RUN", "NOT RUN"], False, 3),
-    (["PASS", "INCONCLUSIVE", "N/A"], True, 0),
-    (["PASS", "FAIL"], True, 1),
-    (["PASS", "ERROR"], True, 1),
-    (["PASS", "NOT RUN"], True, 1),  # a claim left unchecked for lack of time is not a pass
-])
+@pytest.mark.parametrize(
+    "statuses, gpu, code",
+    [
+        (["NOT RUN", "NOT RUN"], False, 3),
+        (["PASS", "INCONCLUSIVE", "N/A"], True, 0),
+        (["PASS", "FAIL"], True, 1),
+        (["PASS", "ERROR"], True, 1),
+        (["PASS", "NOT RUN"], True, 1),  # a claim left unchecked for lack of time is not a pass
+    ],
+)
 def test_exit_status(statuses: list[str], gpu: bool, code: int) -> None:
     assert gpu_check.exit_status([Row("c", "e", "s", status) for status in statuses], gpu=gpu) == code
 
@@ -123,13 +129,16 @@ def test_exit_status(statuses: list[str], gpu: bool, code: int) -> None:
 
 def test_cells_run_in_a_real_shell_and_return_result_and_magic_values(runner, monkeypatch) -> None:
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
-    result = runner.run_cells("cells", [
-        "import os, torch",
-        "%load_ext ipyrepro",
-        "%repro status",
-        'RESULT = {"status type": type(CELL_RESULTS[-1]).__name__, "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),'
-        ' "shell": type(get_ipython()).__name__, "cuda": torch.cuda.is_initialized()}',
-    ])
+    result = runner.run_cells(
+        "cells",
+        [
+            "import os, torch",
+            "%load_ext ipyrepro",
+            "%repro status",
+            'RESULT = {"status type": type(CELL_RESULTS[-1]).__name__, "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),'
+            ' "shell": type(get_ipython()).__name__, "cuda": torch.cuda.is_initialized()}',
+        ],
+    )
     assert result.ok, result.error
     assert result.value["status type"] == "Status"
     assert result.value["cublas"] is None  # the child starts without the caller's variable
@@ -219,8 +228,14 @@ def test_nondeterminism_fails_when_repro_runs_differ_and_is_inconclusive_when_pl
 
 def late_result(where: str | None, matmul: str = "ran") -> ChildResult:
     text = late_cublas_message(":4096:8")[1]
-    return ChildResult({"warnings": [text] if where == "warnings" else [], "notes": [text] if where == "notes" else [],
-                        "cublas": ":4096:8", "matmul_after_on": matmul})
+    return ChildResult(
+        {
+            "warnings": [text] if where == "warnings" else [],
+            "notes": [text] if where == "notes" else [],
+            "cublas": ":4096:8",
+            "matmul_after_on": matmul,
+        }
+    )
 
 
 @pytest.mark.parametrize("severity", ["warning", "note"])
@@ -241,16 +256,23 @@ def test_untouched_passes_only_where_a_gpu_could_have_been_initialised() -> None
 
 
 def test_cuda_tests_row_counts_from_a_real_junit_report(tmp_path: Path) -> None:
-    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_sample.py").write_text(
+        textwrap.dedent("""
         import pytest
         def test_passes(): pass
         def test_fails(): assert False
         @pytest.mark.skip(reason="no")
         def test_skipped(): pass
-    """))
+    """)
+    )
     report = tmp_path / "report.xml"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                           "test_sample.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "test_sample.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     counts = gpu_check.junit_counts(report)
     assert counts == {"passed": 1, "failed": 1, "skipped": 1, "failing": ["test_sample::test_fails"]}
     row = gpu_check.assess_cuda_tests(done.returncode, counts, done.stdout)
@@ -296,12 +318,15 @@ def report(ok: bool, differences: list[str], ops: list[str]) -> dict:
     return {"ok": ok, "differences": differences, "ops": ops, "text": "report text"}
 
 
-@pytest.mark.parametrize("racing, status", [
-    (report(False, ["totals"], ["put_"]), "PASS"),
-    (report(False, ["totals"], []), "FAIL"),  # the op is not named
-    (report(False, ["other"], ["put_"]), "FAIL"),  # the racing name is not reported
-    (report(True, [], []), "INCONCLUSIVE"),  # the op did not race: nothing to name
-])
+@pytest.mark.parametrize(
+    "racing, status",
+    [
+        (report(False, ["totals"], ["put_"]), "PASS"),
+        (report(False, ["totals"], []), "FAIL"),  # the op is not named
+        (report(False, ["other"], ["put_"]), "FAIL"),  # the racing name is not reported
+        (report(True, [], []), "INCONCLUSIVE"),  # the op did not race: nothing to name
+    ],
+)
 def test_the_cell_magic_row_wants_the_differing_name_and_the_op(racing: dict, status: str) -> None:
     result = ChildResult({"nondeterministic": racing, "deterministic": report(True, [], [])})
     assert [row.status for row in gpu_check.assess_cell_magic(result)] == [status, "PASS"]

@@ -135,7 +135,10 @@ def test_installed_kernel_is_reproducible_from_its_first_cell(tmp_path: Path) ->
         assert process[:2] == ["11", ":16:8"]
         seen.append(process[2])
     expected = subprocess.run(
-        [sys.executable, "-c", "print(hash('ipyrepro'))"], env={"PYTHONHASHSEED": "11"},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", "print(hash('ipyrepro'))"],
+        env={"PYTHONHASHSEED": "11"},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert seen == [expected, expected]

@@ -39,8 +39,17 @@ def test_status_json_has_the_documented_keys(ip, capsys) -> None:
     magic(ip, "status --json")
     data = json.loads(capsys.readouterr().out)
     for key in (
-        "enabled", "seed", "reseed", "cudnn_benchmark", "cudnn_deterministic", "deterministic_algorithms",
-        "cublas_workspace_config", "cuda_initialized", "python_hash_seed", "torch_version", "warnings",
+        "enabled",
+        "seed",
+        "reseed",
+        "cudnn_benchmark",
+        "cudnn_deterministic",
+        "deterministic_algorithms",
+        "cublas_workspace_config",
+        "cuda_initialized",
+        "python_hash_seed",
+        "torch_version",
+        "warnings",
     ):
         assert key in data
     assert data["deterministic_algorithms"] == "warn" and data["seed"] == 3

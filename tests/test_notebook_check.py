@@ -54,11 +54,19 @@ def test_unreadable_notebooks_give_clear_errors(tmp_path: Path, capsys) -> None:
 
 def test_cells_without_ids_get_stable_stand_ins(tmp_path: Path) -> None:
     path = tmp_path / "old.ipynb"
-    path.write_text(json.dumps({
-        "nbformat": 4, "nbformat_minor": 2, "metadata": {},
-        "cells": [{"cell_type": "markdown", "source": "x", "metadata": {}},
-                  {"cell_type": "code", "source": ["a = 1\n", "a"], "metadata": {"tags": ["t"]}, "outputs": []}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 2,
+                "metadata": {},
+                "cells": [
+                    {"cell_type": "markdown", "source": "x", "metadata": {}},
+                    {"cell_type": "code", "source": ["a = 1\n", "a"], "metadata": {"tags": ["t"]}, "outputs": []},
+                ],
+            }
+        )
+    )
     cells, _ = load_notebook(path)
     assert [(c.index, c.cell_id, c.source, c.tags) for c in cells] == [(1, "cell-1", "a = 1\na", ("t",))]
 
@@ -120,8 +128,11 @@ PLANTED = [
     code("import os, tempfile, numpy as np, torch\nprint(torch.rand(3).tolist())", "draw"),
     code("print(object())\n%time total = sum(range(10))\nprint(tempfile.mkdtemp())", "unstable-but-sanitised"),
     code("np.random.default_rng().random()  # planted: unseeded", "planted"),
-    code("from IPython.display import Image, display\n"
-         "display(Image(data=b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(8), format='png'))", "image"),
+    code(
+        "from IPython.display import Image, display\n"
+        "display(Image(data=b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(8), format='png'))",
+        "image",
+    ),
     code("1 / 0", "expected-error", tags=("raises-exception",)),
     code("import time; time.perf_counter_ns()", "ignored", tags=("ipyrepro-ignore-output",)),
     code("print(os.environ.get('PYTHONHASHSEED'), os.environ.get('CUBLAS_WORKSPACE_CONFIG'))", "env"),
@@ -165,8 +176,12 @@ def test_as_is_runs_untouched_and_catches_unseeded_torch(tmp_path: Path) -> None
 
 @pytest.mark.kernel
 def test_a_cell_that_raises_stops_the_run_and_exits_2(tmp_path: Path, capsys) -> None:
-    path = write(tmp_path / "n.ipynb", code("x = 1", "ok"), code("raise KeyError('boom')", "bad"),
-                 code("print('never')", "after"))
+    path = write(
+        tmp_path / "n.ipynb",
+        code("x = 1", "ok"),
+        code("raise KeyError('boom')", "bad"),
+        code("print('never')", "after"),
+    )
     assert main(["check", str(path), "--runs", "1", "--as-is", "--quiet"]) == 2
     out = capsys.readouterr().out
     assert "cell 1 (id 'bad') raised KeyError: 'boom'" in out and "ERROR" in out
@@ -177,8 +192,11 @@ def test_a_cell_that_raises_stops_the_run_and_exits_2(tmp_path: Path, capsys) ->
 @pytest.mark.kernel
 def test_a_cell_that_hangs_times_out_and_its_kernel_is_shut_down(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    path = write(tmp_path / "n.ipynb", code(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))",
-                                             "pid"), code("time.sleep(60)", "hang"))
+    path = write(
+        tmp_path / "n.ipynb",
+        code(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))", "pid"),
+        code("time.sleep(60)", "hang"),
+    )
     report = check(path, runs=1, as_is=True, timeout=2)
     assert report.exit_code == 2
     assert "cell 1 (id 'hang')" in report.errors[0] and "timeout (2 s)" in report.errors[0]
@@ -209,7 +227,12 @@ def test_a_kernel_that_cannot_start_is_reported_with_its_output(tmp_path: Path) 
     argv = [sys.executable, "-c", "import sys; sys.stderr.write('broken on purpose\\n'); sys.exit(3)"]
     (folder / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Broken", "language": "python"}))
     path = write(tmp_path / "n.ipynb", code("1", "a"))
-    report = check(path, runs=2, kernel="broken", startup_timeout=20,
-                   kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    report = check(
+        path,
+        runs=2,
+        kernel="broken",
+        startup_timeout=20,
+        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]),
+    )
     assert report.exit_code == 2 and len(report.runs) == 1
     assert "did not start" in report.errors[0] and "broken on purpose" in report.errors[0]

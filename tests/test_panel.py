@@ -262,8 +262,16 @@ def test_looking_never_initialises_cuda(ip, fake_gpu) -> None:
 
 
 def test_every_control_has_a_tooltip_and_every_choice_its_own(panel) -> None:
-    controls = (panel.master, panel.seed, panel.apply_seed, panel.benchmark, panel.cudnn_deterministic,
-                panel.algorithms, panel.cublas, panel.reseed)
+    controls = (
+        panel.master,
+        panel.seed,
+        panel.apply_seed,
+        panel.benchmark,
+        panel.cudnn_deterministic,
+        panel.algorithms,
+        panel.cublas,
+        panel.reseed,
+    )
     for control in controls:
         assert control.tooltip and len(control.tooltip) > 40
     for choice in (panel.algorithms, panel.cublas, panel.reseed):
@@ -304,6 +312,7 @@ def test_repro_panel_in_a_kernel_displays_the_widget_and_follows_cells() -> None
         reply = k.ok("%load_ext ipyrepro\n%repro panel")
         assert any("application/vnd.jupyter.widget-view+json" in data for data in reply.data)
         k.ok("import torch\ntorch.backends.cudnn.benchmark = True")
-        shown = k.ok("from ipyrepro.state import STATE\n"
-                     "[ref().__self__.benchmark.value for ref in STATE._listeners if ref()]").text()
+        shown = k.ok(
+            "from ipyrepro.state import STATE\n[ref().__self__.benchmark.value for ref in STATE._listeners if ref()]"
+        ).text()
         assert shown == "[True]"

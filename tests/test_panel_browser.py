@@ -21,8 +21,13 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 CHECK = (
@@ -57,8 +62,14 @@ def _free_port() -> int:
 def _notebook(cells: list[str]) -> dict:
     return {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell-{i}", "metadata": {}, "outputs": [],
-             "source": source}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
             for i, source in enumerate(cells)
         ],
         "metadata": {
@@ -76,8 +87,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
     base = tmp_path_factory.mktemp("lab")
-    dirs = {name: base / name.lower() for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR",
-                                                   "JUPYTER_DATA_DIR")}
+    dirs = {
+        name: base / name.lower()
+        for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR")
+    }
     for path in dirs.values():
         path.mkdir()
     (dirs["JUPYTER_CONFIG_DIR"] / "labconfig").mkdir()
@@ -93,11 +106,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env = {**os.environ, **{name: str(path) for name, path in dirs.items()}}
     log = (base / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-         "--JupyterNotebookApp.expose_app_in_browser=True",
-         "--ServerApp.disable_check_xsrf=False"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
+            "--ServerApp.disable_check_xsrf=False",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -174,10 +200,14 @@ def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab, fro
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("dialog", lambda dialog: dialog.accept())
             page.goto(f"{lab.url}{FRONTENDS[frontend]}/panel-{frontend}.ipynb?token={lab.token}")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
-            page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel",
-                                   timeout=60_000)
+            page.wait_for_function(
+                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                "&& window.jupyterapp.shell.currentWidget.sessionContext",
+                timeout=60_000,
+            )
+            page.wait_for_function(
+                "() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel", timeout=60_000
+            )
             _accept_dialogs(page)
             _command(page, "runmenu:run-all")  # Run > Run All Cells, in both frontends
 
