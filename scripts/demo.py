@@ -7,8 +7,11 @@ once ipyrepro is installed.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import textwrap
+from pathlib import Path
 
 from ipyrepro.kernelrun import running_kernel
 
@@ -23,6 +26,16 @@ TRAIN = textwrap.dedent(
     round(loss.item(), 6)
     """
 )
+
+PLANTED = textwrap.dedent(
+    """
+    %%repro --runs 3
+    import numpy as np, torch
+    weights = torch.randn(4)                          # seeded by ipyrepro: the same every run
+    rng = np.random.default_rng()                     # planted bug: a fresh OS seed every run
+    noise = torch.as_tensor(rng.normal(size=4))
+    """
+).lstrip()
 
 
 def heading(text: str) -> None:
@@ -63,6 +76,20 @@ def main() -> None:
         kernel.execute("%load_ext ipyrepro\n%repro on --seed 42", "setup")
         kernel.execute("import torch\ntorch.backends.cudnn.benchmark = True  # a stray line in some cell", "stray")
         print(textwrap.indent(kernel.execute("import ipyrepro\nprint(ipyrepro.status())").stdout, "  "))
+
+    heading("4. `%%repro` reruns a cell and names what differs (a planted unseeded RNG)")
+    with running_kernel(extra_arguments=QUIET) as kernel:
+        kernel.execute("%load_ext ipyrepro\n%repro on --seed 0", "setup")
+        reply = kernel.execute(PLANTED, "planted")
+        print(textwrap.indent(reply.text() or reply.stdout, "  "))
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "04-out-of-order.ipynb"
+    heading(f"5. `ipyrepro check {notebook.name}`: the whole notebook, twice, in fresh kernels")
+    check = subprocess.run(
+        [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--quiet"], capture_output=True, text=True
+    )
+    print(textwrap.indent(check.stdout.strip(), "  "))
+    print(f"  exit status {check.returncode} (0: every run matched, 1: something differed, 2: error)")
 
 
 if __name__ == "__main__":
