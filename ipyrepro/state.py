@@ -62,7 +62,6 @@ class ReproState:
         self.cell_id_missing = False
         self.hook_errors: list[str] = []
         self._cublas_at_cuda_init: Any = _UNKNOWN
-        self._cublas_before_cuda: str | None = None
         self._seen_uninitialised = False
         self._warned: set[str] = set()
         self._listeners: list[weakref.ref] = []
@@ -204,14 +203,17 @@ class ReproState:
     # -- what the hooks watch ------------------------------------------------------
 
     def observe_cuda(self) -> None:
-        """Remember the cuBLAS variable as it was last seen before CUDA was initialised."""
+        """Remember the cuBLAS variable as it was when CUDA was first seen initialised.
+
+        Read after the cell that initialised CUDA, so a cell that sets the
+        variable and then uses the GPU counts as setting it in time.
+        """
         if self._cublas_at_cuda_init is not _UNKNOWN:
             return
         if not cuda_initialized():
             self._seen_uninitialised = True
-            self._cublas_before_cuda = os.environ.get(CUBLAS_VAR)
         elif self._seen_uninitialised:
-            self._cublas_at_cuda_init = self._cublas_before_cuda
+            self._cublas_at_cuda_init = os.environ.get(CUBLAS_VAR)
 
     @property
     def cublas_at_cuda_init(self) -> str | None:

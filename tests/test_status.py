@@ -100,6 +100,7 @@ def test_a_user_change_of_the_variable_after_cuda_init_is_reported(ip, fake_gpu,
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     ip.run_cell("x = 1")  # a cell runs while CUDA is not initialised
     fake_gpu.initialized = True
+    ip.run_cell("y = 2")  # the cell that used the GPU first
     ip.run_cell("import os; os.environ['CUBLAS_WORKSPACE_CONFIG'] = ':16:8'")
     assert "was set to ':16:8' after CUDA was already initialised" in messages(ipyrepro.status())
 
@@ -123,6 +124,14 @@ def test_on_torch_2_9_deterministic_mode_without_the_variable_is_a_warning(fake_
     fake_gpu.initialized = True
     torch.use_deterministic_algorithms(True)
     assert any("needs :4096:8 or :16:8" in warning for warning in ipyrepro.status().warnings)
+
+
+def test_a_cell_that_sets_the_variable_before_using_the_gpu_is_in_time(ip, fake_gpu, monkeypatch) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    ip.run_cell("x = 1")
+    ip.user_ns["gpu"] = fake_gpu
+    ip.run_cell("import os\nos.environ['CUBLAS_WORKSPACE_CONFIG'] = ':4096:8'\ngpu.initialized = True  # model.cuda()")
+    assert "after CUDA was already initialised" not in messages(ipyrepro.status())
 
 
 def test_cuda_initialised_before_ipyrepro_loaded_is_noted_when_enabled(fake_gpu, monkeypatch) -> None:
