@@ -85,35 +85,28 @@ def _other_accelerators() -> bool:
 class Reseeder:
     """The per-cell fast path of `seed_all`, with the same resulting RNG states.
 
-    Python's and torch's CPU states are cached per seed and restored with
-    `setstate`/`set_state`, as pytest-randomly does. CUDA is seeded directly once initialised; before
-    that, the same lazy callback `torch.cuda.manual_seed_all` would queue is
-    queued without formatting a stack trace, and only when the seed changes.
+    CUDA is seeded directly once initialised; before that, the same lazy
+    callback `torch.cuda.manual_seed_all` would queue is queued without
+    formatting a stack trace, and only when the seed changes. Python's and
+    the CPU generator's states are not cached and restored (as pytest-randomly
+    does): between cells the caches are cold, and there `random.setstate`
+    reading a 625-int tuple measured slower than `random.seed` computing it.
     """
 
     CACHE_SIZE = 1024
 
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
-        self._states: dict[int, tuple[tuple, torch.Tensor]] = {}  # seed -> (Python state, torch CPU state)
         self._cuda_callbacks: dict[int, Callable[[], None]] = {}
         self._full_torch_seed = _other_accelerators()
 
     def reseed(self, seed: int) -> None:
-        states = self._states.get(seed)
-        if states is None:
-            random.seed(seed)
-            torch.default_generator.manual_seed(seed)
-            if len(self._states) >= self.CACHE_SIZE:
-                self._states.clear()
-            self._states[seed] = (random.getstate(), torch.default_generator.get_state())
-        else:
-            random.setstate(states[0])
-            torch.default_generator.set_state(states[1])
+        random.seed(seed)
         np.random.seed(seed)
         if self._full_torch_seed:
             torch.manual_seed(seed)
         else:
+            torch.default_generator.manual_seed(seed)
             self._seed_cuda(seed)
         for seeder in self.seeders:
             seeder(seed)

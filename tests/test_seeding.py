@@ -45,12 +45,12 @@ def test_reseeder_leaves_the_same_states_as_seed_all(seed: int) -> None:
     assert torch.equal(torch.get_rng_state(), torch_state)
 
 
-def test_reseeder_cached_python_state_is_not_consumed_by_drawing() -> None:
+def test_reseeding_with_the_same_seed_repeats_every_generators_draws() -> None:
     reseeder = Reseeder()
     reseeder.reseed(5)
-    first = random.random()
-    reseeder.reseed(5)  # from the cache this time
-    assert random.random() == first
+    first = draws()
+    reseeder.reseed(5)
+    assert draws() == first
 
 
 def test_reseeder_queues_lazy_cuda_seeding_like_manual_seed_all() -> None:
