@@ -135,7 +135,8 @@ def test_cells_run_in_a_real_shell_and_return_result_and_magic_values(runner, mo
             "import os, torch",
             "%load_ext ipyrepro",
             "%repro status",
-            'RESULT = {"status type": type(CELL_RESULTS[-1]).__name__, "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),'
+            'RESULT = {"status type": type(CELL_RESULTS[-1]).__name__,'
+            ' "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),'
             ' "shell": type(get_ipython()).__name__, "cuda": torch.cuda.is_initialized()}',
         ],
     )
