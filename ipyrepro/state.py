@@ -32,6 +32,7 @@ class ReproWarning(UserWarning):
 
 
 _UNKNOWN = object()  # the cuBLAS variable when CUDA was first initialised, if never observed
+_KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means unset it)
 
 
 class CellSeed(NamedTuple):
@@ -161,7 +162,7 @@ class ReproState:
         cudnn_benchmark: bool | None = None,
         cudnn_deterministic: bool | None = None,
         deterministic_algorithms: str | None = None,
-        cublas_workspace_config: Any = _UNKNOWN,
+        cublas_workspace_config: Any = _KEEP,
     ) -> None:
         """Change single settings (the panel's toggles); None leaves a setting as it is.
 
@@ -173,7 +174,7 @@ class ReproState:
                 raise ValueError(f"{name} must be True or False; got {value!r}")
         if deterministic_algorithms is not None:
             validate_deterministic_mode(deterministic_algorithms)
-        if cublas_workspace_config is not _UNKNOWN:
+        if cublas_workspace_config is not _KEEP:
             validate_cublas_value(cublas_workspace_config)
         import torch
 
@@ -183,7 +184,7 @@ class ReproState:
             torch.backends.cudnn.deterministic = cudnn_deterministic
         if deterministic_algorithms is not None:
             set_deterministic_algorithms(deterministic_algorithms)
-        if cublas_workspace_config is not _UNKNOWN:
+        if cublas_workspace_config is not _KEEP:
             self._set_cublas(cublas_workspace_config)
         self.notify()
         self.warn_new(quiet=True)  # asked for on purpose: status and the panel show the drift
