@@ -513,8 +513,7 @@ def rerun_cell(
     hidden = set(getattr(shell, "user_ns_hidden", {}))
     ignore = {name for name in namespace if name in hidden or _IPYTHON_NAMES.match(name)}
     if explicit is not None:
-        compared = explicit
-        code, has_last = code, False
+        compared, has_last = explicit, False
     else:
         compared = [name for name in touched.bound if name not in ignore and not _IPYTHON_NAMES.match(name)]
         code, has_last = _capture_last_expression(code, tree)
