@@ -55,8 +55,12 @@ class Flags:
 
 
 def set_deterministic_algorithms(mode: str) -> None:
+    """`torch.use_deterministic_algorithms`, without its 2 s import of inductor: inductor follows lazily."""
+    from .inductor import INDUCTOR
+
     validate_deterministic_mode(mode)
-    torch.use_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+    torch._C._set_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+    INDUCTOR.follow(mode != "off")
 
 
 def set_cublas_variable(value: str | None) -> None:

@@ -24,6 +24,7 @@ from .flags import (
     validate_cublas_value,
     validate_deterministic_mode,
 )
+from .inductor import INDUCTOR
 from .torchinfo import cuda_initialized
 
 
@@ -138,6 +139,7 @@ class ReproState:
         current = Flags.read()
         if self.saved is None:
             self.saved = Saved(current, self.reseed)
+            INDUCTOR.save()
         self.target = recipe(warn_only=warn_only, cublas=cublas, current=current)
         self._apply_flags(self.target)
         self.enabled = True
@@ -149,6 +151,7 @@ class ReproState:
         """Restore every flag, env var and the re-seed mode to what they were before `on`."""
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
+            INDUCTOR.restore()
             self.reseed = self.saved.reseed
         self.enabled = False
         self.target = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .flags import CUBLAS_VAR, Flags
+from .inductor import inductor_deterministic
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
@@ -56,6 +57,7 @@ class Status(TextReport):
     numpy_version: str
     python_version: str
     precision: dict[str, Any]
+    inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -81,6 +83,7 @@ class Status(TextReport):
             numpy_version=np.__version__,
             python_version=platform.python_version(),
             precision=precision_flags(),
+            inductor_deterministic=inductor_deterministic(),
         )
         if state.enabled and state.target is not None:
             for name, (expected, actual) in state.target.differences(flags).items():
@@ -173,6 +176,11 @@ class Status(TextReport):
             ("cudnn.deterministic", str(self.cudnn_deterministic), drift("cudnn_deterministic")),
             ("deterministic algorithms", self.deterministic_algorithms, drift("deterministic_algorithms")),
             (CUBLAS_VAR, _show(self.cublas_workspace_config), drift("cublas_workspace_config")),
+            *(
+                [("inductor deterministic", str(self.inductor_deterministic), None)]
+                if self.inductor_deterministic is not None
+                else []
+            ),
             ("CUDA_LAUNCH_BLOCKING", _show(self.cuda_launch_blocking), None),
             ("PYTHONHASHSEED", _show(self.python_hash_seed), None),
             ("CUDA", cuda, None),

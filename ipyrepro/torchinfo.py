@@ -114,6 +114,16 @@ def cuda_available() -> bool:
         return False
 
 
+# torch.use_deterministic_algorithms(mode) also sets torch._inductor.config.deterministic = mode
+# from this release on (pytorch/pytorch#165950); before it, inductor read the global flag itself.
+INDUCTOR_FOLLOWS_FROM = (2, 10)
+
+
+def inductor_follows_deterministic_algorithms(version: tuple[int, int] | None = None) -> bool:
+    """Whether torch.use_deterministic_algorithms sets inductor's `deterministic` config too."""
+    return (version or torch_version()) >= INDUCTOR_FOLLOWS_FROM
+
+
 def deterministic_algorithms_mode() -> str:
     """'off', 'warn' or 'error', as torch.use_deterministic_algorithms left it."""
     if not torch.are_deterministic_algorithms_enabled():
