@@ -6,17 +6,41 @@ the same through `enable`, `disable`, `seed_all` and `status`.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from .report import CompareReport
-from .rerun import compare
-from .seeding import derive_cell_seed
-from .state import STATE, ReproWarning
-from .status import Status
 
 if TYPE_CHECKING:
     from .controlpanel import ReproPanel
     from .envreport import EnvReport
+    from .report import CompareReport
+    from .rerun import compare
+    from .seeding import derive_cell_seed
+    from .state import STATE, ReproWarning  # noqa: F401
+    from .status import Status
+
+# Imported on first use, so that `import ipyrepro.cli` (and `ipyrepro --help`) never imports torch.
+_LAZY = {
+    "CompareReport": "report",
+    "compare": "rerun",
+    "derive_cell_seed": "seeding",
+    "STATE": "state",
+    "ReproWarning": "state",
+    "Status": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ipyrepro' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 __all__ = [
@@ -38,29 +62,38 @@ __all__ = [
 
 def seed_all(seed: int) -> int:
     """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed."""
+    from .state import STATE
+
     return STATE.seed_all(seed)
 
 
 def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str = "cell") -> Status:
     """Apply the full determinism recipe (see README); `disable()` restores what was before."""
+    from .state import STATE
+
     STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
     return STATE.status()
 
 
 def disable() -> Status:
     """Restore every flag, env var and the re-seed mode to what they were before `enable`."""
+    from .state import STATE
+
     STATE.disable()
     return STATE.status()
 
 
 def status() -> Status:
     """What is in force right now, read live, with warnings naming cause and fix."""
+    from .state import STATE
+
     return STATE.status()
 
 
 def env_report() -> EnvReport:
     """Everything that decides whether a result reproduces elsewhere; reading it never initialises CUDA."""
     from .envreport import collect
+    from .state import STATE
 
     return collect(STATE)
 
@@ -68,29 +101,36 @@ def env_report() -> EnvReport:
 def panel() -> ReproPanel:
     """The control panel widget (ipywidgets) over the same state as `%repro`; leave it last in a cell."""
     from .controlpanel import panel as make_panel
+    from .state import STATE
 
     return make_panel(STATE)
 
 
 def set_reseed(mode: str) -> None:
     """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    from .state import STATE
+
     STATE.set_reseed(mode)
 
 
 def configure(**settings: Any) -> Status:
     """Change single settings: cudnn_benchmark, cudnn_deterministic, deterministic_algorithms,
     cublas_workspace_config (None unsets it). Validates all before changing any."""
+    from .state import STATE
+
     STATE.configure(**settings)
     return STATE.status()
 
 
 def load_ipython_extension(ipython: Any) -> None:
     from .hooks import install
+    from .state import STATE
 
     install(ipython, STATE)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     from .hooks import uninstall
+    from .state import STATE
 
     uninstall(ipython, STATE)

@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from .seeding import validate_seed
+from .validation import validate_seed
 
 
 def seed(text: str) -> int:

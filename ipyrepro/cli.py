@@ -81,7 +81,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
-    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+    from .validation import DETERMINISTIC_CUBLAS_VALUES
 
     check = commands.add_parser(
         "check",
@@ -138,7 +138,7 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
     from .kernelspec import DEFAULT_NAME
-    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+    from .validation import DETERMINISTIC_CUBLAS_VALUES
 
     kernel = commands.add_parser("kernel", help="install or remove a Jupyter kernel reproducible from its start")
     actions = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)

@@ -7,10 +7,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, deterministic_algorithms_mode
+from .torchinfo import deterministic_algorithms_mode
+from .validation import (  # noqa: F401  (re-exported: their home before the CLI had to avoid torch)
+    DETERMINISTIC_CUBLAS_VALUES,
+    DETERMINISTIC_MODES,
+    validate_cublas_value,
+    validate_deterministic_mode,
+)
 
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
-DETERMINISTIC_MODES = ("off", "warn", "error")
 
 
 @dataclass(frozen=True)
@@ -68,22 +73,6 @@ def set_cublas_variable(value: str | None) -> None:
         os.environ.pop(CUBLAS_VAR, None)
     else:
         os.environ[CUBLAS_VAR] = value
-
-
-def validate_deterministic_mode(mode: str) -> str:
-    if mode not in DETERMINISTIC_MODES:
-        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
-    return mode
-
-
-def validate_cublas_value(value: str | None) -> str | None:
-    """Accept only the two values that make cuBLAS deterministic (or None for unset)."""
-    if value is not None and value not in DETERMINISTIC_CUBLAS_VALUES:
-        raise ValueError(
-            f"CUBLAS_WORKSPACE_CONFIG must be {' or '.join(DETERMINISTIC_CUBLAS_VALUES)} "
-            f"(the values that make cuBLAS deterministic); got {value!r}"
-        )
-    return value
 
 
 def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:

@@ -314,8 +314,7 @@ def check(
     progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs."""
-    from .flags import validate_cublas_value
-    from .seeding import validate_seed
+    from .validation import validate_cublas_value, validate_seed
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")

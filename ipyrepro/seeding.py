@@ -16,26 +16,11 @@ from importlib.metadata import entry_points
 import numpy as np
 import torch
 
-SEED_LIMIT = 2**32
-RESEED_MODES = ("off", "fixed", "cell")
+from .validation import RESEED_MODES, SEED_LIMIT, validate_reseed_mode, validate_seed  # noqa: F401
+
 SEEDER_GROUP = "ipyrepro.seeders"
 
 Seeder = Callable[[int], None]
-
-
-def validate_seed(seed: object) -> int:
-    """An int in [0, 2**32): the range that NumPy's legacy global RNG accepts."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer with 0 <= seed < 2**32; got {seed!r}")
-    if not 0 <= int(seed) < SEED_LIMIT:
-        raise ValueError(f"seed must satisfy 0 <= seed < 2**32 (= {SEED_LIMIT}); got {int(seed)}")
-    return int(seed)
-
-
-def validate_reseed_mode(mode: str) -> str:
-    if mode not in RESEED_MODES:
-        raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
-    return mode
 
 
 def derive_cell_seed(base: int, cell_id: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
+from .validation import DETERMINISTIC_CUBLAS_VALUES  # noqa: F401  (re-exported)
 
 
 def parse_version(text: str) -> tuple[int, int]:
