@@ -7,6 +7,8 @@ the same through `enable`, `disable`, `seed_all` and `status`.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,6 +42,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """Keeps the function `ipyrepro.status`: importing the submodule `ipyrepro.status` (lazily, now that
+    the package imports nothing at start) would otherwise rebind the name to the module."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "status" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __version__ = "0.1.0"

@@ -8,14 +8,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .torchinfo import deterministic_algorithms_mode
-from .validation import (  # noqa: F401  (re-exported: their home before the CLI had to avoid torch)
-    DETERMINISTIC_CUBLAS_VALUES,
-    DETERMINISTIC_MODES,
-    validate_cublas_value,
-    validate_deterministic_mode,
-)
+from .validation import DETERMINISTIC_CUBLAS_VALUES, validate_cublas_value  # noqa: F401  (re-exported)
 
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
+DETERMINISTIC_MODES = ("off", "warn", "error")
 
 
 @dataclass(frozen=True)
@@ -73,6 +69,12 @@ def set_cublas_variable(value: str | None) -> None:
         os.environ.pop(CUBLAS_VAR, None)
     else:
         os.environ[CUBLAS_VAR] = value
+
+
+def validate_deterministic_mode(mode: str) -> str:
+    if mode not in DETERMINISTIC_MODES:
+        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
+    return mode
 
 
 def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:

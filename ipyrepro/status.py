@@ -22,6 +22,7 @@ from .torchinfo import (
     cuda_initialized,
     late_cublas_message,
     precision_flags,
+    precision_key,
     torch_version,
 )
 
@@ -90,6 +91,37 @@ class Status(TextReport):
                 status.drift[name] = {"expected": expected, "actual": actual}
         status._diagnose(state)
         return status
+
+    @staticmethod
+    def signature(state: ReproState) -> tuple[Any, ...]:
+        """A cheap key of everything the renderings show, read through torch's C getters (a few us).
+
+        Equal keys mean an equal text and HTML status, so a view redraws only when its key changed.
+        Left out: versions and CUDA availability, fixed for a process, and the last cell's id, not shown.
+        """
+        last = state.last_cell
+        environ = os.environ
+        C = torch._C
+        return (
+            state.enabled,
+            state.seed,
+            state.reseed,
+            None if last is None else last.seed,
+            state.cell_id_missing,
+            state.target,
+            len(state.hook_errors),
+            state._cublas_at_cuda_init,
+            C._get_cudnn_benchmark(),
+            C._get_cudnn_deterministic(),
+            C._get_deterministic_algorithms(),
+            C._get_deterministic_algorithms_warn_only(),
+            environ.get(CUBLAS_VAR),
+            environ.get("CUDA_LAUNCH_BLOCKING"),
+            environ.get("PYTHONHASHSEED"),
+            cuda_initialized(),
+            precision_key(),
+            inductor_deterministic(),
+        )
 
     def _diagnose(self, state: ReproState) -> None:
         for name, values in self.drift.items():

@@ -9,8 +9,6 @@ from __future__ import annotations
 import numbers
 
 SEED_LIMIT = 2**32
-RESEED_MODES = ("off", "fixed", "cell")
-DETERMINISTIC_MODES = ("off", "warn", "error")
 DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
 
 
@@ -21,18 +19,6 @@ def validate_seed(seed: object) -> int:
     if not 0 <= int(seed) < SEED_LIMIT:
         raise ValueError(f"seed must satisfy 0 <= seed < 2**32 (= {SEED_LIMIT}); got {int(seed)}")
     return int(seed)
-
-
-def validate_reseed_mode(mode: str) -> str:
-    if mode not in RESEED_MODES:
-        raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
-    return mode
-
-
-def validate_deterministic_mode(mode: str) -> str:
-    if mode not in DETERMINISTIC_MODES:
-        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
-    return mode
 
 
 def validate_cublas_value(value: str | None) -> str | None:

@@ -60,3 +60,16 @@ def test_check_client_process_never_imports_torch(tmp_path: Path) -> None:
     assert code == 0, stdout
     assert "torch" not in modules
     assert json.loads(stdout)["exit_code"] == 0
+
+
+def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
+    code = (
+        "import sys, ipyrepro\n"
+        "assert 'torch' not in sys.modules\n"
+        "from ipyrepro.status import Status\n"  # the submodule named like the function
+        "import ipyrepro.status\n"
+        "assert ipyrepro.status().enabled is False and ipyrepro.Status is Status\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
