@@ -28,6 +28,16 @@ def runs(text: str) -> int:
     return value
 
 
+def jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: an integer >= 1 (kernels running at once)")
+    return value
+
+
 def _non_negative(what: str, example: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

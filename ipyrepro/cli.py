@@ -72,6 +72,7 @@ def _check(args: argparse.Namespace) -> int:
             atol=args.atol,
             cublas=args.cublas,
             progress=progress,
+            jobs=args.jobs,
         )
     except NotebookError as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -99,6 +100,14 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would)",
     )
     check.add_argument("--kernel", help="kernelspec to run (default: the notebook's, else python3)")
+    check.add_argument(
+        "--jobs",
+        type=arguments.jobs,
+        default=None,
+        metavar="N",
+        help="how many fresh kernels run at once (default: as many as --runs, capped by the CPUs); "
+        "the report is the same for any N",
+    )
     check.add_argument(
         "--cublas",
         choices=DETERMINISTIC_CUBLAS_VALUES,
