@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import _random
 import hashlib
+import os
 import random
+import re
+import sys
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import PathDistribution
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,8 +47,38 @@ def derive_cell_seed(base: int, cell_id: str) -> int:
 
 
 def load_seeders() -> list[Seeder]:
-    """Callables that other libraries register under the `ipyrepro.seeders` entry-point group."""
-    return [entry.load() for entry in entry_points(group=SEEDER_GROUP)]
+    """Callables that other libraries register under the `ipyrepro.seeders` entry-point group.
+
+    `importlib.metadata.entry_points()` parses every installed package's entry points (30-40 ms
+    with a data-science stack); this reads each package's entry_points.txt only as far as
+    checking for the group's name, and parses just the packages that have it, in the same
+    order and with the same rule for duplicates (the first on sys.path wins).
+    """
+    found: list[Seeder] = []
+    seen: set[str] = set()
+    for folder in sys.path:
+        try:
+            names = sorted(entry.name for entry in os.scandir(folder or "."))
+        except OSError:
+            continue
+        for name in names:
+            stem, _, suffix = name.rpartition(".")
+            if suffix not in ("dist-info", "egg-info"):
+                continue
+            project = re.sub(r"[-_.]+", "_", stem.split("-")[0]).lower()
+            if project in seen:
+                continue
+            seen.add(project)
+            path = os.path.join(folder or ".", name)
+            try:
+                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as file:
+                    if SEEDER_GROUP not in file.read():
+                        continue
+            except OSError:
+                continue
+            distribution = PathDistribution(Path(path))
+            found += [entry.load() for entry in distribution.entry_points.select(group=SEEDER_GROUP)]
+    return found
 
 
 def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
