@@ -73,6 +73,7 @@ def timed_python(*arguments: str, env: dict[str, str] | None = None) -> Callable
 ENABLE_PROBE = """
 import json, sys, time
 import torch
+{setup}
 start = time.perf_counter()
 {call}
 took = time.perf_counter() - start
@@ -82,20 +83,25 @@ print(json.dumps({{"seconds": took, "inductor": "torch._inductor" in sys.modules
 
 def bench_enable(rounds: int) -> None:
     calls = {
-        "ipyrepro.enable(0) after import torch": "import ipyrepro; ipyrepro.enable(0)",
-        "(torch.use_deterministic_algorithms(True), for comparison)": "torch.use_deterministic_algorithms(True)",
+        "import ipyrepro + enable(0), after import torch": ("", "import ipyrepro; ipyrepro.enable(0)"),
+        "enable(0) alone, after import torch and ipyrepro's modules": (
+            "import ipyrepro, ipyrepro.state, ipyrepro.status",
+            "ipyrepro.enable(0)",
+        ),
+        "(torch.use_deterministic_algorithms(True), for comparison)": ("", "torch.use_deterministic_algorithms(True)"),
     }
     inductor: dict[str, bool] = {}
 
-    def case(name: str, call: str) -> Callable[[], float]:
+    def case(name: str, setup: str, call: str) -> Callable[[], float]:
         def run() -> float:
-            result = json.loads(python("-c", ENABLE_PROBE.format(call=call)).stdout.strip().splitlines()[-1])
+            probe = ENABLE_PROBE.format(setup=setup, call=call)
+            result = json.loads(python("-c", probe).stdout.strip().splitlines()[-1])
             inductor[name] = result["inductor"]
             return result["seconds"]
 
         return run
 
-    samples = interleaved({name: case(name, call) for name, call in calls.items()}, rounds)
+    samples = interleaved({name: case(name, *code) for name, code in calls.items()}, rounds)
     show("1. enable after import torch (fresh processes)", samples, None, "<= 30 ms, no inductor import")
     for name, imported in inductor.items():
         print(f"  {name:<58} imported torch._inductor: {imported}")
