@@ -80,7 +80,7 @@ def bench_time(args: argparse.Namespace) -> None:
 
 
 MEMORY_PROBE = """
-import json, os, resource, sys, tempfile
+import json, os, sys, tempfile
 os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp())
 import torch
 from IPython.testing.globalipapp import start_ipython
@@ -94,9 +94,12 @@ shell.user_ns["model"] = model
 model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 cell = "total = sum(float(p.sum()) for p in model.parameters())"
 shell.run_cell(cell)  # the cell itself, once, so its own peak is in the baseline
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # VmHWM: this process's own peak (ru_maxrss can carry the parent's from before exec)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+before = peak()
 {subject}
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+after = peak()
 print("RESULT" + json.dumps({{"model_bytes": model_bytes, "extra": after - before}}))
 """
 
