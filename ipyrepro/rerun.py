@@ -376,9 +376,14 @@ class _CellRunner(_Runner):
         if self.snapshot is None:
             return
         if run < runs:
-            self.snapshot.restore(self.ns)  # fresh copies: the user's own objects stay untouched
+            # Fresh copies: the user's own objects stay untouched. The last run on copies gets the
+            # snapshot's own: with 2 runs, one copy of what the cell reads is in memory, not two.
+            self.snapshot.restore(self.ns, hand_over=run == runs - 1)
         else:
             self.snapshot.restore_originals(self.ns)  # the last run works on the user's objects
+            # Copied again while the originals are still as before the cell (and the handed-over
+            # copies are free): a failing last run and the diagnosis rerun start from it.
+            self.snapshot.retake()
 
     def execute(self) -> dict[str, Any]:
         from IPython.utils.capture import capture_output

@@ -220,6 +220,8 @@ class Snapshot:
     not_copied: dict[str, str] = field(default_factory=dict)  # name -> why it is kept by reference
     nbytes: int = 0
     bytes_by_device: dict[str, int] = field(default_factory=dict)
+    handed_over: bool = False  # the copies went to a run (restore(hand_over=True)) and must be retaken
+    copied_names: tuple[str, ...] = ()
 
     @classmethod
     def take(cls, namespace: Mapping[str, Any], names: CellNames) -> Snapshot:
@@ -239,19 +241,29 @@ class Snapshot:
                 to_copy[name] = value
         copies, failures = _deep_copy_all(to_copy)
         not_copied.update(failures)
-        snapshot = cls(originals, copies, tuple(absent), not_copied)
+        snapshot = cls(originals, copies, tuple(absent), not_copied, copied_names=tuple(copies))
         snapshot.nbytes, snapshot.bytes_by_device = measure(list(copies.values()))
         return snapshot
 
-    def restore(self, namespace: dict[str, Any]) -> None:
+    def restore(self, namespace: dict[str, Any], *, hand_over: bool = False) -> None:
         """Fresh copies of the snapshot into `namespace`; names the cell created are removed.
 
         The originals go back first, so that the previous run's copies can be freed before the
-        new ones are made: peak memory is the snapshot plus one copy, whatever the number of runs.
+        new ones are made. `hand_over` puts the snapshot's own copies in instead of copies of
+        them (no second copy in memory); `retake` makes the snapshot again before it is needed.
         """
         self._put(namespace, {})
-        fresh, _ = _deep_copy_all(self.copies)
+        if hand_over:
+            fresh, self.copies, self.handed_over = self.copies, {}, True
+        else:
+            fresh, _ = _deep_copy_all(self.copies)
         self._put(namespace, fresh)
+
+    def retake(self) -> None:
+        """After `restore(hand_over=True)`: copy the originals again, which nothing has changed yet."""
+        if self.handed_over:
+            self.copies, _ = _deep_copy_all({name: self.originals[name] for name in self.copied_names})
+            self.handed_over = False
 
     def restore_originals(self, namespace: dict[str, Any]) -> None:
         self._put(namespace, {})
