@@ -11,14 +11,15 @@ class Counted:
     """A stand-in for a big object: counts how many of its copies are alive at once."""
     alive = 0
     most = 0
-    def __init__(self, value):
+    def __init__(self, value, is_copy=False):
         self.value = value
+        self.is_copy = is_copy
     def __deepcopy__(self, memo):
         Counted.alive += 1
         Counted.most = max(Counted.most, Counted.alive)
-        return Counted(list(self.value))
+        return Counted(list(self.value), is_copy=True)
     def __del__(self):
-        if self is not ORIGINAL:
+        if self.is_copy:
             Counted.alive -= 1
 ORIGINAL = big = Counted([1, 2, 3])
 '''
