@@ -77,7 +77,7 @@ def install(
         raise ValueError("choose --user or --prefix DIR, not both")
     _validate_name(name, force)
     spec = kernel_json(seed, cublas, display_name)  # validates seed and cublas before anything is written
-    destination = kernels_dir(user=user, prefix=prefix) / name
+    destination = kernels_dir(user=user, prefix=prefix) / name.lower()  # as jupyter_client names it
     if destination.exists() and not force:
         raise FileExistsError(
             f"a kernelspec named {name!r} already exists in {destination}; pass --force to replace it, "

@@ -73,3 +73,17 @@ def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_kernel_install_writes_where_jupyter_client_looks(tmp_path: Path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from ipyrepro.kernelspec import install
+
+    folder = install("My-Repro", prefix=tmp_path, seed=3)
+    assert folder == tmp_path / "share" / "jupyter" / "kernels" / "my-repro"  # lower-cased, as jupyter_client does
+    manager = KernelSpecManager(kernel_dirs=[str(folder.parent)])
+    spec = manager.get_kernel_spec("my-repro")
+    assert spec.env["PYTHONHASHSEED"] == "3" and any("logo" in path.name for path in folder.iterdir())
+    with pytest.raises(FileExistsError):
+        install("MY-REPRO", prefix=tmp_path)
