@@ -100,7 +100,6 @@ class Status(TextReport):
         Left out: versions and CUDA availability, fixed for a process, and the last cell's id, not shown.
         """
         last = state.last_cell
-        environ = os.environ
         C = torch._C
         return (
             state.enabled,
@@ -115,9 +114,7 @@ class Status(TextReport):
             C._get_cudnn_deterministic(),
             C._get_deterministic_algorithms(),
             C._get_deterministic_algorithms_warn_only(),
-            environ.get(CUBLAS_VAR),
-            environ.get("CUDA_LAUNCH_BLOCKING"),
-            environ.get("PYTHONHASHSEED"),
+            *_env_key(),
             cuda_initialized(),
             precision_key(),
             inductor_deterministic(),
@@ -251,6 +248,19 @@ class Status(TextReport):
             f"<div class='ipyrepro-status'><b>{html.escape(self.headline())}</b>"
             f"<table>{''.join(body)}</table>{messages}</div>"
         )
+
+
+_SHOWN_ENV = (CUBLAS_VAR, "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED")
+_ENV_KEYS = tuple(os.environ.encodekey(name) for name in _SHOWN_ENV) if hasattr(os.environ, "encodekey") else ()
+
+
+def _env_key() -> tuple[Any, ...]:
+    """The environment variables status shows, as a change key: os.environ's own (encoded) entries,
+    about 0.1 us each rather than 0.5 through os.environ.get."""
+    data = getattr(os.environ, "_data", None)
+    if data is not None and _ENV_KEYS:
+        return tuple([data.get(key) for key in _ENV_KEYS])
+    return tuple([os.environ.get(name) for name in _SHOWN_ENV])
 
 
 def _show(value: object) -> str:
