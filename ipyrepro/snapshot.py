@@ -222,6 +222,7 @@ class Snapshot:
     bytes_by_device: dict[str, int] = field(default_factory=dict)
     handed_over: bool = False  # the copies went to a run (restore(hand_over=True)) and must be retaken
     copied_names: tuple[str, ...] = ()
+    _handed: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def take(cls, namespace: Mapping[str, Any], names: CellNames) -> Snapshot:
@@ -255,15 +256,28 @@ class Snapshot:
         self._put(namespace, {})
         if hand_over:
             fresh, self.copies, self.handed_over = self.copies, {}, True
+            self._handed = {name: (value, _unchanged_mark(value)) for name, value in fresh.items()}
         else:
             fresh, _ = _deep_copy_all(self.copies)
         self._put(namespace, fresh)
 
     def retake(self) -> None:
         """After `restore(hand_over=True)`: copy the originals again, which nothing has changed yet."""
-        if self.handed_over:
-            self.copies, _ = _deep_copy_all({name: self.originals[name] for name in self.copied_names})
-            self.handed_over = False
+        if not self.handed_over:
+            return
+        # A plain tensor the run did not change in place (same version counter, memory, shape, no
+        # grad) is still an exact copy: it is kept, and shared with the rest through the memo.
+        reused = {
+            name: value
+            for name, (value, mark) in self._handed.items()
+            if mark is not None and _unchanged_mark(value) == mark
+        }
+        memo = {id(self.originals[name]): value for name, value in reused.items()}
+        self._handed = {}  # what was changed can be freed before it is copied again
+        rest = {name: self.originals[name] for name in self.copied_names if name not in reused}
+        copies, _ = _deep_copy_all(rest, memo)
+        self.copies = {name: reused[name] if name in reused else copies[name] for name in self.copied_names}
+        self.handed_over = False
 
     def restore_originals(self, namespace: dict[str, Any]) -> None:
         self._put(namespace, {})
@@ -275,11 +289,27 @@ class Snapshot:
             namespace[name] = copies.get(name, value)
 
 
-def _deep_copy_all(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def _unchanged_mark(value: Any) -> tuple[Any, ...] | None:
+    """For a plain tensor without grad: what an in-place change through torch would alter; else None.
+
+    (Writes that bypass the version counter, through `.data` or a NumPy view, are not seen; they
+    only matter to what a failing last run or the diagnosis rerun starts from, never to the runs.)
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or type(value) is not torch.Tensor or value.requires_grad or value.layout != torch.strided:
+        return None
+    if value.__dict__:
+        return None
+    return (value._version, value.data_ptr(), tuple(value.shape), value.stride(), value.dtype, value.device)
+
+
+def _deep_copy_all(
+    values: Mapping[str, Any], memo: dict[int, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Deep-copy the values with one shared memo, so objects shared between names stay shared
     (an optimizer keeps pointing at the copied model's parameters). A value that cannot be copied
-    is kept by reference, with the reason."""
-    memo: dict[int, Any] = {}
+    is kept by reference, with the reason. `memo` may say what some objects are copied as."""
+    memo = {} if memo is None else memo
     copies: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name, value in values.items():

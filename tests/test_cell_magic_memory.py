@@ -59,3 +59,22 @@ def test_the_diagnosis_rerun_still_runs_after_the_copies_were_handed_over(shell:
     assert not report.ok and report.diagnosis is not None
     assert any("deterministic rerun" in line for line in str(report).splitlines())
     assert shell.user_ns["big"] is shell.user_ns["ORIGINAL"] and len(shell.user_ns["big"].value) == 4
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["total = float(a.sum())", "a.add_(1.0)", "a[0] = 7.0"],
+    ids=["reads a", "adds in place", "sets an element"],
+)
+def test_a_failing_last_run_restores_tensors_it_read_or_changed_and_their_sharing(shell: Any, change: str) -> None:
+    import torch
+
+    shell.user_ns["torch"] = torch
+    shell.run_cell("a = torch.zeros(3)\nholder = [a]\ndef tick(_count=[0]):\n    _count[0] += 1\n    return _count[0]")
+    cell = f"{change}\nlength = len(holder)\nif tick() == 2:\n    raise ValueError('bad batch')"
+    report = shell.run_cell_magic("repro", "--runs 2", cell)
+    assert report.error is not None and report.error.run == 2
+    restored = shell.user_ns
+    assert torch.equal(restored["a"], torch.zeros(3)) and restored["holder"][0] is restored["a"]
+    for name in ("a", "holder", "torch", "length"):
+        restored.pop(name, None)

@@ -338,3 +338,11 @@ def test_a_cell_that_changes_only_a_precision_flag_still_redraws_the_panel(ip, p
         assert "float32_matmul_precision=medium" in panel.status_view.value
     finally:
         torch.set_float32_matmul_precision(saved)
+
+
+def test_a_cell_that_sets_an_environment_variable_shown_redraws_the_panel(ip, panel, monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_LAUNCH_BLOCKING", raising=False)
+    run(ip, "import os")
+    assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>unset" in panel.status_view.value
+    run(ip, "os.environ['CUDA_LAUNCH_BLOCKING'] = '1'")
+    assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>1" in panel.status_view.value
