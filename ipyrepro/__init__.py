@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .report import CompareReport
 from .rerun import compare
-from .seeding import derive_cell_seed
+from .seeding import derive_cell_seed, derive_source_seed
 from .state import STATE, ReproWarning
 from .status import Status
 
@@ -26,6 +26,7 @@ __all__ = [
     "compare",
     "configure",
     "derive_cell_seed",
+    "derive_source_seed",
     "disable",
     "enable",
     "env_report",
@@ -73,7 +74,8 @@ def panel() -> ReproPanel:
 
 
 def set_reseed(mode: str) -> None:
-    """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
+    every frontend), 'fixed' (the base seed) or 'off'."""
     STATE.set_reseed(mode)
 
 
