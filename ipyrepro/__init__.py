@@ -42,8 +42,11 @@ def seed_all(seed: int) -> int:
     return STATE.seed_all(seed)
 
 
-def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str = "cell") -> Status:
-    """Apply the full determinism recipe (see README); `disable()` restores what was before."""
+def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str | None = None) -> Status:
+    """Apply the full determinism recipe (see README); `disable()` restores what was before.
+
+    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on, else "cell".
+    """
     STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
     return STATE.status()
 

@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     on.add_argument(
         "--reseed",
         choices=RESEED_MODES,
-        default="cell",
-        help="before each cell: cell = a seed per cell id (default; from the code when no id is sent), "
-        "source = a seed from the cell's code (the same in every frontend), fixed = the base seed, off = none",
+        default=None,
+        help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
+        "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
+        "in force when ipyrepro is already on (as in the reproducible kernel), else cell",
     )
 
     commands.add_parser("off", help="restore everything to what it was before `on`")

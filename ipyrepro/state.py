@@ -136,11 +136,17 @@ class ReproState:
         *,
         warn_only: bool = False,
         cublas: str = ":4096:8",
-        reseed: str = "cell",
+        reseed: str | None = None,
     ) -> None:
-        """Apply the full recipe; a second `on` keeps what the first one saved for `off`."""
+        """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
+
+        `reseed=None` keeps the re-seed mode in force when ipyrepro is already on (a notebook's
+        own `%repro on` in a kernel installed with `--reseed source` stays `source`), else `cell`.
+        """
         seed = seeding.validate_seed(seed)
         validate_cublas_value(cublas)
+        if reseed is None:
+            reseed = self.reseed if self.enabled and self.reseed != "off" else "cell"
         seeding.validate_reseed_mode(reseed)
         if not isinstance(warn_only, bool):
             raise ValueError(f"warn_only must be True or False; got {warn_only!r}")

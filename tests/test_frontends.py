@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 DRAW = "print(random.random(), np.random.rand(), torch.rand(2).tolist())"
 CELLS = [
     "%load_ext ipyrepro",  # the kernel has it already: this must print nothing, in every frontend
+    "%repro on --seed 0",  # a notebook's own `on` keeps the kernel's re-seed mode
     "import random\nimport numpy as np\nimport torch",
     DRAW,
     DRAW,  # identical code: under `source` identical draws, by design
@@ -44,7 +45,8 @@ CELLS = [
 ]
 PROBE = len(CELLS) - 1  # frontend-dependent by design: nbval and check skip it by its tag
 TAGS = {PROBE: ["nbval-ignore-output"]}
-IDENTICAL = (2, 3)
+IDENTICAL = (3, 4)
+DRAWING = (3, 5, 6, 7)  # cells whose outputs hold drawn floats
 KERNELS = {"source": "ipyrepro-source", "cell": "ipyrepro-cell"}
 FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e-?\d+)?")  # the drawn floats (full repr), not step counters
 
@@ -76,6 +78,11 @@ def outputs(notebook: dict) -> list[list[tuple[str, ...]]]:
 def numbers(notebook: dict) -> list[list[tuple[str, ...]]]:
     """The outputs of every cell but the probe."""
     return outputs(notebook)[:PROBE]
+
+
+def draws(notebook: dict) -> list[list[tuple[str, ...]]]:
+    """The outputs of the cells after `%repro on` (whose output names the mode)."""
+    return numbers(notebook)[2:]
 
 
 def probe(notebook: dict) -> str:
@@ -219,7 +226,8 @@ def test_jupyterlab_saves_no_output_for_load_ext_and_distinct_draws_for_distinct
         saved = numbers(runs.get("jupyterlab4", mode))
         assert saved[0] == [], f"`%load_ext ipyrepro` printed something under {mode}: {saved[0]}"
         assert all(kind != "error" for cell in saved for kind, *_ in cell)
-        assert all(floats(saved[i]) for i in (2, 4, 5, 6)), saved
+        assert all(floats(saved[i]) for i in DRAWING), saved
+        assert saved[1] == [("stream", "stdout", saved[1][0][2])] and f"re-seed {mode}" in saved[1][0][2]
 
 
 @pytest.mark.parametrize("tool", [*ID_LESS, "check"])
@@ -274,15 +282,15 @@ def test_under_cell_jupyterlab_notebook7_and_check_agree(runs: Runs) -> None:
     assert numbers(runs.get("notebook7", "cell")) == lab
     assert numbers(runs.get("check", "cell")) == lab
     assert lab[IDENTICAL[0]] != lab[IDENTICAL[1]]  # two cells, two ids: different draws
-    assert lab != numbers(runs.get("jupyterlab4", "source"))
+    assert draws(runs.get("jupyterlab4", "cell")) != draws(runs.get("jupyterlab4", "source"))
 
 
 def test_under_cell_the_id_less_tools_agree_and_draw_what_source_draws(runs: Runs) -> None:
     first = numbers(runs.get(ID_LESS[0], "cell"))
     for tool in ID_LESS[1:]:
         assert numbers(runs.get(tool, "cell")) == first, tool
-    assert first == numbers(runs.get("jupyterlab4", "source"))  # no cell id: `cell` falls back to `source`
-    assert first != numbers(runs.get("jupyterlab4", "cell"))
+    assert draws(runs.get(ID_LESS[0], "cell")) == draws(runs.get("jupyterlab4", "source"))  # `cell` fell back
+    assert draws(runs.get(ID_LESS[0], "cell")) != draws(runs.get("jupyterlab4", "cell"))
 
 
 def test_nbval_sends_no_cell_id_either(runs: Runs, tmp_path: Path) -> None:

@@ -171,6 +171,17 @@ def test_source_reseeding_gives_the_same_numbers_whatever_the_cell_id(ip) -> Non
     assert (status.reseed, status.derivation, status.notes) == ("source", "source", status.setup_notes())
 
 
+def test_a_second_on_keeps_the_reseed_mode_unless_told(ip) -> None:
+    magic(ip, "on --seed 1 --reseed source")  # as the kernel installed with --reseed source starts
+    magic(ip, "on --seed 42")  # a notebook's own line
+    assert (STATE.reseed, STATE.seed) == ("source", 42)
+    magic(ip, "on --reseed fixed")
+    assert STATE.reseed == "fixed"
+    magic(ip, "off")
+    magic(ip, "on")
+    assert STATE.reseed == "cell"
+
+
 def test_reseed_magic_accepts_every_mode_and_rejects_others(ip, capsys) -> None:
     for mode in ("source", "fixed", "off", "cell"):
         magic(ip, f"reseed {mode}")
