@@ -25,13 +25,14 @@ _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client acce
 _PROTECTED = ("python3",)  # replacing it would change every notebook's default kernel
 
 
-def startup_lines(seed: int, reseed: str = "cell") -> list[str]:
+def startup_lines(seed: int, reseed: str | None = None) -> list[str]:
     """What the kernel runs before the first cell (and what `ipyrepro check` runs by default).
 
     It loads `ipyrepro.preload`, not `ipyrepro`, so that a notebook's own
     `%load_ext ipyrepro` prints nothing here, as in any other kernel.
+    `reseed=None`: `%repro on`'s default (the mode in force if already on, else cell).
     """
-    reseed_option = "" if reseed == "cell" else f" --reseed {reseed}"
+    reseed_option = "" if reseed is None else f" --reseed {reseed}"
     return ["%load_ext ipyrepro.preload", f"%repro on --seed {seed}{reseed_option}"]
 
 
@@ -50,7 +51,7 @@ def kernel_json(
     cublas = _validate_cublas(cublas)
     reseed = validate_reseed_mode(reseed)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    argv += [f"--IPKernelApp.exec_lines={line}" for line in startup_lines(seed, reseed)]
+    argv += [f"--IPKernelApp.exec_lines={line}" for line in startup_lines(seed, None if reseed == "cell" else reseed)]
     mode = "" if reseed == "cell" else f", re-seed {reseed}"
     return {
         "argv": argv,

@@ -309,12 +309,16 @@ def check(
     rtol: float = 0.0,
     atol: float = 0.0,
     cublas: str = ":4096:8",
-    reseed: str = "cell",
+    reseed: str | None = None,
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
-    """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs."""
+    """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
+
+    `reseed=None` keeps the re-seed mode of a reproducible kernel (`ipyrepro kernel install --reseed ...`),
+    else `cell`, as `%repro on` does.
+    """
     from .flags import validate_cublas_value
     from .seeding import validate_reseed_mode, validate_seed
 
@@ -324,11 +328,12 @@ def check(
         raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
     seed = validate_seed(seed)
     validate_cublas_value(cublas)
-    validate_reseed_mode(reseed)
+    if reseed is not None:
+        validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
-    reseeding = "" if reseed == "cell" else f", re-seed {reseed}"
+    reseeding = "" if reseed is None else f", re-seed {reseed}"
     mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
     say = progress or (lambda text: None)
@@ -362,7 +367,7 @@ def _run_once(
     kernel_name: str,
     as_is: bool,
     seed: int,
-    reseed: str,
+    reseed: str | None,
     cublas: str,
     timeout: float | None,
     startup_timeout: float,

@@ -200,11 +200,16 @@ class Runs:
         return json.loads(path.read_text())
 
     def _check(self, mode: str) -> dict:
-        """`ipyrepro check --reseed MODE` in the notebook's own kernel: two runs that must agree."""
+        """`ipyrepro check` in the notebook's own kernel: two runs that must agree.
+
+        Under `source` without `--reseed`: check keeps the mode the kernel was installed with.
+        """
         from jupyter_client.kernelspec import KernelSpecManager
 
         manager = KernelSpecManager(kernel_dirs=[str(self.lab.prefix / "share" / "jupyter" / "kernels")])
-        report = check(self.source(mode), runs=2, reseed=mode, kernel_spec_manager=manager)
+        report = check(
+            self.source(mode), runs=2, reseed=None if mode == "source" else mode, kernel_spec_manager=manager
+        )
         assert report.exit_code == 0, str(report)
         assert report.kernel == KERNELS[mode]
         notebook = json.loads(self.source(mode).read_text())
