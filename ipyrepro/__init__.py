@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .report import CompareReport
 from .rerun import compare
-from .seeding import derive_cell_seed
+from .seeding import derive_cell_seed, derive_source_seed
 from .state import STATE, ReproWarning
 from .status import Status
 
@@ -26,6 +26,7 @@ __all__ = [
     "compare",
     "configure",
     "derive_cell_seed",
+    "derive_source_seed",
     "disable",
     "enable",
     "env_report",
@@ -41,8 +42,11 @@ def seed_all(seed: int) -> int:
     return STATE.seed_all(seed)
 
 
-def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str = "cell") -> Status:
-    """Apply the full determinism recipe (see README); `disable()` restores what was before."""
+def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str | None = None) -> Status:
+    """Apply the full determinism recipe (see README); `disable()` restores what was before.
+
+    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on, else "cell".
+    """
     STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
     return STATE.status()
 
@@ -73,7 +77,8 @@ def panel() -> ReproPanel:
 
 
 def set_reseed(mode: str) -> None:
-    """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
+    every frontend), 'fixed' (the base seed) or 'off'."""
     STATE.set_reseed(mode)
 
 
