@@ -25,9 +25,9 @@ _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client acce
 _PROTECTED = ("python3",)  # replacing it would change every notebook's default kernel
 
 
-def startup_lines(seed: int) -> list[str]:
+def startup_lines(seed: int, reseed: str = "cell") -> list[str]:
     """What the kernel runs before the first cell (and what `ipyrepro check` runs by default)."""
-    return ["%load_ext ipyrepro", f"%repro on --seed {seed}"]
+    return ["%load_ext ipyrepro", f"%repro on --seed {seed}" + ("" if reseed == "cell" else f" --reseed {reseed}")]
 
 
 def startup_env(seed: int, cublas: str) -> dict[str, str]:
