@@ -148,6 +148,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.getoption("ipyrepro"):
         config.stash[_OPTIONS_KEY] = CheckOptions.from_config(config)
+        if config.pluginmanager.hasplugin("xdist") and config.getoption("dist") == "worksteal":
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(
+                    "--dist worksteal can split a notebook's cells across workers, and each worker then checks "
+                    "the whole notebook again; use -n N alone, or --dist loadgroup / loadfile"
+                ),
+                stacklevel=2,
+            )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

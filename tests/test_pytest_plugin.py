@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -9,11 +10,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-pytest.importorskip("xdist")
-pytest.importorskip("pytest_randomly")
+from ipyrepro import seeding
+from ipyrepro.pytest_plugin import randomly_seeder
+from ipyrepro.state import STATE
 
 
 def write(path: Path, *cells: nbformat.NotebookNode) -> Path:
@@ -92,6 +96,7 @@ def junit_outcomes(path: Path) -> dict[tuple[str, str], tuple[str, str]]:
 
 @pytest.mark.kernel
 def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
     notebook_folder(pytester.path)
     pytester.makeini("[pytest]\nipyrepro_rtol = 1e-6\nipyrepro_runs = 2\nipyrepro_as_is = true\n")
 
@@ -206,6 +211,7 @@ def test_a_marked_test_starts_from_its_own_seed():
 
 
 def test_pytest_randomly_seeds_torch_per_test(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_randomly")
     pytester.makepyfile(RANDOMLY_TESTS)
 
     def draws(seed: int, *only: str) -> str:
@@ -266,3 +272,37 @@ def test_loading_the_plugin_module_imports_no_torch() -> None:
     code = "import sys, ipyrepro.pytest_plugin; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_seeder_reseeds_torch_and_plugins_but_leaves_random_and_numpy_to_pytest_randomly(
+    monkeypatch: pytest.MonkeyPatch, fake_gpu
+) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(seeding, "load_seeders", lambda: [seen.append])
+    STATE.reset()  # its reseeder loads the seeders above
+    fake_gpu.initialized = True
+    cuda: list[int] = []
+
+    class Generator:
+        def manual_seed(self, value: int) -> None:
+            cuda.append(value)
+
+    monkeypatch.setattr(torch.cuda, "default_generators", (Generator(), Generator()))
+    python, numpy = random.getstate(), np.random.get_state()[1].copy()
+    seed = 2**32 + 17  # pytest-randomly's seed plus a per-test offset can pass 2**32
+    randomly_seeder(seed)
+    drawn = torch.rand(3)
+    torch.manual_seed(17)
+    assert torch.equal(drawn, torch.rand(3))
+    assert cuda == [17, 17] and seen == [17]
+    assert random.getstate() == python and (np.random.get_state()[1] == numpy).all()
+    assert fake_gpu.lazy_init_calls == []
+
+
+@pytest.mark.cuda
+def test_the_seeder_gives_the_cuda_draws_of_torch_manual_seed() -> None:
+    torch.cuda.init()
+    randomly_seeder(23)
+    drawn = torch.rand(3, device="cuda")
+    torch.manual_seed(23)
+    assert torch.equal(drawn, torch.rand(3, device="cuda"))
