@@ -181,6 +181,26 @@ def test_bad_options_are_usage_errors_before_any_kernel_starts(
     result.stderr.fnmatch_lines([message])
 
 
+def test_options_come_from_pyproject_toml_and_are_validated_there(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        ipyrepro_runs = 3
+        ipyrepro_seed = "7"
+        ipyrepro_sanitize = ["took \\\\d+ ms"]
+        ipyrepro_as_is = true
+        """
+    )
+    header = pytester.runpytest("--ipyrepro", "--ipyrepro-sanitize", "x", "-p", "no:randomly", "--co")
+    patterns = ["took \\d+ ms", "x"]
+    shown = f"(runs=3, seed=7, sanitize={patterns!r}, as_is=True)"
+    assert shown in header.stdout.str()
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nipyrepro_sanitize = ["("]\n')
+    bad = pytester.runpytest("--ipyrepro", "-p", "no:randomly")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--ipyrepro-sanitize '(' is not a valid regular expression*"])
+
+
 def test_the_plugin_is_registered_and_costs_no_torch_import_when_unused(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
