@@ -100,7 +100,7 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
     notebook_folder(pytester.path)
     pytester.makeini("[pytest]\nipyrepro_rtol = 1e-6\nipyrepro_runs = 2\nipyrepro_as_is = true\n")
 
-    serial = pytester.runpytest_subprocess("--ipyrepro", "notebooks", "-p", "no:randomly", "--junitxml=serial.xml")
+    serial = pytester.runpytest("--ipyrepro", "notebooks", "-p", "no:randomly", "--junitxml=serial.xml")
     assert serial.ret == pytest.ExitCode.TESTS_FAILED
     serial.assert_outcomes(passed=8, failed=1)
     outcomes = junit_outcomes(pytester.path / "serial.xml")
@@ -132,17 +132,15 @@ def test_default_mode_runs_under_ipyrepro_and_the_command_line_overrides_the_ini
 ) -> None:
     notebook_folder(pytester.path)
     write(pytester.path / "unseeded.ipynb", code("import random\nrandom.random()", "u1"))
-    under_ipyrepro = pytester.runpytest_subprocess("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
+    under_ipyrepro = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
     under_ipyrepro.assert_outcomes(passed=1)  # ipyrepro re-seeds the cell from its id in every run
     under_ipyrepro.stdout.fnmatch_lines(["ipyrepro: notebooks checked as `ipyrepro check` does (*)"])
 
     pytester.makeini("[pytest]\nipyrepro_rtol = 1e-6\nipyrepro_as_is = true\n")
-    as_written = pytester.runpytest_subprocess("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
+    as_written = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
     as_written.assert_outcomes(failed=1)
     as_written.stdout.fnmatch_lines(["*as written (--as-is)*", "*cell 0 (id 'u1'): text/plain differs*"])
-    exact = pytester.runpytest_subprocess(
-        "--ipyrepro", "--ipyrepro-rtol", "0", "-p", "no:randomly", "notebooks/tolerance.ipynb"
-    )
+    exact = pytester.runpytest("--ipyrepro", "--ipyrepro-rtol", "0", "-p", "no:randomly", "notebooks/tolerance.ipynb")
     exact.assert_outcomes(failed=1)
     exact.stdout.fnmatch_lines(["*cell 0 (id 't1'): stdout differs between run 1 and run 2*"])
 
@@ -150,10 +148,10 @@ def test_default_mode_runs_under_ipyrepro_and_the_command_line_overrides_the_ini
 def test_notebook_level_failures_fail_clearly(pytester: pytest.Pytester) -> None:
     notebook_folder(pytester.path)
     (pytester.path / "notebooks" / "broken.ipynb").write_text("{not json")
-    broken = pytester.runpytest_subprocess("--ipyrepro", "-p", "no:randomly", "notebooks/broken.ipynb")
+    broken = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "notebooks/broken.ipynb")
     assert broken.ret == pytest.ExitCode.INTERRUPTED
     broken.stdout.fnmatch_lines(["*ipyrepro: *broken.ipynb is not a notebook: it is not valid JSON*"])
-    no_kernel = pytester.runpytest_subprocess(
+    no_kernel = pytester.runpytest(
         "--ipyrepro", "--ipyrepro-kernel", "no-such-kernel", "-p", "no:randomly", "notebooks/planted.ipynb"
     )
     no_kernel.assert_outcomes(failed=3)
@@ -235,7 +233,10 @@ def test_pytest_randomly_seeds_torch_per_test(pytester: pytest.Pytester) -> None
     pytester.makepyfile(RANDOMLY_TESTS)
 
     def draws(seed: int, *only: str) -> str:
-        result = pytester.runpytest_subprocess("-p", "randomly", f"--randomly-seed={seed}", "-s", *only)
+        # The first run, with the marked test, in a fresh process: `on` imports torch._inductor, which cannot be
+        # imported twice into one process (an in-process run forgets the modules it imported). The others in this one.
+        run = pytester.runpytest if only else pytester.runpytest_subprocess
+        result = run("-p", "randomly", f"--randomly-seed={seed}", "-s", *only)
         result.assert_outcomes(passed=1 if only else 2)
         return next(line for line in result.outlines if "DRAW" in line)
 
