@@ -232,7 +232,9 @@ class CellItem(pytest.Item):
             first = (result.errors or [d.text() for d in result.differences])[0].splitlines()[0]
             raise NotebookFailed(f"{first}\n\n{result.text(report)}")
         if not result.compared:
-            pytest.skip(f"not compared: fewer than 2 runs completed ({'; '.join(report.errors)})")
+            labels = {cell.index: cell.label() for cell in report.cells}
+            stopped = sorted({labels.get(run.error_cell, "before the first cell") for run in report.runs if run.error})
+            pytest.skip(f"not compared: fewer than 2 runs completed (stopped at {', '.join(stopped)})")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, NotebookFailed):

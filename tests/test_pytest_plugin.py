@@ -35,7 +35,7 @@ def code(source: str, cell_id: str, *tags: str) -> nbformat.NotebookNode:
 
 
 def notebook_folder(root: Path) -> Path:
-    """Four tiny notebooks: reproducible as written, a planted unseeded RNG, a tolerance case, tags.
+    """Tiny notebooks: reproducible as written, a planted unseeded RNG, a tolerance case, tags, a cell that raises.
 
     All four give their verdicts with `--ipyrepro-as-is` too, whose kernels start in a fraction of the
     time (no torch import); the default mode is tested on its own notebook below."""
@@ -49,7 +49,7 @@ def notebook_folder(root: Path) -> Path:
     )
     write(
         folder / "planted.ipynb",
-        code("import numpy as np", "p1"),
+        code("import numpy as np\nwith open('kernel-runs.log', 'a') as log:\n    log.write('planted\\n')", "p1"),
         code("np.random.default_rng().random()  # planted: a fresh OS seed every run", "p2"),
         code("print('after the planted cell')", "p3"),
     )
@@ -64,6 +64,12 @@ def notebook_folder(root: Path) -> Path:
         code("raise ValueError('expected, and the same every run')", "g3", "raises-exception"),
         code("", "g4"),  # empty: no item
     )
+    write(
+        folder / "raises.ipynb",
+        code("print('before')", "e1"),
+        code("raise RuntimeError('not planned')", "e2"),
+        code("print('after')", "e3"),
+    )
     return folder
 
 
@@ -77,6 +83,9 @@ EXPECTED = {  # junit (classname, name) -> outcome; every code cell with code is
     ("notebooks.tags.ipynb", "Cell 0"): "passed",
     ("notebooks.tags.ipynb", "Cell 1"): "passed",
     ("notebooks.tags.ipynb", "Cell 2"): "passed",
+    ("notebooks.raises.ipynb", "Cell 0"): "skipped",  # no two complete runs to compare it in
+    ("notebooks.raises.ipynb", "Cell 1"): "failed",
+    ("notebooks.raises.ipynb", "Cell 2"): "skipped",
 }
 
 
@@ -102,7 +111,7 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
 
     serial = pytester.runpytest("--ipyrepro", "notebooks", "-p", "no:randomly", "--junitxml=serial.xml")
     assert serial.ret == pytest.ExitCode.TESTS_FAILED
-    serial.assert_outcomes(passed=8, failed=1)
+    serial.assert_outcomes(passed=8, failed=2, skipped=2)
     outcomes = junit_outcomes(pytester.path / "serial.xml")
     assert {key: outcome for key, (outcome, _) in outcomes.items()} == EXPECTED
     failure = outcomes["notebooks.planted.ipynb", "Cell 1"][1]
@@ -111,19 +120,23 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
     assert "ipyrepro check" in failure and "as written (--as-is)" in failure
     assert re.search(r"^\s+-0\.\d+$", failure, re.MULTILINE) and re.search(r"^\s+\+0\.\d+$", failure, re.MULTILINE)
     assert "default_rng" in failure
+    raised = outcomes["notebooks.raises.ipynb", "Cell 1"][1]
+    assert "cell 1 (id 'e2') raised RuntimeError: not planned" in raised
+    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 2  # one check, 3 items
 
     parallel = pytester.runpytest_subprocess(
         "--ipyrepro", "notebooks", "-p", "no:randomly", "-n", "2", "-v", "--junitxml=parallel.xml"
     )
     assert parallel.ret == pytest.ExitCode.TESTS_FAILED
-    parallel.assert_outcomes(passed=8, failed=1)
+    parallel.assert_outcomes(passed=8, failed=2, skipped=2)
     assert {key: outcome for key, (outcome, _) in junit_outcomes(pytester.path / "parallel.xml").items()} == EXPECTED
     workers: dict[str, set[str]] = {}
     for line in parallel.outlines:
         match = re.match(r"\[(gw\d+)\] .*(PASSED|FAILED) (notebooks/\w+\.ipynb)::Cell \d+", line)
         if match:
             workers.setdefault(match.group(3), set()).add(match.group(1))
-    assert len(workers) == 4 and all(len(names) == 1 for names in workers.values()), workers
+    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 4
+    assert len(workers) == 5 and all(len(names) == 1 for names in workers.values()), workers
 
 
 @pytest.mark.kernel
