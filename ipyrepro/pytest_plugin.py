@@ -61,8 +61,8 @@ OPTIONS = (
     _Option("runs", _lazy("arguments", "runs"), "fresh kernels per notebook (default 2)", "N"),
     _Option("seed", _lazy("arguments", "seed"), "seed for `%%repro on` and PYTHONHASHSEED (default 0)", "N"),
     _Option("reseed", _reseed_mode, "re-seed mode before each cell, as `%%repro on --reseed` (default cell)", "MODE"),
-    _Option("rtol", _lazy("arguments", "tolerance"), "relative tolerance for numbers in text outputs (default 0)"),
-    _Option("atol", _lazy("arguments", "tolerance"), "absolute tolerance for numbers in text outputs (default 0)"),
+    _Option("rtol", _lazy("arguments", "tolerance"), "relative tolerance for numbers in text outputs (default 0)", "X"),
+    _Option("atol", _lazy("arguments", "tolerance"), "absolute tolerance for numbers in text outputs (default 0)", "X"),
     _Option(
         "sanitize",
         None,
@@ -88,13 +88,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest = f"ipyrepro_{option.name}"
         if option.name == "as_is":
             group.addoption(flag, action="store_true", default=None, dest=dest, help=option.help)
-            parser.addini(dest, option.help, type="bool", default=False)
+            parser.addini(dest, option.help.replace("%%", "%"), type="bool", default=False)
         elif option.name == "sanitize":
             group.addoption(flag, action="append", default=[], dest=dest, metavar=option.metavar, help=option.help)
-            parser.addini(dest, option.help, type="linelist", default=[])
+            parser.addini(dest, option.help.replace("%%", "%"), type="linelist", default=[])
         else:
             group.addoption(flag, type=option.parse, dest=dest, metavar=option.metavar, help=option.help)
-            parser.addini(dest, option.help, default="")
+            parser.addini(dest, option.help.replace("%%", "%"), default="")  # argparse un-doubles %% itself
 
 
 @dataclass(frozen=True)
