@@ -6,17 +6,51 @@ the same through `enable`, `disable`, `seed_all` and `status`.
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
-
-from .report import CompareReport
-from .rerun import compare
-from .seeding import derive_cell_seed, derive_source_seed
-from .state import STATE, ReproWarning
-from .status import Status
 
 if TYPE_CHECKING:
     from .controlpanel import ReproPanel
     from .envreport import EnvReport
+    from .report import CompareReport
+    from .rerun import compare
+    from .seeding import derive_cell_seed, derive_source_seed
+    from .state import ReproWarning
+    from .status import Status
+
+# Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
+# plugin, which pytest loads in every session) does not import torch.
+_LAZY = {
+    "CompareReport": "report",
+    "compare": "rerun",
+    "derive_cell_seed": "seeding",
+    "derive_source_seed": "seeding",
+    "STATE": "state",
+    "ReproWarning": "state",
+    "Status": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Keeps the function `ipyrepro.status` when the submodule of the same name is first imported
+    (the import system binds a new submodule on its package); the module stays in sys.modules."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "status" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __version__ = "0.1.0"
 __all__ = [
@@ -39,6 +73,8 @@ __all__ = [
 
 def seed_all(seed: int) -> int:
     """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed."""
+    from .state import STATE
+
     return STATE.seed_all(seed)
 
 
@@ -47,24 +83,31 @@ def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", r
 
     `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on, else "cell".
     """
+    from .state import STATE
+
     STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
     return STATE.status()
 
 
 def disable() -> Status:
     """Restore every flag, env var and the re-seed mode to what they were before `enable`."""
+    from .state import STATE
+
     STATE.disable()
     return STATE.status()
 
 
 def status() -> Status:
     """What is in force right now, read live, with warnings naming cause and fix."""
+    from .state import STATE
+
     return STATE.status()
 
 
 def env_report() -> EnvReport:
     """Everything that decides whether a result reproduces elsewhere; reading it never initialises CUDA."""
     from .envreport import collect
+    from .state import STATE
 
     return collect(STATE)
 
@@ -72,6 +115,7 @@ def env_report() -> EnvReport:
 def panel() -> ReproPanel:
     """The control panel widget (ipywidgets) over the same state as `%repro`; leave it last in a cell."""
     from .controlpanel import panel as make_panel
+    from .state import STATE
 
     return make_panel(STATE)
 
@@ -79,23 +123,29 @@ def panel() -> ReproPanel:
 def set_reseed(mode: str) -> None:
     """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
     every frontend), 'fixed' (the base seed) or 'off'."""
+    from .state import STATE
+
     STATE.set_reseed(mode)
 
 
 def configure(**settings: Any) -> Status:
     """Change single settings: cudnn_benchmark, cudnn_deterministic, deterministic_algorithms,
     cublas_workspace_config (None unsets it). Validates all before changing any."""
+    from .state import STATE
+
     STATE.configure(**settings)
     return STATE.status()
 
 
 def load_ipython_extension(ipython: Any) -> None:
     from .hooks import install
+    from .state import STATE
 
     install(ipython, STATE)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     from .hooks import uninstall
+    from .state import STATE
 
     uninstall(ipython, STATE)

@@ -198,6 +198,7 @@ class Run:
     outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     fatal: bool = False  # the kernel could not start: every further run would fail the same way
+    error_cell: int | None = None  # the index of the cell the run stopped at; None: not at a cell
 
     @property
     def complete(self) -> bool:
@@ -215,6 +216,11 @@ class Difference:
     def text(self) -> str:
         return f"{self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}\n" + (
             f"{self.cell.head()}\n{self.detail}"
+        )
+
+    def image_line(self) -> str:
+        return f"  {self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}" + (
+            f" ({self.detail.strip()})" if self.detail else ""
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,20 +258,18 @@ class CheckReport:
     def exit_code(self) -> int:
         return 2 if self.errors else 1 if self.differences else 0
 
+    def header(self) -> str:
+        return f"ipyrepro check {self.notebook}: {len(self.runs)} run(s) in fresh {self.kernel!r} kernels, {self.mode}"
+
     def __str__(self) -> str:
-        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
-        lines = [f"ipyrepro check {self.notebook}: {runs}, {self.mode}"]
+        lines = [self.header()]
         lines += [f"Error in {text}" for text in self.errors]
         text = [d for d in self.differences if not d.image]
         images = [d for d in self.differences if d.image]
         lines += [d.text() for d in text]
         if images:
             lines.append("Images (compared by exact bytes):")
-            lines += [
-                f"  {d.cell.label()}: {d.what} differs between run {d.runs[0]} and run {d.runs[1]}"
-                f"{' (' + d.detail.strip() + ')' if d.detail else ''}"
-                for d in images
-            ]
+            lines += [d.image_line() for d in images]
         complete = sum(run.complete for run in self.runs)
         if complete < 2:
             compared = "nothing to compare (fewer than 2 complete runs)"
@@ -402,6 +406,7 @@ def _run_once(
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
+                    run.error_cell = cell.index
                     reason = execution.error_text or f"execution {execution.status}"
                     run.error = (
                         f"{cell.label()} raised {reason}; this run stopped there "
@@ -411,12 +416,18 @@ def _run_once(
     except KernelStartError as error:
         run.error, run.fatal = f"the kernel could not start: {error}", True
     except CellTimeout as error:
+        run.error_cell = _pending(run, cells)
         run.error = f"{_current(run, cells)}: {error}; the kernel was shut down (raise --timeout if it needs longer)"
     except KernelDied as error:
+        run.error_cell = _pending(run, cells)
         run.error = f"{_current(run, cells)}: {error}"
     except KernelError as error:
         run.error = str(error)
     return run
+
+
+def _pending(run: Run, cells: list[Cell]) -> int | None:
+    return next((cell.index for cell in cells if cell.index not in run.outputs), None)
 
 
 def _current(run: Run, cells: list[Cell]) -> str:
@@ -461,3 +472,50 @@ def _cell_differences(
         elif not comparison.same_text(x.value, y.value):
             found.append(Difference(cell, runs, x.label, short_diff(x.value, y.value, *runs)))
     return found
+
+
+# -- per-cell verdicts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One code cell's share of a check, for faces that report per cell (the pytest plugin).
+
+    `errors` are the runs that stopped at this cell, or failed before any cell (kernel start,
+    `%repro on`); `compared` is False when fewer than two complete runs left nothing to compare.
+    """
+
+    cell: Cell
+    differences: tuple[Difference, ...]
+    errors: tuple[str, ...]
+    compared: bool
+    ignored: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.compared and not self.errors and not self.differences
+
+    def text(self, report: CheckReport) -> str:
+        """The lines of `ipyrepro check`'s report that concern this cell, under the report's header."""
+        lines = [report.header()] + [f"Error in {error}" for error in self.errors]
+        lines += [d.text() for d in self.differences if not d.image]
+        images = [d.image_line() for d in self.differences if d.image]
+        if images:
+            lines += ["Images (compared by exact bytes):", *images]
+        return "\n".join(lines)
+
+
+def cell_results(report: CheckReport) -> list[CellResult]:
+    """The report split by code cell, in notebook order: what each cell's own verdict rests on."""
+    complete = sum(run.complete for run in report.runs) >= 2
+    results = []
+    for cell in report.cells:
+        errors = tuple(
+            f"run {run.number}: {run.error}"
+            for run in report.runs
+            if run.error and run.error_cell in (None, cell.index)
+        )
+        differences = tuple(d for d in report.differences if d.cell.index == cell.index)
+        ignored = any(tag in cell.tags for tag in IGNORE_TAGS)
+        results.append(CellResult(cell, differences, errors, complete, ignored))
+    return results

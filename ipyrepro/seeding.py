@@ -135,6 +135,15 @@ class Reseeder:
         for seeder in self.seeders:
             seeder(seed)
 
+    def reseed_torch(self, seed: int) -> None:
+        """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
+        that seed `random` and NumPy themselves, from seeds that may not fit NumPy's range."""
+        if self._full_torch_seed:
+            torch.manual_seed(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
+            self._seed_cuda(seed)
+
     def _seed_cuda(self, seed: int) -> None:
         cuda = torch.cuda
         if cuda.is_initialized():

@@ -55,6 +55,15 @@ class Saved:
     reseed: str
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `ReproState.checkpoint` saw, for `restore`."""
+
+    flags: Flags
+    settings: tuple[Any, ...]
+    rng: tuple[Any, ...]
+
+
 class ReproState:
     """All of ipyrepro's state for one process."""
 
@@ -286,6 +295,46 @@ class ReproState:
     def reset(self) -> None:
         """Forget everything (tests use it); the settings in force are left as they are."""
         self.__init__()
+
+    # -- scoped use (the pytest marker) --------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """Everything `on` and seeding change, as it is now: flags, env vars, this object's
+        settings and every RNG state, for `restore` to put back exactly."""
+        import random
+
+        import numpy as np
+        import torch
+
+        cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
+        return Checkpoint(
+            Flags.read(),
+            (self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell),
+            (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Put back what `checkpoint` saw, whatever happened in between (even another `on`)."""
+        import random
+
+        import numpy as np
+        import torch
+
+        self._apply_flags(checkpoint.flags)
+        self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell = checkpoint.settings
+        python, numpy, cpu, cuda = checkpoint.rng
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(cpu)
+        if cuda is not None and cuda_initialized():
+            torch.cuda.set_rng_state_all(cuda)
+        self.notify()
+
+    def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
+        """`ipyrepro.compare(fn, runs, ...)`: call `fn` `runs` times from the same seed and compare."""
+        from .rerun import compare
+
+        return compare(fn, runs, **options)
 
 
 def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
