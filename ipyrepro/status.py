@@ -107,6 +107,10 @@ class Status(TextReport):
                 "The frontend sent no cell id, so `cell` re-seeding fell back to `fixed`: every cell starts "
                 "from the base seed. JupyterLab and Notebook 7 send one; a terminal IPython does not."
             )
+        from .distributed import PERSISTENT_WORKERS_WARNING, live_persistent_workers
+
+        if state.enabled and state.reseed != "off" and live_persistent_workers(state.persistent_worker_iterators):
+            self.warnings.append(PERSISTENT_WORKERS_WARNING)
         self.warnings.extend(state.hook_errors)
 
     def _diagnose_cublas(self, state: ReproState) -> None:
