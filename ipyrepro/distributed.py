@@ -170,7 +170,10 @@ class SyncReport(CompareReport):
         differing = len(self.differences)
         if differing:
             return f"OUT OF SYNC: {differing} of {len(self.entries)} differ across {where} (bitwise)"
-        return f"IN SYNC: {len(self.entries)} of {len(self.entries)} identical on {where} (bitwise)"
+        skipped = len(self.not_comparable)
+        identical = len(self.entries) - skipped
+        extra = f"; {skipped} not comparable" if skipped else ""
+        return f"IN SYNC: {identical} of {len(self.entries)} identical on {where} (bitwise{extra})"
 
     def __str__(self) -> str:
         lines = super().__str__().split("\n")

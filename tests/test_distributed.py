@@ -1,4 +1,4 @@
-"""What `on` exports for child processes, what `off` restores, and `enable`/`seed_rank` in a child."""
+"""Child-process settings (`on` exports, `off` restores, `enable`/`seed_rank` in a child); check_in_sync."""
 
 from __future__ import annotations
 
@@ -165,3 +165,81 @@ def test_a_bad_rank_variable_names_the_variable() -> None:
     os.environ["RANK"] = "first"
     with pytest.raises(ValueError, match="RANK"):
         current_rank()
+
+
+# -- check_in_sync in this process: a real one-rank gloo group, and the report built from gathered digests
+
+
+@pytest.fixture
+def one_rank_group() -> object:
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield dist
+    dist.destroy_process_group()
+    assert not dist.is_initialized()
+
+
+def test_check_in_sync_without_a_process_group_says_how_to_start_one() -> None:
+    from ipyrepro.distributed import check_in_sync
+
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        check_in_sync(torch.zeros(2))
+
+
+def test_check_in_sync_digests_modules_optimizers_and_containers_on_a_real_group(one_rank_group) -> None:
+    from ipyrepro.distributed import SyncReport, check_in_sync
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    report = check_in_sync({"model": model, "optimizer": optimizer, "extra": [torch.ones(2), 3]})
+    assert isinstance(report, ipyrepro.CompareReport) and isinstance(report, SyncReport)
+    assert report.ok and report.differences == {}
+    names = [entry.name for entry in report.entries]
+    assert "['model']['weight']" in names and "['extra'][1]" in names
+    assert any("exp_avg" in name for name in names)
+    assert str(report).startswith("check_in_sync (rank 0): IN SYNC:")
+    assert "IN SYNC" in report._repr_html_()
+    assert [entry.name for entry in check_in_sync(model).entries] == ["weight", "bias"]
+    assert [entry.name for entry in check_in_sync(torch.ones(1)).entries] == ["value"]
+
+
+def digests(**tensors: torch.Tensor) -> list[tuple[str, str | None, str]]:
+    from ipyrepro.fingerprint import tensor_digest
+
+    return [(name, tensor_digest(tensor), "") for name, tensor in tensors.items()]
+
+
+def test_the_sync_report_names_the_minority_ranks_and_what_is_missing() -> None:
+    from ipyrepro.distributed import _sync_report
+
+    a, b = torch.zeros(3), torch.ones(3)
+    gathered = [
+        (2, digests(w=a, v=a)),
+        (0, digests(w=a, v=a)),
+        (1, digests(w=b, v=a)),
+        (3, digests(w=b)),
+    ]
+    report = _sync_report(gathered, rank=3)
+    assert not report.ok
+    assert report.differences["w"]["groups"] == [[0, 2], [1, 3]] and report.differences["w"]["ranks"] == [1, 3]
+    assert report.differences["w"]["detail"] == "ranks 1, 3 differ from ranks 0, 2"
+    assert report.differences["v"]["detail"] == "missing on rank 3"
+    assert report.differences["v"]["ranks"] == [3]
+    assert "OUT OF SYNC: 2 of 2 differ across 4 ranks" in str(report)
+
+
+def test_values_without_bytes_are_not_comparable_and_do_not_fail_the_check() -> None:
+    from ipyrepro.distributed import _sync_report, leaf_digests
+
+    mine = leaf_digests({"f": object(), "t": torch.ones(1)})
+    report = _sync_report([(0, mine), (1, mine)], rank=0)
+    assert report.ok and "f" in report.not_comparable
+    assert "IN SYNC: 1 of 2 identical on 2 ranks (bitwise; 1 not comparable)" in str(report)
