@@ -45,10 +45,28 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+AUGMENTED = '''
+"""A dataset with random augmentations from Python, NumPy and torch (a module, so spawned workers import it)."""
+import random
+
+import numpy as np
+import torch
+
+
+class Augmented(torch.utils.data.Dataset):
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, index):
+        return torch.tensor([index + random.random(), float(np.random.rand()), torch.rand(1).item()])
+'''
+
+
 @pytest.fixture(scope="module")
 def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    """One kernel for this module's launches, with the job module importable and one thread per process."""
+    """One kernel for this module's launches, with the job and dataset modules importable, one thread per process."""
     cwd = tmp_path_factory.mktemp("multiprocess")
+    (cwd / "augmented.py").write_text(AUGMENTED)  # the kernel's cwd is on its path, and spawned workers get it
     with kernel(cwd=cwd, env={"OMP_NUM_THREADS": "1"}) as shared:
         run(shared, f"import json, os, sys\nsys.path.insert(0, {str(TESTS)!r})\nimport distributed_job as job")
         run(shared, "%load_ext ipyrepro")
@@ -141,22 +159,6 @@ def test_ddp_training_reproduces_across_launches_and_check_in_sync_names_a_plant
     assert four["fork4-a"][2]["planted_differences"]["3.weight"]["groups"] == [[0, 2, 3], [1]]
 
 
-AUGMENTED = '''
-"""A dataset with random augmentations from Python, NumPy and torch (a module, so spawned workers import it)."""
-import random
-
-import numpy as np
-import torch
-
-
-class Augmented(torch.utils.data.Dataset):
-    def __len__(self):
-        return 12
-
-    def __getitem__(self, index):
-        return torch.tensor([index + random.random(), float(np.random.rand()), torch.rand(1).item()])
-'''
-
 BATCHES = """
 from torch.utils.data import DataLoader
 from augmented import Augmented
@@ -166,8 +168,6 @@ print(json.dumps([batch.tolist() for batch in loader]))
 
 
 def test_dataloader_workers_give_the_same_batches_when_a_cell_is_rerun(k: Kernel) -> None:
-    cwd = Path(run(k, "print(os.getcwd())").strip())
-    (cwd / "augmented.py").write_text(AUGMENTED)
     run(k, "%repro on --seed 3")
     for method in ("fork", "spawn"):
         code = BATCHES.format(method=method)
