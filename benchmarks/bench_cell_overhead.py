@@ -1,9 +1,9 @@
 """Per-cell overhead of re-seeding before each cell, measured in a real IPython shell.
 
-Four configurations run the same trivial cells (`pass`: IPython skips the
+Five configurations run the same trivial cells (`pass`: IPython skips the
 hooks for an empty cell) in one shell, interleaved and rotated so that drift
 in machine speed hits all of them alike: no hook; ipyrepro `fixed`; ipyrepro
-`cell`; Lightning's `seed_everything` registered as a pre_run_cell hook (what
+`cell`; ipyrepro `source`; Lightning's `seed_everything` registered as a pre_run_cell hook (what
 people write by hand).
 
 Two numbers per configuration:
@@ -122,6 +122,7 @@ def main() -> None:
         "no hook": no_hook,
         "ipyrepro fixed": ipyrepro_mode("fixed"),
         "ipyrepro cell": ipyrepro_mode("cell"),
+        "ipyrepro source": ipyrepro_mode("source"),
         "lightning seed_everything": lightning,
     }
     whole: dict[str, list[float]] = {name: [] for name in configurations}

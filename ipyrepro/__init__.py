@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .report import CompareReport
 from .rerun import compare
-from .seeding import derive_cell_seed
+from .seeding import derive_cell_seed, derive_source_seed
 from .state import STATE, ReproWarning
 from .status import Status
 
@@ -26,6 +26,7 @@ __all__ = [
     "compare",
     "configure",
     "derive_cell_seed",
+    "derive_source_seed",
     "disable",
     "enable",
     "env_report",
@@ -52,6 +53,7 @@ def enable(
 ) -> Status:
     """Apply the full determinism recipe (see README); `disable()` restores what was before.
 
+    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on.
     Settings not given come from a parent's `%repro on` (IPYREPRO_SEED, IPYREPRO_RESEED,
     IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only False. `rank`: then seed
     with that rank's seed (see `seed_rank`).
@@ -97,7 +99,8 @@ def panel() -> ReproPanel:
 
 
 def set_reseed(mode: str) -> None:
-    """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
+    every frontend), 'fixed' (the base seed) or 'off'."""
     STATE.set_reseed(mode)
 
 

@@ -309,13 +309,18 @@ def check(
     rtol: float = 0.0,
     atol: float = 0.0,
     cublas: str = ":4096:8",
+    reseed: str | None = None,
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
-    """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs."""
+    """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
+
+    `reseed=None` keeps the re-seed mode of a reproducible kernel (`ipyrepro kernel install --reseed ...`),
+    else `cell`, as `%repro on` does.
+    """
     from .flags import validate_cublas_value
-    from .seeding import validate_seed
+    from .seeding import validate_reseed_mode, validate_seed
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
@@ -323,10 +328,13 @@ def check(
         raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
     seed = validate_seed(seed)
     validate_cublas_value(cublas)
+    if reseed is not None:
+        validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
-    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed})"
+    reseeding = "" if reseed is None else f", re-seed {reseed}"
+    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
     say = progress or (lambda text: None)
     for number in range(1, runs + 1):
@@ -338,6 +346,7 @@ def check(
             kernel_name,
             as_is,
             seed,
+            reseed,
             cublas,
             timeout,
             startup_timeout,
@@ -358,6 +367,7 @@ def _run_once(
     kernel_name: str,
     as_is: bool,
     seed: int,
+    reseed: str | None,
     cublas: str,
     timeout: float | None,
     startup_timeout: float,
@@ -376,7 +386,7 @@ def _run_once(
         ) as runner:
             if not as_is:
                 setup = runner.execute(
-                    "\n".join(startup_lines(seed)), silent=True, store_history=False, timeout=startup_timeout
+                    "\n".join(startup_lines(seed, reseed)), silent=True, store_history=False, timeout=startup_timeout
                 )
                 if setup.status != "ok":
                     run.error = (

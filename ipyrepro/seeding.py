@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 SEED_LIMIT = 2**32
-RESEED_MODES = ("off", "fixed", "cell")
+RESEED_MODES = ("off", "fixed", "cell", "source")
 SEEDER_GROUP = "ipyrepro.seeders"
 
 Seeder = Callable[[int], None]
@@ -46,6 +46,30 @@ def derive_cell_seed(base: int, cell_id: str) -> int:
     `hash`), different for different cells, unchanged when a cell is edited.
     """
     digest = hashlib.blake2b(f"{base}:{cell_id}".encode(), digest_size=4, person=b"ipyrepro").digest()
+    return int.from_bytes(digest, "big")
+
+
+def normalize_source(code: str) -> str:
+    """The cell's code as every frontend sends it: line endings as LF, no trailing whitespace or newlines.
+
+    Only what frontends are known to change: Windows editors send CRLF, a
+    terminal IPython ends a multi-line block with an empty line, and editors
+    differ on a final newline. Everything else (indentation, comments,
+    blank lines inside the cell) is part of the code and changes the seed.
+    """
+    return code.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+
+def derive_source_seed(base: int, code: str) -> int:
+    """The seed a cell starts from in `source` mode (and in `cell` mode when no cell id is sent).
+
+    The first 4 bytes (big-endian) of BLAKE2b over "<base>:<normalised code>"
+    (UTF-8) with the personalisation b"ipyrepro-source": every frontend sends
+    the same code, so every frontend derives the same seed; cells with
+    identical code get identical seeds.
+    """
+    text = f"{base}:{normalize_source(code)}"
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4, person=b"ipyrepro-source").digest()
     return int.from_bytes(digest, "big")
 
 

@@ -47,10 +47,15 @@ _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means 
 
 
 class CellSeed(NamedTuple):
-    """The seed the last cell started from, and the cell id it came from (None: no id sent)."""
+    """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
+
+    `derivation` is "cell" (from the cell id), "source" (from the cell's code)
+    or "fixed" (the base seed).
+    """
 
     seed: int
     cell_id: str | None
+    derivation: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class ReproState:
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds: dict[tuple[int, str], int] = {}
+        self._source_seeds: dict[tuple[int, str], int] = {}
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
@@ -116,24 +122,27 @@ class ReproState:
         self._export_child_env()
         self.notify()
 
-    def before_cell(self, cell_id: str | None) -> None:
-        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell."""
+    def before_cell(self, cell_id: str | None, code: str = "") -> None:
+        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell.
+
+        `cell` mode without a cell id (nbconvert, papermill, nbval, a terminal)
+        derives the seed from the code, as `source` does, never the fixed base seed.
+        """
         mode = self.reseed
         if mode == "off":
             return
         base = self.seed or 0
         if mode == "cell" and cell_id:
-            seed = self._cell_seeds.get((base, cell_id))
-            if seed is None:
-                if len(self._cell_seeds) >= 4096:
-                    self._cell_seeds.clear()
-                seed = self._cell_seeds[base, cell_id] = seeding.derive_cell_seed(base, cell_id)
-            self.cell_id_missing = False
+            seed = _cached(self._cell_seeds, base, cell_id, seeding.derive_cell_seed)
+            derivation = "cell"
+        elif mode == "fixed":
+            seed, derivation = base, "fixed"
         else:
-            seed = base
-            self.cell_id_missing = mode == "cell"
+            seed = _cached(self._source_seeds, base, code or "", seeding.derive_source_seed)
+            derivation = "source"
+        self.cell_id_missing = mode == "cell" and not cell_id
         self.reseeder.reseed(seed)
-        self.last_cell = CellSeed(seed, cell_id)
+        self.last_cell = CellSeed(seed, cell_id, derivation)
 
     def after_cell(self) -> None:
         """After every cell: refresh views and warn about drift, reading only a few flags."""
@@ -159,7 +168,9 @@ class ReproState:
     ) -> None:
         """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
 
-        A setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
+        `reseed=None` keeps the re-seed mode in force when ipyrepro is already on (a notebook's
+        own `%repro on` in a kernel installed with `--reseed source` stays `source`). Otherwise a
+        setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
         IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, `cell`, `error`.
         With `rank`, every RNG is then seeded with that rank's derived seed.
         """
@@ -167,6 +178,8 @@ class ReproState:
         inherited = ChildSettings() if given else settings_from_env()
         seed = seeding.validate_seed(next(v for v in (seed, inherited.seed, 0) if v is not None))
         validate_cublas_value(cublas)
+        if reseed is None and self.enabled and self.reseed != "off":
+            reseed = self.reseed
         reseed = seeding.validate_reseed_mode(reseed or inherited.reseed or "cell")
         if warn_only is None:
             deterministic = inherited.deterministic or "error"
@@ -325,6 +338,16 @@ class ReproState:
     def reset(self) -> None:
         """Forget everything (tests use it); the settings in force are left as they are."""
         self.__init__()
+
+
+def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
+    """A derived seed, computed once per (base, key): the hook runs before every cell."""
+    seed = cache.get((base, key))
+    if seed is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        seed = cache[base, key] = derive(base, key)
+    return seed
 
 
 def _emit(text: str) -> None:

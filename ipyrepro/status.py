@@ -35,6 +35,16 @@ DRIFT_ADVICE = {
 }
 
 
+NO_CELL_ID_NOTE = (
+    "The frontend sent no cell id with the last cell, so `cell` re-seeding derived its seed from the cell's "
+    "code, as `source` does: editing that cell changes its numbers, and cells with identical code draw "
+    "identical values. JupyterLab, Notebook 7, VS Code and `ipyrepro check` send cell ids; nbconvert, "
+    "papermill, nbval, `jupyter execute` and a terminal IPython do not. For the same numbers in every "
+    "frontend, use `%repro reseed source`."
+)
+FRONTEND_NOTES = (NO_CELL_ID_NOTE,)  # they depend on the frontend: shown in status, never printed by `%repro on`
+
+
 @dataclass(repr=False)
 class Status(TextReport):
     """A snapshot of ipyrepro's state and the live library settings; renders as text or HTML."""
@@ -44,6 +54,7 @@ class Status(TextReport):
     reseed: str
     cell_seed: int | None
     cell_id: str | None
+    derivation: str | None  # how the last cell's seed was derived: "cell", "source", "fixed"; None before any
     cudnn_benchmark: bool
     cudnn_deterministic: bool
     deterministic_algorithms: str
@@ -69,6 +80,7 @@ class Status(TextReport):
             reseed=state.reseed,
             cell_seed=state.last_cell.seed if state.last_cell else None,
             cell_id=state.last_cell.cell_id if state.last_cell else None,
+            derivation=state.last_cell.derivation if state.last_cell else None,
             cudnn_benchmark=flags.cudnn_benchmark,
             cudnn_deterministic=flags.cudnn_deterministic,
             deterministic_algorithms=flags.deterministic_algorithms,
@@ -103,10 +115,7 @@ class Status(TextReport):
                 "kernel's environment, e.g. with `ipyrepro kernel install`."
             )
         if self.reseed == "cell" and state.cell_id_missing:
-            self.notes.append(
-                "The frontend sent no cell id, so `cell` re-seeding fell back to `fixed`: every cell starts "
-                "from the base seed. JupyterLab and Notebook 7 send one; a terminal IPython does not."
-            )
+            self.notes.append(NO_CELL_ID_NOTE)
         from .distributed import PERSISTENT_WORKERS_WARNING, live_persistent_workers
 
         if state.enabled and state.reseed != "off" and live_persistent_workers(state.persistent_worker_iterators):
@@ -142,6 +151,10 @@ class Status(TextReport):
                 "and run `%repro on` first."
             )
 
+    def setup_notes(self) -> list[str]:
+        """The notes that are the same in every frontend: what `%repro on` prints into a cell's output."""
+        return [note for note in self.notes if note not in FRONTEND_NOTES]
+
     # -- renderings ----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +176,7 @@ class Status(TextReport):
         elif self.cell_seed is None:
             reseed = f"{self.reseed} (no cell run yet)"
         else:
-            reseed = f"{self.reseed} (last cell seed {self.cell_seed})"
+            reseed = f"{self.reseed} (last cell seed {self.cell_seed}, {DERIVED_FROM.get(self.derivation, '')})"
         if not self.cuda_available:
             cuda = "not available"
         else:
@@ -215,6 +228,13 @@ class Status(TextReport):
             f"<div class='ipyrepro-status'><b>{html.escape(self.headline())}</b>"
             f"<table>{''.join(body)}</table>{messages}</div>"
         )
+
+
+DERIVED_FROM = {
+    "cell": "from its cell id",
+    "source": "from its code",
+    "fixed": "the base seed",
+}
 
 
 def _show(value: object) -> str:

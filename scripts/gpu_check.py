@@ -296,13 +296,16 @@ NONDETERMINISM_WORK = '''
 gen = torch.Generator().manual_seed(1234)  # the same inputs in every process and every mode
 source = torch.randn(200_000, 64, generator=gen).cuda()
 index = torch.randint(0, 32, (200_000,), generator=gen).cuda()  # many colliding indices: float atomics race
+scatter_index = index.unsqueeze(1).expand(-1, 64).contiguous()  # the same collisions for scatter_add_
 images = torch.randn(64, 16, 64, 64, generator=gen).cuda().requires_grad_()
 weight = (0.1 * torch.randn(32, 16, 3, 3, generator=gen)).cuda().requires_grad_()
 upstream = torch.randn(64, 32, 64, 64, generator=gen).cuda()
-RESULT = {"index_add_": [], "conv2d backward": []}
+RESULT = {"index_add_": [], "scatter_add_": [], "conv2d backward": []}
 for _ in range(3):
     total = torch.zeros(32, 64, device="cuda").index_add_(0, index, source)
     RESULT["index_add_"].append(digest(total))
+    scattered = torch.zeros(32, 64, device="cuda").scatter_add_(0, scatter_index, source)
+    RESULT["scatter_add_"].append(digest(scattered))
     images.grad = weight.grad = None
     torch.nn.functional.conv2d(images, weight, padding=1).backward(upstream)
     RESULT["conv2d backward"].append(digest(weight.grad, images.grad))
@@ -311,6 +314,7 @@ torch.cuda.synchronize()
 
 NONDETERMINISTIC_OPS = {
     "index_add_": "index_add_ float32, colliding indices",
+    "scatter_add_": "scatter_add_ float32, colliding indices",
     "conv2d backward": "conv2d backward, cudnn.benchmark on",
 }
 
@@ -360,7 +364,7 @@ def assess_nondeterminism(baseline: list[ChildResult], repro: list[ChildResult])
 
 
 def check_nondeterminism(runner: Runner) -> list[Row]:
-    """2. index_add_ and a cuDNN conv backward differ between runs without ipyrepro, and not after `%repro on`."""
+    """2. index_add_, scatter_add_ and a cuDNN conv backward differ between runs without ipyrepro, not after `on`."""
     baseline, repro = [], []
     for number in range(runner.processes):
         baseline.append(runner.run_cells(f"no ipyrepro, process {number + 1}", nondeterminism_cells(False)))

@@ -42,6 +42,17 @@ def _isolated_jupyter_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             os.environ[name] = value
 
 
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One JupyterLab server for every browser test (see tests/jupyterlab.py); skips without chromium."""
+    from .jupyterlab import CHROMIUM, running_lab
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
+    with running_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
 def clean_state() -> Iterator[None]:
     """Every test starts with ipyrepro off and leaves torch flags, env vars and RNGs as it found them."""
