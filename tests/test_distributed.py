@@ -114,6 +114,7 @@ def test_seed_rank_uses_the_documented_formula_and_keeps_the_base_seed() -> None
     assert seed == derive_rank_seed(11, 3) != derive_rank_seed(11, 2)
     assert torch.equal(torch.rand(4), (torch.manual_seed(seed), torch.rand(4))[1])
     assert ipyrepro.status().seed == 11
+    assert f"rank 3, seeded with {seed}" in " ".join(ipyrepro.status().notes)
     assert ipyrepro.seed_rank(3) == seed  # again from the base, not from the rank seed
 
 
