@@ -82,6 +82,11 @@ def train(rank: int, world_size: int, out_dir: str, label: str, mode: str) -> No
         with torch.no_grad():
             model[3].weight.add_(torch.randn(model[3].weight.shape))  # unseeded: a planted divergence
     planted = check_in_sync(model)
+    subgroup = None
+    if world_size >= 4:
+        pair = dist.new_group([0, 1])  # a collective: every rank creates it, only ranks 0 and 1 check in it
+        if rank in (0, 1):
+            subgroup = check_in_sync(model, group=pair).differences
     result: dict[str, Any] = {
         "rank": rank,
         "world_size": world_size,
@@ -96,6 +101,7 @@ def train(rank: int, world_size: int, out_dir: str, label: str, mode: str) -> No
         "planted_ok": planted.ok,
         "planted_differences": planted.differences,
         "planted_text": str(planted),
+        "subgroup_differences": subgroup,
     }
     path = Path(out_dir) / f"{label}-rank{rank}.json"
     path.with_suffix(".tmp").write_text(json.dumps(result))

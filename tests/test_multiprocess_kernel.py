@@ -157,6 +157,10 @@ def test_ddp_training_reproduces_across_launches_and_check_in_sync_names_a_plant
             assert rank["planted_differences"]["3.weight"]["ranks"] == [1]
             assert "3.weight" in rank["planted_text"] and "rank 1 differs from" in rank["planted_text"]
     assert four["fork4-a"][2]["planted_differences"]["3.weight"]["groups"] == [[0, 2, 3], [1]]
+    # within a subgroup of ranks 0 and 1 (group=...), the same change is named between those two
+    for rank in four["fork4-a"][:2]:
+        assert rank["subgroup_differences"]["3.weight"]["groups"] == [[0], [1]]
+    assert four["fork4-a"][2]["subgroup_differences"] is None
 
 
 BATCHES = """
