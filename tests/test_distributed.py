@@ -244,3 +244,40 @@ def test_values_without_bytes_are_not_comparable_and_do_not_fail_the_check() -> 
     report = _sync_report([(0, mine), (1, mine)], rank=0)
     assert report.ok and "f" in report.not_comparable
     assert "IN SYNC: 1 of 2 identical on 2 ranks (bitwise; 1 not comparable)" in str(report)
+
+
+# -- persistent DataLoader workers, in this process
+
+
+class Numbers(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(1) + index
+
+
+def test_a_live_persistent_worker_iterator_is_a_status_warning_until_it_is_gone() -> None:
+    import gc
+
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    from ipyrepro.distributed import PERSISTENT_WORKERS_WARNING
+
+    ipyrepro.enable(0)
+    ipyrepro.enable(0)
+    wrapped = _MultiProcessingDataLoaderIter.__init__
+    assert wrapped.__ipyrepro_watch__ and not getattr(wrapped.__wrapped__, "__ipyrepro_watch__", False)  # once
+    plain = DataLoader(Numbers(), num_workers=1, multiprocessing_context="fork")
+    assert len(list(plain)) == 4
+    assert PERSISTENT_WORKERS_WARNING not in ipyrepro.status().warnings
+    loader = DataLoader(Numbers(), num_workers=1, persistent_workers=True, multiprocessing_context="fork")
+    assert len(list(loader)) == 4
+    assert PERSISTENT_WORKERS_WARNING in ipyrepro.status().warnings
+    ipyrepro.set_reseed("off")  # nothing is re-seeded per cell, so nothing is defeated
+    assert PERSISTENT_WORKERS_WARNING not in ipyrepro.status().warnings
+    ipyrepro.set_reseed("cell")
+    del loader
+    gc.collect()
+    assert PERSISTENT_WORKERS_WARNING not in ipyrepro.status().warnings
