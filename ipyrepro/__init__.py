@@ -66,6 +66,7 @@ __all__ = [
     "env_report",
     "panel",
     "seed_all",
+    "seed_rank",
     "set_reseed",
     "status",
 ]
@@ -78,15 +79,36 @@ def seed_all(seed: int) -> int:
     return STATE.seed_all(seed)
 
 
-def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str | None = None) -> Status:
+def enable(
+    seed: int | None = None,
+    *,
+    warn_only: bool | None = None,
+    cublas: str = ":4096:8",
+    reseed: str | None = None,
+    rank: int | None = None,
+) -> Status:
     """Apply the full determinism recipe (see README); `disable()` restores what was before.
 
-    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on, else "cell".
+    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on.
+    Settings not given come from a parent's `%repro on` (IPYREPRO_SEED, IPYREPRO_RESEED,
+    IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only False. `rank`: then seed
+    with that rank's seed (see `seed_rank`).
     """
     from .state import STATE
 
-    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
+    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank)
     return STATE.status()
+
+
+def seed_rank(rank: int | None = None) -> int:
+    """Seed every RNG with a seed derived from the base seed and this process's rank; returns it.
+
+    The rank: as given, else torch.distributed's rank, else RANK, else LOCAL_RANK.
+    The formula is `ipyrepro.distributed.derive_rank_seed` (see README).
+    """
+    from .distributed import seed_rank as seed_this_rank
+
+    return seed_this_rank(rank)
 
 
 def disable() -> Status:

@@ -11,20 +11,31 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from . import seeding
+from .distributed import (
+    CHILD_VARS,
+    PERSISTENT_WORKERS_WARNING,
+    ChildSettings,
+    child_environment,
+    derive_rank_seed,
+    settings_from_env,
+    validate_rank,
+    watch_persistent_workers,
+)
 from .flags import (
     CUBLAS_VAR,
     Flags,
     recipe,
     set_cublas_variable,
     set_deterministic_algorithms,
+    set_env_variable,
     validate_cublas_value,
     validate_deterministic_mode,
 )
-from .torchinfo import cuda_initialized
+from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
 class ReproWarning(UserWarning):
@@ -53,6 +64,7 @@ class Saved:
 
     flags: Flags
     reseed: str
+    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,9 @@ class ReproState:
         self._cell_seeds: dict[tuple[int, str], int] = {}
         self._source_seeds: dict[tuple[int, str], int] = {}
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
+        self.rank: int | None = None  # set by seed_rank / enable(rank=...)
+        self.rank_seed: int | None = None
+        self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see distributed.py
         self.observe_cuda()
 
     # -- seeding -------------------------------------------------------------------
@@ -99,11 +114,21 @@ class ReproState:
         seed = seeding.validate_seed(seed)
         seeding.seed_all(seed, self.reseeder.seeders)
         self.seed = seed
+        self.rank = self.rank_seed = None
+        self._export_child_env()
+        self.notify()
+        return seed
+
+    def seed_for_rank(self, base: int, rank: int) -> int:
+        """Seed every RNG with the rank's derived seed; the base seed stays as it is."""
+        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders)
+        self.rank, self.rank_seed = rank, seed
         self.notify()
         return seed
 
     def set_reseed(self, mode: str) -> None:
         self.reseed = seeding.validate_reseed_mode(mode)
+        self._export_child_env()
         self.notify()
 
     def before_cell(self, cell_id: str | None, code: str = "") -> None:
@@ -134,6 +159,8 @@ class ReproState:
             self.observe_cuda()
         if self.enabled and self.target is not None and not self.target.is_live():
             self.warn_new()
+        if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
+            self.warn_new()
         if self._listeners:
             self.notify()
 
@@ -141,32 +168,48 @@ class ReproState:
 
     def enable(
         self,
-        seed: int = 0,
+        seed: int | None = None,
         *,
-        warn_only: bool = False,
+        warn_only: bool | None = None,
         cublas: str = ":4096:8",
         reseed: str | None = None,
+        rank: int | None = None,
     ) -> None:
         """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
 
         `reseed=None` keeps the re-seed mode in force when ipyrepro is already on (a notebook's
-        own `%repro on` in a kernel installed with `--reseed source` stays `source`), else `cell`.
+        own `%repro on` in a kernel installed with `--reseed source` stays `source`). Otherwise a
+        setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
+        IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, `cell`, `error`.
+        With `rank`, every RNG is then seeded with that rank's derived seed.
         """
-        seed = seeding.validate_seed(seed)
+        given = seed is not None and warn_only is not None and reseed is not None
+        inherited = ChildSettings() if given else settings_from_env()
+        seed = seeding.validate_seed(next(v for v in (seed, inherited.seed, 0) if v is not None))
         validate_cublas_value(cublas)
-        if reseed is None:
-            reseed = self.reseed if self.enabled and self.reseed != "off" else "cell"
-        seeding.validate_reseed_mode(reseed)
-        if not isinstance(warn_only, bool):
+        if reseed is None and self.enabled and self.reseed != "off":
+            reseed = self.reseed
+        reseed = seeding.validate_reseed_mode(reseed or inherited.reseed or "cell")
+        if warn_only is None:
+            deterministic = inherited.deterministic or "error"
+        elif isinstance(warn_only, bool):
+            deterministic = "warn" if warn_only else "error"
+        else:
             raise ValueError(f"warn_only must be True or False; got {warn_only!r}")
+        if rank is not None:
+            validate_rank(rank, "rank")
         current = Flags.read()
         if self.saved is None:
-            self.saved = Saved(current, self.reseed)
-        self.target = recipe(warn_only=warn_only, cublas=cublas, current=current)
+            self.saved = Saved(current, self.reseed, {name: os.environ.get(name) for name in CHILD_VARS})
+        target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
+        self.target = replace(target, deterministic_algorithms=deterministic)
         self._apply_flags(self.target)
         self.enabled = True
         self.reseed = reseed
         self.seed_all(seed)
+        if rank is not None:
+            self.seed_for_rank(seed, rank)
+        watch_persistent_workers(self)
         self.warn_new()
 
     def disable(self) -> None:
@@ -174,6 +217,8 @@ class ReproState:
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
             self.reseed = self.saved.reseed
+            for name, value in self.saved.env.items():
+                set_env_variable(name, value)
         self.enabled = False
         self.target = None
         self.saved = None
@@ -210,8 +255,15 @@ class ReproState:
             set_deterministic_algorithms(deterministic_algorithms)
         if cublas_workspace_config is not _KEEP:
             self._set_cublas(cublas_workspace_config)
+        self._export_child_env()
         self.notify()
         self.warn_new(quiet=True)  # asked for on purpose: status and the panel show the drift
+
+    def _export_child_env(self) -> None:
+        """While on, keep the variables child processes read (see distributed.py) in step with the state."""
+        if self.enabled:
+            for name, value in child_environment(self.seed or 0, self.reseed, deterministic_algorithms_mode()).items():
+                set_env_variable(name, value)
 
     def _apply_flags(self, flags: Flags) -> None:
         self._set_cublas(flags.cublas_workspace_config)

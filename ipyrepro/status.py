@@ -116,6 +116,15 @@ class Status(TextReport):
             )
         if self.reseed == "cell" and state.cell_id_missing:
             self.notes.append(NO_CELL_ID_NOTE)
+        from .distributed import PERSISTENT_WORKERS_WARNING, live_persistent_workers
+
+        if state.enabled and state.reseed != "off" and live_persistent_workers(state.persistent_worker_iterators):
+            self.warnings.append(PERSISTENT_WORKERS_WARNING)
+        if state.rank_seed is not None:
+            self.notes.append(
+                f"This process is rank {state.rank}, seeded with {state.rank_seed} = derive_rank_seed({self.seed}, "
+                f"{state.rank}) by seed_rank; the base seed stays {self.seed}."
+            )
         self.warnings.extend(state.hook_errors)
 
     def _diagnose_cublas(self, state: ReproState) -> None:

@@ -14,7 +14,16 @@ import torch
 from ipyrepro.flags import Flags
 from ipyrepro.state import STATE
 
-MANAGED_ENV = ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED")
+MANAGED_ENV = (
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+    "PYTHONHASHSEED",
+    "IPYREPRO_SEED",
+    "IPYREPRO_RESEED",
+    "IPYREPRO_DETERMINISTIC",
+    "RANK",
+    "LOCAL_RANK",
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
