@@ -1,12 +1,12 @@
 """Per-cell overhead of re-seeding before each cell, measured in a real IPython shell.
 
-Five configurations run the same trivial cells (`pass`: IPython skips the
+Six configurations run the same trivial cells (`pass`: IPython skips the
 hooks for an empty cell) in one shell, interleaved and rotated so that drift
 in machine speed hits all of them alike: no hook; ipyrepro `fixed`; ipyrepro
-`cell`; ipyrepro `fixed` with one open panel (it redraws only when something it
-shows changed, so here never: in `cell` mode the last cell's seed it shows
-changes from cell to cell, and each such redraw costs about 150 us); Lightning's `seed_everything` registered as
-a pre_run_cell hook (what people write by hand).
+`cell`; ipyrepro `source`; ipyrepro `fixed` with one open panel (it redraws only when
+something it shows changed, so here never: in `cell` mode the last cell's seed it shows changes
+from cell to cell, and each such redraw costs about 150 us); Lightning's `seed_everything`
+registered as a pre_run_cell hook (what people write by hand).
 
 Two numbers per configuration:
 - whole cell: microseconds per cell, and the ratio to no hook. On a small VM
@@ -134,6 +134,7 @@ def main() -> None:
         "no hook": no_hook,
         "ipyrepro fixed": ipyrepro_mode("fixed"),
         "ipyrepro cell": ipyrepro_mode("cell"),
+        "ipyrepro source": ipyrepro_mode("source"),
         "ipyrepro fixed + 1 panel": with_panel,
         "lightning seed_everything": lightning,
     }
@@ -158,7 +159,9 @@ def main() -> None:
         cell = statistics.median(whole[name])
         hooks = statistics.median(in_situ[name]) - bare
         print(f"{name:<28}{cell:>9.1f}{cell / base:>7.2f}{hooks:>19.1f}")
-    worst = max(statistics.median(in_situ[name]) - bare for name in ("ipyrepro fixed", "ipyrepro cell"))
+    worst = max(
+        statistics.median(in_situ[name]) - bare for name in ("ipyrepro fixed", "ipyrepro cell", "ipyrepro source")
+    )
     panel = statistics.median(in_situ["ipyrepro fixed + 1 panel"]) - statistics.median(in_situ["ipyrepro fixed"])
     print(f"\nipyrepro's hooks take {worst:.1f} us per cell in situ (target <= 15 us);")
     print(f"an open panel with nothing to redraw adds {panel:.1f} us per cell (target <= 10 us).")

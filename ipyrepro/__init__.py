@@ -16,15 +16,17 @@ if TYPE_CHECKING:
     from .envreport import EnvReport
     from .report import CompareReport
     from .rerun import compare
-    from .seeding import derive_cell_seed
-    from .state import STATE, ReproWarning  # noqa: F401
+    from .seeding import derive_cell_seed, derive_source_seed
+    from .state import ReproWarning
     from .status import Status
 
-# Imported on first use, so that `import ipyrepro.cli` (and `ipyrepro --help`) never imports torch.
+# Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
+# plugin, which pytest loads in every session) does not import torch.
 _LAZY = {
     "CompareReport": "report",
     "compare": "rerun",
     "derive_cell_seed": "seeding",
+    "derive_source_seed": "seeding",
     "STATE": "state",
     "ReproWarning": "state",
     "Status": "status",
@@ -32,21 +34,14 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ipyrepro' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Package(types.ModuleType):
-    """Keeps the function `ipyrepro.status`: importing the submodule `ipyrepro.status` (lazily, now that
-    the package imports nothing at start) would otherwise rebind the name to the module."""
+    """Keeps the function `ipyrepro.status` when the submodule of the same name is first imported
+    (the import system binds a new submodule on its package); the module stays in sys.modules."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "status" and isinstance(value, types.ModuleType):
@@ -65,11 +60,13 @@ __all__ = [
     "compare",
     "configure",
     "derive_cell_seed",
+    "derive_source_seed",
     "disable",
     "enable",
     "env_report",
     "panel",
     "seed_all",
+    "seed_rank",
     "set_reseed",
     "status",
 ]
@@ -82,12 +79,36 @@ def seed_all(seed: int) -> int:
     return STATE.seed_all(seed)
 
 
-def enable(seed: int = 0, *, warn_only: bool = False, cublas: str = ":4096:8", reseed: str = "cell") -> Status:
-    """Apply the full determinism recipe (see README); `disable()` restores what was before."""
+def enable(
+    seed: int | None = None,
+    *,
+    warn_only: bool | None = None,
+    cublas: str = ":4096:8",
+    reseed: str | None = None,
+    rank: int | None = None,
+) -> Status:
+    """Apply the full determinism recipe (see README); `disable()` restores what was before.
+
+    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on.
+    Settings not given come from a parent's `%repro on` (IPYREPRO_SEED, IPYREPRO_RESEED,
+    IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only False. `rank`: then seed
+    with that rank's seed (see `seed_rank`).
+    """
     from .state import STATE
 
-    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed)
+    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank)
     return STATE.status()
+
+
+def seed_rank(rank: int | None = None) -> int:
+    """Seed every RNG with a seed derived from the base seed and this process's rank; returns it.
+
+    The rank: as given, else torch.distributed's rank, else RANK, else LOCAL_RANK.
+    The formula is `ipyrepro.distributed.derive_rank_seed` (see README).
+    """
+    from .distributed import seed_rank as seed_this_rank
+
+    return seed_this_rank(rank)
 
 
 def disable() -> Status:
@@ -122,7 +143,8 @@ def panel() -> ReproPanel:
 
 
 def set_reseed(mode: str) -> None:
-    """Re-seed before each cell: 'cell' (a seed per cell id), 'fixed' (the base seed) or 'off'."""
+    """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
+    every frontend), 'fixed' (the base seed) or 'off'."""
     from .state import STATE
 
     STATE.set_reseed(mode)

@@ -33,13 +33,15 @@ def _kernel_install(args: argparse.Namespace) -> int:
         display_name=args.display_name,
         seed=args.seed,
         cublas=args.cublas,
+        reseed=args.reseed,
         user=args.user,
         prefix=args.prefix,
         force=args.force,
     )
     print(
         f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
-        f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed}` before the first cell. "
+        f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed} --reseed {args.reseed}` "
+        "before the first cell. "
         "Pick it in Jupyter's kernel list."
     )
     return 0
@@ -71,6 +73,7 @@ def _check(args: argparse.Namespace) -> int:
             rtol=args.rtol,
             atol=args.atol,
             cublas=args.cublas,
+            reseed=args.reseed,
             progress=progress,
             jobs=args.jobs,
         )
@@ -79,6 +82,18 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     print(report.to_json() if args.json else report)
     return report.exit_code
+
+
+def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
+    from .validation import RESEED_MODES
+
+    parser.add_argument(
+        "--reseed",
+        choices=RESEED_MODES,
+        default=default,
+        help="re-seed before each cell: cell = a seed per cell id (from the code when no id is sent), source = a "
+        f"seed from the cell's code, the same in every frontend, fixed = the base seed, off = none. {where}",
+    )
 
 
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
@@ -100,6 +115,11 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would)",
     )
     check.add_argument("--kernel", help="kernelspec to run (default: the notebook's, else python3)")
+    _add_reseed_option(
+        check,
+        None,
+        "Default: the mode of a kernel installed with `ipyrepro kernel install`, else cell; ignored with --as-is",
+    )
     check.add_argument(
         "--jobs",
         type=arguments.jobs,
@@ -163,6 +183,7 @@ def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
         default=DETERMINISTIC_CUBLAS_VALUES[0],
         help="CUBLAS_WORKSPACE_CONFIG (default :4096:8; :16:8 uses less GPU memory)",
     )
+    _add_reseed_option(install, "cell", "Written into the kernelspec (default cell)")
     where = install.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for this user (the default)")
     where.add_argument("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels, e.g. a virtualenv")

@@ -78,6 +78,8 @@ RESEED_TIPS = (
     "off: no re-seeding; random numbers continue from where the last cell left them.",
     "fixed: every cell starts from the base seed.",
     "cell: each cell starts from its own seed derived from the base seed and the cell's id (the default).",
+    "source: each cell's seed comes from the base seed and its code, so every frontend (nbconvert, papermill, "
+    "nbval, a terminal) gets the same numbers; editing a cell changes its numbers.",
 )
 
 

@@ -65,10 +65,15 @@ def set_deterministic_algorithms(mode: str) -> None:
 
 
 def set_cublas_variable(value: str | None) -> None:
+    set_env_variable(CUBLAS_VAR, value)
+
+
+def set_env_variable(name: str, value: str | None) -> None:
+    """Set an environment variable, or remove it when `value` is None (how `off` restores "unset")."""
     if value is None:
-        os.environ.pop(CUBLAS_VAR, None)
+        os.environ.pop(name, None)
     else:
-        os.environ[CUBLAS_VAR] = value
+        os.environ[name] = value
 
 
 def validate_deterministic_mode(mode: str) -> str:

@@ -16,7 +16,7 @@ class CellHooks:
 
     def pre_run_cell(self, info: Any) -> None:
         try:
-            self.state.before_cell(getattr(info, "cell_id", None))
+            self.state.before_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", None) or "")
         except Exception as error:  # never break the user's cell
             self.state.record_hook_error("pre_run_cell", error)
 

@@ -18,16 +18,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .validation import validate_cublas_value, validate_seed
+from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
 DEFAULT_NAME = "ipyrepro"
 _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts as a kernel name
 _PROTECTED = ("python3",)  # replacing it would change every notebook's default kernel
 
 
-def startup_lines(seed: int) -> list[str]:
-    """What the kernel runs before the first cell (and what `ipyrepro check` runs by default)."""
-    return ["%load_ext ipyrepro", f"%repro on --seed {seed}"]
+def startup_lines(seed: int, reseed: str | None = None) -> list[str]:
+    """What the kernel runs before the first cell (and what `ipyrepro check` runs by default).
+
+    It loads `ipyrepro.preload`, not `ipyrepro`, so that a notebook's own
+    `%load_ext ipyrepro` prints nothing here, as in any other kernel.
+    `reseed=None`: `%repro on`'s default (the mode in force if already on, else cell).
+    """
+    reseed_option = "" if reseed is None else f" --reseed {reseed}"
+    return ["%load_ext ipyrepro.preload", f"%repro on --seed {seed}{reseed_option}"]
 
 
 def startup_env(seed: int, cublas: str) -> dict[str, str]:
@@ -35,21 +41,28 @@ def startup_env(seed: int, cublas: str) -> dict[str, str]:
     return {"PYTHONHASHSEED": str(seed), "CUBLAS_WORKSPACE_CONFIG": cublas}
 
 
-def kernel_json(seed: int = 0, cublas: str = ":4096:8", display_name: str | None = None) -> dict[str, Any]:
+def kernel_json(
+    seed: int = 0, cublas: str = ":4096:8", display_name: str | None = None, reseed: str = "cell"
+) -> dict[str, Any]:
     """The kernel.json of a reproducible kernel running this Python."""
     from . import __version__
 
     seed = validate_seed(seed)
     cublas = _validate_cublas(cublas)
+    reseed = validate_reseed_mode(reseed)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    argv += [f"--IPKernelApp.exec_lines={line}" for line in startup_lines(seed)]
+    argv += [f"--IPKernelApp.exec_lines={line}" for line in startup_lines(seed, None if reseed == "cell" else reseed)]
+    mode = "" if reseed == "cell" else f", re-seed {reseed}"
     return {
         "argv": argv,
-        "display_name": display_name or f"Python 3 (ipyrepro, seed {seed})",
+        "display_name": display_name or f"Python 3 (ipyrepro, seed {seed}{mode})",
         "language": "python",
         "env": startup_env(seed, cublas),
         "interrupt_mode": "signal",
-        "metadata": {"debugger": True, "ipyrepro": {"seed": seed, "cublas": cublas, "version": __version__}},
+        "metadata": {
+            "debugger": True,
+            "ipyrepro": {"seed": seed, "cublas": cublas, "reseed": reseed, "version": __version__},
+        },
     }
 
 
@@ -68,6 +81,7 @@ def install(
     display_name: str | None = None,
     seed: int = 0,
     cublas: str = ":4096:8",
+    reseed: str = "cell",
     user: bool = False,
     prefix: str | os.PathLike[str] | None = None,
     force: bool = False,
@@ -76,7 +90,7 @@ def install(
     if user and prefix is not None:
         raise ValueError("choose --user or --prefix DIR, not both")
     _validate_name(name, force)
-    spec = kernel_json(seed, cublas, display_name)  # validates seed and cublas before anything is written
+    spec = kernel_json(seed, cublas, display_name, reseed)  # validates all before anything is written
     destination = kernels_dir(user=user, prefix=prefix) / name.lower()  # as jupyter_client names it
     if destination.exists() and not force:
         raise FileExistsError(

@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     on.add_argument(
         "--reseed",
         choices=RESEED_MODES,
-        default="cell",
-        help="before each cell: cell = a seed per cell id (default), fixed = the base seed, off = none",
+        default=None,
+        help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
+        "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
+        "in force when ipyrepro is already on (as in the reproducible kernel), else cell",
     )
 
     commands.add_parser("off", help="restore everything to what it was before `on`")
@@ -124,10 +126,10 @@ class ReproMagics(Magics):
 
         %repro                        status: what is in force now, and warnings
         %repro status [--json]        the same; --json for machines
-        %repro on [--seed N] [--warn-only] [--cublas :4096:8|:16:8] [--reseed cell|fixed|off]
+        %repro on [--seed N] [--warn-only] [--cublas :4096:8|:16:8] [--reseed cell|source|fixed|off]
         %repro off                    restore everything to what it was before `on`
         %repro seed N                 seed every RNG now (and use N as the base seed)
-        %repro reseed cell|fixed|off  re-seed mode before each cell
+        %repro reseed cell|source|fixed|off  re-seed mode before each cell
         %repro panel                  a control panel in Jupyter (the text status in a terminal)
         %repro env [--json|--markdown] the environment report: versions, GPU, CPU, flags, env vars
 
@@ -158,7 +160,7 @@ class ReproMagics(Magics):
             f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}. "
             "`%repro` shows status; `%repro off` restores."
         )
-        for note in status.notes:
+        for note in status.setup_notes():
             print(f"Note: {note}")
 
     def _off(self, args: argparse.Namespace) -> None:

@@ -200,6 +200,7 @@ class Run:
     outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     error: str | None = None
     fatal: bool = False  # the kernel could not start: every further run would fail the same way
+    error_cell: int | None = None  # the index of the cell the run stopped at; None: not at a cell
 
     @property
     def complete(self) -> bool:
@@ -217,6 +218,11 @@ class Difference:
     def text(self) -> str:
         return f"{self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}\n" + (
             f"{self.cell.head()}\n{self.detail}"
+        )
+
+    def image_line(self) -> str:
+        return f"  {self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}" + (
+            f" ({self.detail.strip()})" if self.detail else ""
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,20 +260,18 @@ class CheckReport:
     def exit_code(self) -> int:
         return 2 if self.errors else 1 if self.differences else 0
 
+    def header(self) -> str:
+        return f"ipyrepro check {self.notebook}: {len(self.runs)} run(s) in fresh {self.kernel!r} kernels, {self.mode}"
+
     def __str__(self) -> str:
-        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
-        lines = [f"ipyrepro check {self.notebook}: {runs}, {self.mode}"]
+        lines = [self.header()]
         lines += [f"Error in {text}" for text in self.errors]
         text = [d for d in self.differences if not d.image]
         images = [d for d in self.differences if d.image]
         lines += [d.text() for d in text]
         if images:
             lines.append("Images (compared by exact bytes):")
-            lines += [
-                f"  {d.cell.label()}: {d.what} differs between run {d.runs[0]} and run {d.runs[1]}"
-                f"{' (' + d.detail.strip() + ')' if d.detail else ''}"
-                for d in images
-            ]
+            lines += [d.image_line() for d in images]
         complete = sum(run.complete for run in self.runs)
         if complete < 2:
             compared = "nothing to compare (fewer than 2 complete runs)"
@@ -311,6 +315,7 @@ def check(
     rtol: float = 0.0,
     atol: float = 0.0,
     cublas: str = ":4096:8",
+    reseed: str | None = None,
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
@@ -319,9 +324,10 @@ def check(
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
     `jobs` kernels run at once (default: as many as runs, capped by the usable CPUs); the report
-    does not depend on it.
+    does not depend on it. `reseed=None` keeps the re-seed mode of a reproducible kernel
+    (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
     """
-    from .validation import validate_cublas_value, validate_seed
+    from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
@@ -331,10 +337,13 @@ def check(
         raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
     seed = validate_seed(seed)
     validate_cublas_value(cublas)
+    if reseed is not None:
+        validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
-    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed})"
+    reseeding = "" if reseed is None else f", re-seed {reseed}"
+    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
     say = progress or (lambda text: None)
 
@@ -347,6 +356,7 @@ def check(
             kernel_name,
             as_is,
             seed,
+            reseed,
             cublas,
             timeout,
             startup_timeout,
@@ -393,6 +403,7 @@ def _run_once(
     kernel_name: str,
     as_is: bool,
     seed: int,
+    reseed: str | None,
     cublas: str,
     timeout: float | None,
     startup_timeout: float,
@@ -411,7 +422,7 @@ def _run_once(
         ) as runner:
             if not as_is:
                 setup = runner.execute(
-                    "\n".join(startup_lines(seed)), silent=True, store_history=False, timeout=startup_timeout
+                    "\n".join(startup_lines(seed, reseed)), silent=True, store_history=False, timeout=startup_timeout
                 )
                 if setup.status != "ok":
                     run.error = (
@@ -427,6 +438,7 @@ def _run_once(
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
+                    run.error_cell = cell.index
                     reason = execution.error_text or f"execution {execution.status}"
                     run.error = (
                         f"{cell.label()} raised {reason}; this run stopped there "
@@ -436,12 +448,18 @@ def _run_once(
     except KernelStartError as error:
         run.error, run.fatal = f"the kernel could not start: {error}", True
     except CellTimeout as error:
+        run.error_cell = _pending(run, cells)
         run.error = f"{_current(run, cells)}: {error}; the kernel was shut down (raise --timeout if it needs longer)"
     except KernelDied as error:
+        run.error_cell = _pending(run, cells)
         run.error = f"{_current(run, cells)}: {error}"
     except KernelError as error:
         run.error = str(error)
     return run
+
+
+def _pending(run: Run, cells: list[Cell]) -> int | None:
+    return next((cell.index for cell in cells if cell.index not in run.outputs), None)
 
 
 def _current(run: Run, cells: list[Cell]) -> str:
@@ -486,3 +504,50 @@ def _cell_differences(
         elif not comparison.same_text(x.value, y.value):
             found.append(Difference(cell, runs, x.label, short_diff(x.value, y.value, *runs)))
     return found
+
+
+# -- per-cell verdicts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One code cell's share of a check, for faces that report per cell (the pytest plugin).
+
+    `errors` are the runs that stopped at this cell, or failed before any cell (kernel start,
+    `%repro on`); `compared` is False when fewer than two complete runs left nothing to compare.
+    """
+
+    cell: Cell
+    differences: tuple[Difference, ...]
+    errors: tuple[str, ...]
+    compared: bool
+    ignored: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.compared and not self.errors and not self.differences
+
+    def text(self, report: CheckReport) -> str:
+        """The lines of `ipyrepro check`'s report that concern this cell, under the report's header."""
+        lines = [report.header()] + [f"Error in {error}" for error in self.errors]
+        lines += [d.text() for d in self.differences if not d.image]
+        images = [d.image_line() for d in self.differences if d.image]
+        if images:
+            lines += ["Images (compared by exact bytes):", *images]
+        return "\n".join(lines)
+
+
+def cell_results(report: CheckReport) -> list[CellResult]:
+    """The report split by code cell, in notebook order: what each cell's own verdict rests on."""
+    complete = sum(run.complete for run in report.runs) >= 2
+    results = []
+    for cell in report.cells:
+        errors = tuple(
+            f"run {run.number}: {run.error}"
+            for run in report.runs
+            if run.error and run.error_cell in (None, cell.index)
+        )
+        differences = tuple(d for d in report.differences if d.cell.index == cell.index)
+        ignored = any(tag in cell.tags for tag in IGNORE_TAGS)
+        results.append(CellResult(cell, differences, errors, complete, ignored))
+    return results

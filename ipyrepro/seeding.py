@@ -21,18 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .validation import SEED_LIMIT, validate_seed  # noqa: F401  (re-exported)
+from .validation import RESEED_MODES, SEED_LIMIT, validate_reseed_mode, validate_seed  # noqa: F401  (re-exported)
 
-RESEED_MODES = ("off", "fixed", "cell")
 SEEDER_GROUP = "ipyrepro.seeders"
 
 Seeder = Callable[[int], None]
-
-
-def validate_reseed_mode(mode: str) -> str:
-    if mode not in RESEED_MODES:
-        raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
-    return mode
 
 
 def derive_cell_seed(base: int, cell_id: str) -> int:
@@ -43,6 +36,30 @@ def derive_cell_seed(base: int, cell_id: str) -> int:
     `hash`), different for different cells, unchanged when a cell is edited.
     """
     digest = hashlib.blake2b(f"{base}:{cell_id}".encode(), digest_size=4, person=b"ipyrepro").digest()
+    return int.from_bytes(digest, "big")
+
+
+def normalize_source(code: str) -> str:
+    """The cell's code as every frontend sends it: line endings as LF, no trailing whitespace or newlines.
+
+    Only what frontends are known to change: Windows editors send CRLF, a
+    terminal IPython ends a multi-line block with an empty line, and editors
+    differ on a final newline. Everything else (indentation, comments,
+    blank lines inside the cell) is part of the code and changes the seed.
+    """
+    return code.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+
+def derive_source_seed(base: int, code: str) -> int:
+    """The seed a cell starts from in `source` mode (and in `cell` mode when no cell id is sent).
+
+    The first 4 bytes (big-endian) of BLAKE2b over "<base>:<normalised code>"
+    (UTF-8) with the personalisation b"ipyrepro-source": every frontend sends
+    the same code, so every frontend derives the same seed; cells with
+    identical code get identical seeds.
+    """
+    text = f"{base}:{normalize_source(code)}"
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4, person=b"ipyrepro-source").digest()
     return int.from_bytes(digest, "big")
 
 
@@ -157,6 +174,15 @@ class Reseeder:
             return
         _random.Random.setstate(python, state)
         python.gauss_next = None
+
+    def reseed_torch(self, seed: int) -> None:
+        """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
+        that seed `random` and NumPy themselves, from seeds that may not fit NumPy's range."""
+        if self._full_torch_seed:
+            torch.manual_seed(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
+            self._seed_cuda(seed)
 
     def _seed_cuda(self, seed: int) -> None:
         cuda = torch.cuda

@@ -11,21 +11,32 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from . import seeding
+from .distributed import (
+    CHILD_VARS,
+    PERSISTENT_WORKERS_WARNING,
+    ChildSettings,
+    child_environment,
+    derive_rank_seed,
+    settings_from_env,
+    validate_rank,
+    watch_persistent_workers,
+)
 from .flags import (
     CUBLAS_VAR,
     Flags,
     recipe,
     set_cublas_variable,
     set_deterministic_algorithms,
+    set_env_variable,
     validate_cublas_value,
     validate_deterministic_mode,
 )
 from .inductor import INDUCTOR
-from .torchinfo import cuda_initialized
+from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
 class ReproWarning(UserWarning):
@@ -37,10 +48,15 @@ _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means 
 
 
 class CellSeed(NamedTuple):
-    """The seed the last cell started from, and the cell id it came from (None: no id sent)."""
+    """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
+
+    `derivation` is "cell" (from the cell id), "source" (from the cell's code)
+    or "fixed" (the base seed).
+    """
 
     seed: int
     cell_id: str | None
+    derivation: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,16 @@ class Saved:
 
     flags: Flags
     reseed: str
+    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `ReproState.checkpoint` saw, for `restore`."""
+
+    flags: Flags
+    settings: tuple[Any, ...]
+    rng: tuple[Any, ...]
 
 
 class ReproState:
@@ -69,7 +95,11 @@ class ReproState:
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds: dict[tuple[int, str], int] = {}
+        self._source_seeds: dict[tuple[int, str], int] = {}
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
+        self.rank: int | None = None  # set by seed_rank / enable(rank=...)
+        self.rank_seed: int | None = None
+        self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see distributed.py
         self.observe_cuda()
 
     # -- seeding -------------------------------------------------------------------
@@ -85,43 +115,56 @@ class ReproState:
         seed = seeding.validate_seed(seed)
         seeding.seed_all(seed, self.reseeder.seeders)
         self.seed = seed
+        self.rank = self.rank_seed = None
+        self._export_child_env()
+        self.notify()
+        return seed
+
+    def seed_for_rank(self, base: int, rank: int) -> int:
+        """Seed every RNG with the rank's derived seed; the base seed stays as it is."""
+        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders)
+        self.rank, self.rank_seed = rank, seed
         self.notify()
         return seed
 
     def set_reseed(self, mode: str) -> None:
         self.reseed = seeding.validate_reseed_mode(mode)
+        self._export_child_env()
         self.notify()
 
-    def before_cell(self, cell_id: str | None) -> None:
-        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us)."""
+    def before_cell(self, cell_id: str | None, code: str = "") -> None:
+        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us).
+
+        `cell` mode without a cell id (nbconvert, papermill, nbval, a terminal)
+        derives the seed from the code, as `source` does, never the fixed base seed.
+        """
         mode = self.reseed
         if mode == "off":
             return
-        seed = self.CELL_SEED[mode](self, cell_id)
+        seed, derivation = self.CELL_SEED[mode](self, cell_id, code)
+        self.cell_id_missing = mode == "cell" and not cell_id
         (self._reseeder or self.reseeder).reseed(seed)
         last = self.last_cell
-        if last is None or last.seed != seed or last.cell_id != cell_id:
-            self.last_cell = CellSeed(seed, cell_id)
+        if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
+            self.last_cell = CellSeed(seed, cell_id, derivation)
 
-    def _fixed_seed(self, cell_id: str | None) -> int:
-        self.cell_id_missing = False
-        return self.seed or 0
+    def _fixed_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
+        return self.seed or 0, "fixed"
 
-    def _cell_seed(self, cell_id: str | None) -> int:
-        base = self.seed or 0
+    def _cell_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
         if not cell_id:
-            self.cell_id_missing = True
-            return base
-        self.cell_id_missing = False
-        seed = self._cell_seeds.get((base, cell_id))
-        if seed is None:
-            if len(self._cell_seeds) >= 4096:
-                self._cell_seeds.clear()
-            seed = self._cell_seeds[base, cell_id] = seeding.derive_cell_seed(base, cell_id)
-        return seed
+            return self._source_seed(cell_id, code)
+        return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
 
-    # The seed a cell starts from, by re-seed mode ("off" never gets here); a new mode adds a line.
-    CELL_SEED: dict[str, Callable[[ReproState, str | None], int]] = {"fixed": _fixed_seed, "cell": _cell_seed}
+    def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
+        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed), "source"
+
+    # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
+    CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
+        "fixed": _fixed_seed,
+        "cell": _cell_seed,
+        "source": _source_seed,
+    }
 
     def after_cell(self) -> None:
         """After every cell: refresh views and warn about drift, reading only a few flags."""
@@ -130,6 +173,8 @@ class ReproState:
         target = self.target
         if target is not None and self.enabled and not target.is_live():
             self.warn_new()
+        if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
+            self.warn_new()
         if self._listeners:
             self.notify()
 
@@ -137,27 +182,49 @@ class ReproState:
 
     def enable(
         self,
-        seed: int = 0,
+        seed: int | None = None,
         *,
-        warn_only: bool = False,
+        warn_only: bool | None = None,
         cublas: str = ":4096:8",
-        reseed: str = "cell",
+        reseed: str | None = None,
+        rank: int | None = None,
     ) -> None:
-        """Apply the full recipe; a second `on` keeps what the first one saved for `off`."""
-        seed = seeding.validate_seed(seed)
+        """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
+
+        `reseed=None` keeps the re-seed mode in force when ipyrepro is already on (a notebook's
+        own `%repro on` in a kernel installed with `--reseed source` stays `source`). Otherwise a
+        setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
+        IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, `cell`, `error`.
+        With `rank`, every RNG is then seeded with that rank's derived seed.
+        """
+        given = seed is not None and warn_only is not None and reseed is not None
+        inherited = ChildSettings() if given else settings_from_env()
+        seed = seeding.validate_seed(next(v for v in (seed, inherited.seed, 0) if v is not None))
         validate_cublas_value(cublas)
-        seeding.validate_reseed_mode(reseed)
-        if not isinstance(warn_only, bool):
+        if reseed is None and self.enabled and self.reseed != "off":
+            reseed = self.reseed
+        reseed = seeding.validate_reseed_mode(reseed or inherited.reseed or "cell")
+        if warn_only is None:
+            deterministic = inherited.deterministic or "error"
+        elif isinstance(warn_only, bool):
+            deterministic = "warn" if warn_only else "error"
+        else:
             raise ValueError(f"warn_only must be True or False; got {warn_only!r}")
+        if rank is not None:
+            validate_rank(rank, "rank")
         current = Flags.read()
         if self.saved is None:
-            self.saved = Saved(current, self.reseed)
+            self.saved = Saved(current, self.reseed, {name: os.environ.get(name) for name in CHILD_VARS})
             INDUCTOR.save()
-        self.target = recipe(warn_only=warn_only, cublas=cublas, current=current)
+        target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
+        self.target = replace(target, deterministic_algorithms=deterministic)
         self._apply_flags(self.target)
         self.enabled = True
         self.reseed = reseed
         self.seed_all(seed)
+        if rank is not None:
+            self.seed_for_rank(seed, rank)
+        watch_persistent_workers(self)
         self.warn_new()
 
     def disable(self) -> None:
@@ -166,6 +233,8 @@ class ReproState:
             self._apply_flags(self.saved.flags)
             INDUCTOR.restore()
             self.reseed = self.saved.reseed
+            for name, value in self.saved.env.items():
+                set_env_variable(name, value)
         self.enabled = False
         self.target = None
         self.saved = None
@@ -202,8 +271,15 @@ class ReproState:
             set_deterministic_algorithms(deterministic_algorithms)
         if cublas_workspace_config is not _KEEP:
             self._set_cublas(cublas_workspace_config)
+        self._export_child_env()
         self.notify()
         self.warn_new(quiet=True)  # asked for on purpose: status and the panel show the drift
+
+    def _export_child_env(self) -> None:
+        """While on, keep the variables child processes read (see distributed.py) in step with the state."""
+        if self.enabled:
+            for name, value in child_environment(self.seed or 0, self.reseed, deterministic_algorithms_mode()).items():
+                set_env_variable(name, value)
 
     def _apply_flags(self, flags: Flags) -> None:
         self._set_cublas(flags.cublas_workspace_config)
@@ -288,6 +364,56 @@ class ReproState:
     def reset(self) -> None:
         """Forget everything (tests use it); the settings in force are left as they are."""
         self.__init__()
+
+    # -- scoped use (the pytest marker) --------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """Everything `on` and seeding change, as it is now: flags, env vars, this object's
+        settings and every RNG state, for `restore` to put back exactly."""
+        import random
+
+        import numpy as np
+        import torch
+
+        cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
+        return Checkpoint(
+            Flags.read(),
+            (self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell),
+            (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Put back what `checkpoint` saw, whatever happened in between (even another `on`)."""
+        import random
+
+        import numpy as np
+        import torch
+
+        self._apply_flags(checkpoint.flags)
+        self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell = checkpoint.settings
+        python, numpy, cpu, cuda = checkpoint.rng
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(cpu)
+        if cuda is not None and cuda_initialized():
+            torch.cuda.set_rng_state_all(cuda)
+        self.notify()
+
+    def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
+        """`ipyrepro.compare(fn, runs, ...)`: call `fn` `runs` times from the same seed and compare."""
+        from .rerun import compare
+
+        return compare(fn, runs, **options)
+
+
+def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
+    """A derived seed, computed once per (base, key): the hook runs before every cell."""
+    seed = cache.get((base, key))
+    if seed is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        seed = cache[base, key] = derive(base, key)
+    return seed
 
 
 def _emit(text: str) -> None:

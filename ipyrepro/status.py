@@ -37,6 +37,16 @@ DRIFT_ADVICE = {
 }
 
 
+NO_CELL_ID_NOTE = (
+    "The frontend sent no cell id with the last cell, so `cell` re-seeding derived its seed from the cell's "
+    "code, as `source` does: editing that cell changes its numbers, and cells with identical code draw "
+    "identical values. JupyterLab, Notebook 7, VS Code and `ipyrepro check` send cell ids; nbconvert, "
+    "papermill, nbval, `jupyter execute` and a terminal IPython do not. For the same numbers in every "
+    "frontend, use `%repro reseed source`."
+)
+FRONTEND_NOTES = (NO_CELL_ID_NOTE,)  # they depend on the frontend: shown in status, never printed by `%repro on`
+
+
 @dataclass(repr=False)
 class Status(TextReport):
     """A snapshot of ipyrepro's state and the live library settings; renders as text or HTML."""
@@ -46,6 +56,7 @@ class Status(TextReport):
     reseed: str
     cell_seed: int | None
     cell_id: str | None
+    derivation: str | None  # how the last cell's seed was derived: "cell", "source", "fixed"; None before any
     cudnn_benchmark: bool
     cudnn_deterministic: bool
     deterministic_algorithms: str
@@ -72,6 +83,7 @@ class Status(TextReport):
             reseed=state.reseed,
             cell_seed=state.last_cell.seed if state.last_cell else None,
             cell_id=state.last_cell.cell_id if state.last_cell else None,
+            derivation=state.last_cell.derivation if state.last_cell else None,
             cudnn_benchmark=flags.cudnn_benchmark,
             cudnn_deterministic=flags.cudnn_deterministic,
             deterministic_algorithms=flags.deterministic_algorithms,
@@ -98,6 +110,7 @@ class Status(TextReport):
 
         Equal keys mean an equal text and HTML status, so a view redraws only when its key changed.
         Left out: versions and CUDA availability, fixed for a process, and the last cell's id, not shown.
+        A new line in `read` or `_diagnose` needs its inputs here too.
         """
         last = state.last_cell
         C = torch._C
@@ -105,7 +118,7 @@ class Status(TextReport):
             state.enabled,
             state.seed,
             state.reseed,
-            None if last is None else last.seed,
+            None if last is None else (last.seed, last.derivation),
             state.cell_id_missing,
             state.target,
             len(state.hook_errors),
@@ -118,6 +131,9 @@ class Status(TextReport):
             cuda_initialized(),
             precision_key(),
             inductor_deterministic(),
+            state.rank,
+            state.rank_seed,
+            _live_workers(state) if state.persistent_worker_iterators else 0,
         )
 
     def _diagnose(self, state: ReproState) -> None:
@@ -135,9 +151,15 @@ class Status(TextReport):
                 "kernel's environment, e.g. with `ipyrepro kernel install`."
             )
         if self.reseed == "cell" and state.cell_id_missing:
+            self.notes.append(NO_CELL_ID_NOTE)
+        from .distributed import PERSISTENT_WORKERS_WARNING, live_persistent_workers
+
+        if state.enabled and state.reseed != "off" and live_persistent_workers(state.persistent_worker_iterators):
+            self.warnings.append(PERSISTENT_WORKERS_WARNING)
+        if state.rank_seed is not None:
             self.notes.append(
-                "The frontend sent no cell id, so `cell` re-seeding fell back to `fixed`: every cell starts "
-                "from the base seed. JupyterLab and Notebook 7 send one; a terminal IPython does not."
+                f"This process is rank {state.rank}, seeded with {state.rank_seed} = derive_rank_seed({self.seed}, "
+                f"{state.rank}) by seed_rank; the base seed stays {self.seed}."
             )
         self.warnings.extend(state.hook_errors)
 
@@ -170,6 +192,10 @@ class Status(TextReport):
                 "and run `%repro on` first."
             )
 
+    def setup_notes(self) -> list[str]:
+        """The notes that are the same in every frontend: what `%repro on` prints into a cell's output."""
+        return [note for note in self.notes if note not in FRONTEND_NOTES]
+
     # -- renderings ----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +217,7 @@ class Status(TextReport):
         elif self.cell_seed is None:
             reseed = f"{self.reseed} (no cell run yet)"
         else:
-            reseed = f"{self.reseed} (last cell seed {self.cell_seed})"
+            reseed = f"{self.reseed} (last cell seed {self.cell_seed}, {DERIVED_FROM.get(self.derivation, '')})"
         if not self.cuda_available:
             cuda = "not available"
         else:
@@ -250,6 +276,13 @@ class Status(TextReport):
         )
 
 
+DERIVED_FROM = {
+    "cell": "from its cell id",
+    "source": "from its code",
+    "fixed": "the base seed",
+}
+
+
 _SHOWN_ENV = (CUBLAS_VAR, "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED")
 _ENV_KEYS = tuple(os.environ.encodekey(name) for name in _SHOWN_ENV) if hasattr(os.environ, "encodekey") else ()
 
@@ -261,6 +294,12 @@ def _env_key() -> tuple[Any, ...]:
     if data is not None and _ENV_KEYS:
         return tuple([data.get(key) for key in _ENV_KEYS])
     return tuple([os.environ.get(name) for name in _SHOWN_ENV])
+
+
+def _live_workers(state: ReproState) -> int:
+    from .distributed import live_persistent_workers
+
+    return live_persistent_workers(state.persistent_worker_iterators)
 
 
 def _show(value: object) -> str:

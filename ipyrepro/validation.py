@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 SEED_LIMIT = 2**32
+RESEED_MODES = ("off", "fixed", "cell", "source")
 DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
 
 
@@ -19,6 +20,12 @@ def validate_seed(seed: object) -> int:
     if not 0 <= int(seed) < SEED_LIMIT:
         raise ValueError(f"seed must satisfy 0 <= seed < 2**32 (= {SEED_LIMIT}); got {int(seed)}")
     return int(seed)
+
+
+def validate_reseed_mode(mode: str) -> str:
+    if mode not in RESEED_MODES:
+        raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
+    return mode
 
 
 def validate_cublas_value(value: str | None) -> str | None:

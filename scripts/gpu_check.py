@@ -296,13 +296,16 @@ NONDETERMINISM_WORK = '''
 gen = torch.Generator().manual_seed(1234)  # the same inputs in every process and every mode
 source = torch.randn(200_000, 64, generator=gen).cuda()
 index = torch.randint(0, 32, (200_000,), generator=gen).cuda()  # many colliding indices: float atomics race
+scatter_index = index.unsqueeze(1).expand(-1, 64).contiguous()  # the same collisions for scatter_add_
 images = torch.randn(64, 16, 64, 64, generator=gen).cuda().requires_grad_()
 weight = (0.1 * torch.randn(32, 16, 3, 3, generator=gen)).cuda().requires_grad_()
 upstream = torch.randn(64, 32, 64, 64, generator=gen).cuda()
-RESULT = {"index_add_": [], "conv2d backward": []}
+RESULT = {"index_add_": [], "scatter_add_": [], "conv2d backward": []}
 for _ in range(3):
     total = torch.zeros(32, 64, device="cuda").index_add_(0, index, source)
     RESULT["index_add_"].append(digest(total))
+    scattered = torch.zeros(32, 64, device="cuda").scatter_add_(0, scatter_index, source)
+    RESULT["scatter_add_"].append(digest(scattered))
     images.grad = weight.grad = None
     torch.nn.functional.conv2d(images, weight, padding=1).backward(upstream)
     RESULT["conv2d backward"].append(digest(weight.grad, images.grad))
@@ -311,6 +314,7 @@ torch.cuda.synchronize()
 
 NONDETERMINISTIC_OPS = {
     "index_add_": "index_add_ float32, colliding indices",
+    "scatter_add_": "scatter_add_ float32, colliding indices",
     "conv2d backward": "conv2d backward, cudnn.benchmark on",
 }
 
@@ -360,7 +364,7 @@ def assess_nondeterminism(baseline: list[ChildResult], repro: list[ChildResult])
 
 
 def check_nondeterminism(runner: Runner) -> list[Row]:
-    """2. index_add_ and a cuDNN conv backward differ between runs without ipyrepro, and not after `%repro on`."""
+    """2. index_add_, scatter_add_ and a cuDNN conv backward differ between runs without ipyrepro, not after `on`."""
     baseline, repro = [], []
     for number in range(runner.processes):
         baseline.append(runner.run_cells(f"no ipyrepro, process {number + 1}", nondeterminism_cells(False)))
@@ -529,6 +533,119 @@ def check_cell_magic(runner: Runner) -> list[Row]:
     return assess_cell_magic(runner.run_cells("%%repro", cell_magic_cells(), timeout=120))
 
 
+# -- check 6: check_in_sync across ranks on the GPU -----------------------------------------
+
+SYNC_PROGRAM = """
+import json, os, resource, socket, sys
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+MARKER = {marker!r}
+
+
+def rank_main(rank, world_size, port, backend, device, big_numel, queue):
+    torch.set_num_threads(1)
+    if device == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())  # NCCL: one GPU per rank; all_gather_object uses it
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{{port}}", rank=rank, world_size=world_size)
+    try:
+        import ipyrepro
+        from ipyrepro.distributed import check_in_sync
+
+        ipyrepro.enable(warn_only=True)
+        model = torch.nn.Sequential(torch.nn.Linear(4096, 4096), torch.nn.Linear(4096, 8)).to(device)
+        big = torch.randn(big_numel, device=device)  # on a GPU: hashed on the host in 64 MiB chunks, never whole
+        if device == "cuda":
+            torch.cuda.synchronize()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        report = check_in_sync({{"model": model, "big": big}})
+        host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        if world_size > 1 and rank == world_size - 1:
+            with torch.no_grad():
+                model[1].weight.add_(torch.randn(model[1].weight.shape, device=device))
+        planted = check_in_sync({{"model": model, "big": big}})
+        queue.put({{"rank": rank, "ok": report.ok, "entries": len(report.entries), "planted_ok": planted.ok,
+                   "planted": planted.differences, "device": str(big.device), "host_peak_growth": host_peak,
+                   "big_bytes": big.numel() * big.element_size()}})
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    backend, device, world_size, big_numel = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    mp.start_processes(rank_main, args=(world_size, port, backend, device, big_numel, queue), nprocs=world_size,
+                       start_method="spawn")
+    ranks = sorted((queue.get() for _ in range(world_size)), key=lambda item: item["rank"])
+    print(MARKER + json.dumps({{"value": ranks}}))
+"""
+
+
+def sync_program() -> str:
+    return SYNC_PROGRAM.format(marker=MARKER)
+
+
+def sync_world_size(backend: str) -> int:
+    """NCCL wants one GPU per rank: as many ranks as GPUs (at most 2); gloo runs 2 ranks on any device."""
+    if backend != "nccl":
+        return 2
+    import torch
+
+    return max(1, min(2, torch.cuda.device_count()))
+
+
+SYNC_EXPECTED = "in sync; planted change named; no bulk host copy"
+SYNC_BIG_NUMEL = 50_000_000  # 200 MB of float32: a bulk host copy would show in the peak RSS
+
+
+def assess_sync(label: str, result: ChildResult, world_size: int) -> Row:
+    """Every rank: in sync, host memory grew by less than the big tensor (chunks, not one copy), and
+    (with 2 ranks) the last rank's planted change named on every rank."""
+    expected = SYNC_EXPECTED
+    if not result.ok:
+        return Row(label, expected, "error", ERROR, result.error or "")
+    ranks = result.value
+    if len(ranks) != world_size or not all(rank["ok"] and rank["entries"] == 5 for rank in ranks):
+        return Row(label, expected, f"not in sync: {ranks}", FAIL)
+    growth = max(rank["host_peak_growth"] for rank in ranks)
+    if growth >= ranks[0]["big_bytes"] and ranks[0]["big_bytes"] > (128 << 20):
+        return Row(label, expected, f"host peak grew {growth >> 20} MiB while digesting", FAIL,
+                   f"the {ranks[0]['big_bytes'] >> 20} MiB tensor was copied to the host whole")
+    if world_size == 1:
+        return Row(label, expected, f"in sync on {ranks[0]['device']} (1 GPU: 1 rank, nothing to plant)", PASS)
+    named = all(
+        not rank["planted_ok"] and list(rank["planted"]) == ["['model']['1.weight']"]
+        and rank["planted"]["['model']['1.weight']"]["ranks"] == [world_size - 1]
+        for rank in ranks
+    )
+    seen = "in sync; planted change named" if named else f"planted change not named: {ranks[0]['planted']}"
+    return Row(label, expected, seen, PASS if named else FAIL)
+
+
+SYNC_MODES = {"nccl": ("nccl", "cuda"), "gloo, CUDA tensors": ("gloo", "cuda")}
+
+
+def check_sync(runner: Runner) -> list[Row]:
+    """6. check_in_sync over NCCL and over gloo with CUDA tensors: in sync, and a planted change named."""
+    script = runner.tmp_path("sync_check.py")
+    script.write_text(sync_program())
+    rows = []
+    for name, (backend, device) in SYNC_MODES.items():
+        world_size = sync_world_size(backend)
+        code, output, seconds = runner.run(f"check_in_sync, {name}",
+                                           [runner.python, str(script), backend, device, str(world_size),
+                                            str(SYNC_BIG_NUMEL)],
+                                           timeout=150)
+        rows.append(assess_sync(f"check_in_sync over {name}", parse_child_output(code, output, seconds), world_size))
+    return rows
+
+
 # -- the table, the exit status, the command line ------------------------------------------
 
 
@@ -563,6 +680,8 @@ CHECKS: dict[str, Check] = {
     "cell-magic": Check("%%repro names a racing CUDA op", check_cell_magic,
                         [("%%repro on a put_ cell", "differs in totals; names put_"),
                          ("%%repro after %repro on", "ok (identical runs)")]),
+    "sync": Check("check_in_sync across ranks on the GPU", check_sync,
+                  [(f"check_in_sync over {name}", SYNC_EXPECTED) for name in SYNC_MODES]),
 }
 
 

@@ -14,7 +14,16 @@ import torch
 from ipyrepro.flags import Flags
 from ipyrepro.state import STATE
 
-MANAGED_ENV = ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED")
+MANAGED_ENV = (
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+    "PYTHONHASHSEED",
+    "IPYREPRO_SEED",
+    "IPYREPRO_RESEED",
+    "IPYREPRO_DETERMINISTIC",
+    "RANK",
+    "LOCAL_RANK",
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,6 +40,17 @@ def _isolated_jupyter_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One JupyterLab server for every browser test (see tests/jupyterlab.py); skips without chromium."""
+    from .jupyterlab import CHROMIUM, running_lab
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
+    with running_lab(tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.seeding import derive_cell_seed
+from ipyrepro.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.state import STATE
 from ipyrepro.torchinfo import cublas_facts, cudnn_version, gpu_names, late_cublas_message
 
@@ -57,14 +57,21 @@ def test_seed_all_gives_the_cuda_draws_of_torch_manual_seed() -> None:
         assert torch.equal(ours, reference), f"cuda:{device}"
 
 
-@pytest.mark.parametrize("mode, cell_id", [("cell", "cell-a"), ("fixed", "cell-a"), ("cell", None)])
+@pytest.mark.parametrize(
+    "mode, cell_id", [("cell", "cell-a"), ("fixed", "cell-a"), ("cell", None), ("source", "cell-a")]
+)
 def test_reseed_before_a_cell_gives_the_cuda_draws_of_torch_manual_seed(mode: str, cell_id: str | None) -> None:
     cuda_draw()  # CUDA is initialised: the fast path seeds the CUDA generators directly
     STATE.seed_all(5)
     STATE.set_reseed(mode)
-    STATE.before_cell(cell_id)
+    STATE.before_cell(cell_id, "x = torch.randn(8)")
     ours = cuda_draw()
-    expected_seed = derive_cell_seed(5, cell_id) if mode == "cell" and cell_id else 5
+    if mode == "fixed":
+        expected_seed = 5
+    elif mode == "cell" and cell_id:
+        expected_seed = derive_cell_seed(5, cell_id)
+    else:  # source, and cell without a cell id
+        expected_seed = derive_source_seed(5, "x = torch.randn(8)")
     torch.manual_seed(expected_seed)
     assert torch.equal(ours, cuda_draw())
 

@@ -205,6 +205,7 @@ def test_every_check_gives_the_rows_it_plans_even_when_its_processes_fail() -> N
         "late-cublas": gpu_check.assess_late_cublas(failed(), failed(), cublas_facts().severity),
         "cuda-untouched": [gpu_check.assess_untouched(face, failed()) for face in gpu_check.FACES],
         "cell-magic": gpu_check.assess_cell_magic(failed()),
+        "sync": [gpu_check.assess_sync(f"check_in_sync over {name}", failed(), 2) for name in gpu_check.SYNC_MODES],
     }
     assert list(produced) == list(gpu_check.CHECKS)
     for name, rows in produced.items():
@@ -213,18 +214,18 @@ def test_every_check_gives_the_rows_it_plans_even_when_its_processes_fail() -> N
 
 
 def digests(*per_process: list[str]) -> list[ChildResult]:
-    return [ChildResult({"index_add_": values, "conv2d backward": values}) for values in per_process]
+    return [ChildResult(dict.fromkeys(gpu_check.NONDETERMINISTIC_OPS, values)) for values in per_process]
 
 
 def test_nondeterminism_passes_when_plain_runs_differ_and_repro_runs_match() -> None:
     rows = gpu_check.assess_nondeterminism(digests(["a", "b", "a"], ["c", "a", "a"]), digests(["d"] * 3, ["d"] * 3))
-    assert [row.status for row in rows] == ["PASS"] * 4
+    assert [row.status for row in rows] == ["PASS"] * 2 * len(gpu_check.NONDETERMINISTIC_OPS)
     assert rows[0].seen == "3 distinct results in 6 runs" and rows[1].seen == "1 distinct result in 6 runs"
 
 
 def test_nondeterminism_fails_when_repro_runs_differ_and_is_inconclusive_when_plain_runs_match() -> None:
     rows = gpu_check.assess_nondeterminism(digests(["a"] * 3, ["a"] * 3), digests(["d", "d", "e"]))
-    assert [row.status for row in rows] == ["INCONCLUSIVE", "FAIL"] * 2
+    assert [row.status for row in rows] == ["INCONCLUSIVE", "FAIL"] * len(gpu_check.NONDETERMINISTIC_OPS)
 
 
 def late_result(where: str | None, matmul: str = "ran") -> ChildResult:
@@ -331,3 +332,37 @@ def report(ok: bool, differences: list[str], ops: list[str]) -> dict:
 def test_the_cell_magic_row_wants_the_differing_name_and_the_op(racing: dict, status: str) -> None:
     result = ChildResult({"nondeterministic": racing, "deterministic": report(True, [], [])})
     assert [row.status for row in gpu_check.assess_cell_magic(result)] == [status, "PASS"]
+
+
+def test_the_sync_check_program_runs_on_gloo_here_and_names_the_planted_change(runner) -> None:
+    script = runner.tmp_path("sync_check.py")
+    script.write_text(gpu_check.sync_program())
+    code, output, seconds = runner.run(
+        "sync on the CPU", [sys.executable, str(script), "gloo", "cpu", "2", "1000"], timeout=150
+    )
+    result = gpu_check.parse_child_output(code, output, seconds)
+    row = gpu_check.assess_sync("check_in_sync over gloo", result, 2)
+    assert row.status == "PASS", (row, output[-2000:])
+    assert [rank["planted"]["['model']['1.weight']"]["ranks"] for rank in result.value] == [[1], [1]]
+
+
+def test_the_sync_row_fails_when_a_rank_is_out_of_sync_or_the_host_copied_the_tensor_whole() -> None:
+    def ranks(**change: object) -> list[dict]:
+        base = {
+            "ok": True,
+            "entries": 5,
+            "planted_ok": False,
+            "device": "cuda:0",
+            "host_peak_growth": 70 << 20,
+            "big_bytes": 200 << 20,
+            "planted": {"['model']['1.weight']": {"ranks": [1]}},
+        }
+        return [{**base, "rank": 0}, {**base, "rank": 1, **change}]
+
+    assess = gpu_check.assess_sync
+    assert assess("s", ChildResult(ranks()), 2).status == "PASS"
+    assert assess("s", ChildResult(ranks(ok=False)), 2).status == "FAIL"
+    assert assess("s", ChildResult(ranks(host_peak_growth=210 << 20)), 2).status == "FAIL"
+    assert assess("s", ChildResult(ranks(planted={})), 2).status == "FAIL"
+    assert assess("s", ChildResult(error="boom"), 2).status == "ERROR"
+    assert assess("s", ChildResult(ranks()[:1]), 1).status == "PASS"

@@ -40,12 +40,27 @@ def test_install_writes_env_and_startup_lines(tmp_path: Path, capsys) -> None:
     assert spec["env"] == {"PYTHONHASHSEED": "9", "CUBLAS_WORKSPACE_CONFIG": ":16:8"}
     assert spec["argv"][:5] == [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     assert spec["argv"][5:] == [
-        "--IPKernelApp.exec_lines=%load_ext ipyrepro",
+        "--IPKernelApp.exec_lines=%load_ext ipyrepro.preload",
         "--IPKernelApp.exec_lines=%repro on --seed 9",
     ]
     assert spec["display_name"] == "Python 3 (ipyrepro, seed 9)"
-    assert spec["metadata"]["ipyrepro"]["seed"] == 9
+    assert spec["metadata"]["ipyrepro"]["seed"] == 9 and spec["metadata"]["ipyrepro"]["reseed"] == "cell"
     assert "ipyrepro" in spec_manager(tmp_path).find_kernel_specs()
+
+
+def test_install_writes_the_reseed_mode_into_the_kernelspec(tmp_path: Path, capsys) -> None:
+    assert main(["kernel", "install", "--prefix", str(tmp_path), "--reseed", "source"]) == 0
+    assert "--reseed source" in capsys.readouterr().out
+    spec = read_spec(tmp_path)
+    assert spec["argv"][-1] == "--IPKernelApp.exec_lines=%repro on --seed 0 --reseed source"
+    assert spec["display_name"] == "Python 3 (ipyrepro, seed 0, re-seed source)"
+    assert spec["metadata"]["ipyrepro"]["reseed"] == "source"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kernel", "install", "--prefix", str(tmp_path), "--name", "other", "--reseed", "random"])
+    assert exit_info.value.code == 2
+    with pytest.raises(ValueError, match="re-seed mode"):
+        kernelspec.install("other", prefix=tmp_path, reseed="random")
+    assert not (tmp_path / "share" / "jupyter" / "kernels" / "other").exists()
 
 
 def test_install_refuses_to_overwrite_without_force(tmp_path: Path, capsys) -> None:
@@ -127,6 +142,8 @@ def test_installed_kernel_is_reproducible_from_its_first_cell(tmp_path: Path) ->
         with running_kernel("repro-test", kernel_spec_manager=spec_manager(tmp_path)) as kernel:
             first = kernel.execute(FIRST_CELL, "first-cell")
             assert first.status == "ok", first.error_text
+            load = kernel.execute("%load_ext ipyrepro", "load")  # a notebook's own line, as in any kernel
+            assert (load.status, load.stdout, load.stderr) == ("ok", "", "")
             status = json.loads(kernel.execute(STATUS_CELL, "status").stdout)
             process = kernel.execute(PROCESS_CELL, "process").stdout.split()
         assert json.loads(first.stdout) == pytest.approx(first_cell_draws(11, "first-cell"), abs=0)

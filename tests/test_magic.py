@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
 
 import pytest
 import torch
 from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
 
 from ipyrepro.flags import Flags
-from ipyrepro.seeding import derive_cell_seed
+from ipyrepro.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.state import STATE
 
 
@@ -42,6 +44,9 @@ def test_status_json_has_the_documented_keys(ip, capsys) -> None:
         "enabled",
         "seed",
         "reseed",
+        "cell_seed",
+        "cell_id",
+        "derivation",
         "cudnn_benchmark",
         "cudnn_deterministic",
         "deterministic_algorithms",
@@ -134,12 +139,67 @@ def test_editing_a_cell_keeps_its_seed(ip) -> None:
     assert before == after
 
 
-def test_without_a_cell_id_cell_mode_falls_back_to_fixed_and_says_so(ip) -> None:
+def test_without_a_cell_id_cell_mode_derives_the_seed_from_the_code_and_status_says_so(ip) -> None:
     magic(ip, "on --seed 9")
-    a = run(ip, "torch.rand(2).tolist()")
-    b = run(ip, "torch.rand(2).tolist()")
-    assert a == b
-    assert any("no cell id" in note for note in magic(ip, "status").notes)
+    draw = "torch.rand(2).tolist()"
+    a, b = run(ip, draw), run(ip, draw)
+    other = run(ip, "torch.rand(2).tolist()  # another cell")
+    assert a == b and a != other  # never the fixed base seed for every cell
+    assert STATE.last_cell.seed == derive_source_seed(9, "torch.rand(2).tolist()  # another cell")
+    status = magic(ip, "status")
+    assert status.derivation == "source" and status.to_dict()["derivation"] == "source"
+    assert any("no cell id" in note for note in status.notes)
+    assert "from its code" in str(status)
+    run(ip, draw, cell_id="with-id")
+    status = magic(ip, "status")
+    assert status.derivation == "cell" and not any("no cell id" in note for note in status.notes)
+    assert "from its cell id" in str(status)
+
+
+def test_source_reseeding_gives_the_same_numbers_whatever_the_cell_id(ip) -> None:
+    magic(ip, "on --seed 4 --reseed source")
+    run(ip, "import random, numpy as np")
+    draw = "(random.random(), float(np.random.rand()), torch.rand(2).tolist())"
+    first = run(ip, draw, cell_id="cell-a")
+    assert run(ip, draw, cell_id="cell-b") == first
+    assert run(ip, draw) == first
+    assert run(ip, draw + "\n\n") == first  # a trailing newline is not part of the code
+    assert run(ip, draw.replace("(2)", "(2) ")) != first  # any other edit is
+    random.seed(derive_source_seed(4, draw))
+    assert first[0] == random.random()
+    status = magic(ip, "status")
+    assert (status.reseed, status.derivation, status.notes) == ("source", "source", status.setup_notes())
+
+
+def test_a_second_on_keeps_the_reseed_mode_unless_told(ip) -> None:
+    magic(ip, "on --seed 1 --reseed source")  # as the kernel installed with --reseed source starts
+    magic(ip, "on --seed 42")  # a notebook's own line
+    assert (STATE.reseed, STATE.seed) == ("source", 42)
+    magic(ip, "on --reseed fixed")
+    assert STATE.reseed == "fixed"
+    magic(ip, "off")
+    magic(ip, "on")
+    assert STATE.reseed == "cell"
+
+
+def test_reseed_magic_accepts_every_mode_and_rejects_others(ip, capsys) -> None:
+    for mode in ("source", "fixed", "off", "cell"):
+        magic(ip, f"reseed {mode}")
+        assert STATE.reseed == mode and f"Re-seed before each cell: {mode}." in capsys.readouterr().out
+    with pytest.raises(UsageError, match="invalid choice"):
+        magic(ip, "reseed sources")
+    assert STATE.reseed == "cell"
+
+
+def test_repro_on_prints_no_note_that_depends_on_the_frontend(ip) -> None:
+    magic(ip, "on --seed 2")
+    with capture_output() as without_id:
+        ip.run_cell("%repro on --seed 2")  # no cell id, as nbconvert or a terminal sends
+    with capture_output() as with_id:
+        ip.run_cell("%repro on --seed 2", cell_id="on-cell")
+    assert "no cell id" not in without_id.stdout
+    assert without_id.stdout == with_id.stdout
+    assert not any("no cell id" in note for note in magic(ip, "status").notes)  # the last cell had an id
 
 
 def test_reseed_off_stops_reseeding(ip) -> None:

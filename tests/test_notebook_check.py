@@ -72,7 +72,15 @@ def test_cells_without_ids_get_stable_stand_ins(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "arguments", [["--runs", "0"], ["--rtol", "-1"], ["--atol", "nan"], ["--seed", "-3"], ["--timeout", "x"]]
+    "arguments",
+    [
+        ["--runs", "0"],
+        ["--rtol", "-1"],
+        ["--atol", "nan"],
+        ["--seed", "-3"],
+        ["--timeout", "x"],
+        ["--reseed", "sources"],
+    ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, arguments: list[str]) -> None:
     path = write(tmp_path / "n.ipynb", code("1", "a"))
@@ -162,6 +170,14 @@ def test_default_runs_are_seeded_per_cell_id_with_the_kernel_env(tmp_path: Path)
     assert json.loads(report.runs[0].outputs[1][0]["text"]) == torch.rand(3, generator=generator).tolist()
     assert report.runs[0].outputs[7][0]["text"] == "4 :16:8\n"
     assert report.runs[0].outputs[5][0]["ename"] == "ZeroDivisionError"
+
+
+@pytest.mark.kernel
+def test_reseed_source_seeds_every_cell_from_its_code(tmp_path: Path, capsys) -> None:
+    draw = "import ipyrepro, torch\nassert ipyrepro.status().derivation == 'source'\nprint(torch.rand(2).tolist())"
+    path = write(tmp_path / "n.ipynb", code(draw, "draw"), code(draw, "same-code"))
+    assert main(["check", str(path), "--runs", "1", "--reseed", "source", "--quiet"]) == 0
+    assert "under ipyrepro (seed 0, re-seed source)" in capsys.readouterr().out
 
 
 @pytest.mark.kernel

@@ -12,7 +12,7 @@ import torch
 
 import ipyrepro
 from ipyrepro.controlpanel import ReproPanel
-from ipyrepro.seeding import derive_cell_seed
+from ipyrepro.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.state import STATE
 
 from .kernels import kernel
@@ -79,6 +79,11 @@ def test_reseed_choice_sets_the_mode_used_before_cells(ip, panel) -> None:
     assert STATE.reseed == "fixed"
     run(ip, "x = 1", cell_id="c1")
     assert STATE.last_cell.seed == 0
+    panel.reseed.value = "source"
+    assert STATE.reseed == "source"
+    run(ip, "x = 1", cell_id="c1")
+    assert STATE.last_cell == (derive_source_seed(0, "x = 1"), "c1", "source")
+    assert "source" in panel.reseed.options and len(panel.reseed.tooltips) == len(panel.reseed.options)
 
 
 def test_master_toggle_turns_on_with_the_typed_seed_and_off_restores(panel) -> None:

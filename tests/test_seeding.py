@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from ipyrepro import seeding
-from ipyrepro.seeding import Reseeder, derive_cell_seed, seed_all, validate_seed
+from ipyrepro.seeding import Reseeder, derive_cell_seed, derive_source_seed, seed_all, validate_seed
 
 
 def draws() -> tuple:
@@ -134,3 +135,32 @@ def test_seeders_registered_as_entry_points_are_found_like_importlib_finds_them(
     assert seeders == expected and len(seeders) == 1
     seeders[0](5)
     assert sys.modules["fake_seeder_first"].SEEN == [("first", 5)]
+
+
+def test_source_seed_is_the_documented_hash_of_base_and_code() -> None:
+    code = "x = torch.rand(3)\nprint(x)"
+    digest = hashlib.blake2b(f"7:{code}".encode(), digest_size=4, person=b"ipyrepro-source").digest()
+    assert derive_source_seed(7, code) == int.from_bytes(digest, "big")
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from ipyrepro.seeding import derive_source_seed; print(derive_source_seed(7, {code!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(other.stdout) == derive_source_seed(7, code)
+
+
+def test_source_seed_ignores_only_line_endings_and_trailing_whitespace() -> None:
+    code = "for i in range(3):\n    x = torch.rand(i)"
+    same = [code + "\n", code + "\n\n", code + "  \n", code.replace("\n", "\r\n") + "\r\n"]
+    assert {derive_source_seed(0, variant) for variant in same} == {derive_source_seed(0, code)}
+    different = ["\n" + code, code.replace("    ", "  "), code.replace("3", "4"), code + "  # comment"]
+    seeds = {derive_source_seed(0, variant) for variant in [code, *different]}
+    assert len(seeds) == 5
+    assert derive_source_seed(1, code) != derive_source_seed(0, code)
+    assert derive_source_seed(0, code) != derive_cell_seed(0, code)
+    assert all(0 <= seed < seeding.SEED_LIMIT for seed in seeds)

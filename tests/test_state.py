@@ -30,6 +30,10 @@ def test_enable_options_pick_warn_only_the_small_workspace_and_the_reseed_mode()
     assert status.deterministic_algorithms == "warn"
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
     assert status.reseed == "fixed"
+    assert ipyrepro.enable(1, reseed="source").reseed == "source"
+    assert ipyrepro.enable(2).reseed == "source"  # a second enable keeps the mode unless told
+    ipyrepro.disable()
+    assert ipyrepro.enable(3).reseed == "cell"
 
 
 def test_enable_keeps_a_deterministic_cublas_value_the_user_set() -> None:

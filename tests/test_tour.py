@@ -12,7 +12,7 @@ from ipyrepro.notebook_check import check
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_tour_has_its_five_stops() -> None:
+def test_the_tour_has_its_six_stops() -> None:
     names = [path.name for path in NOTEBOOKS]
     assert names == [
         "01-quick-start.ipynb",
@@ -20,6 +20,7 @@ def test_the_tour_has_its_five_stops() -> None:
         "03-rerun-and-compare.ipynb",
         "04-out-of-order.ipynb",
         "05-environment.ipynb",
+        "06-beyond-one-process.ipynb",
     ]
 
 

@@ -1,0 +1,315 @@
+"""Beyond one process: settings for child processes, per-rank seeds, ranks in sync, DataLoader workers.
+
+`%repro on` exports its seed, re-seed mode and deterministic setting as
+environment variables, so a child (a `torch.multiprocessing` worker, a
+`torchrun` rank) that calls `ipyrepro.enable()` applies the same recipe.
+`seed_rank` gives each rank its own documented seed; `check_in_sync`
+gathers per-tensor digests over `torch.distributed` and names what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .comparison import DIFFERS, IDENTICAL, MISSING, NOT_COMPARABLE, Outcome, Tolerance
+from .flags import validate_deterministic_mode
+from .report import CompareReport, Entry
+from .seeding import validate_reseed_mode, validate_seed
+
+if TYPE_CHECKING:
+    from .state import ReproState
+
+SEED_VAR = "IPYREPRO_SEED"
+RESEED_VAR = "IPYREPRO_RESEED"
+DETERMINISTIC_VAR = "IPYREPRO_DETERMINISTIC"
+CHILD_VARS = (SEED_VAR, RESEED_VAR, DETERMINISTIC_VAR)
+RANK_VARS = ("RANK", "LOCAL_RANK")
+
+
+# -- child processes -------------------------------------------------------------
+
+
+def child_environment(seed: int, reseed: str, deterministic: str) -> dict[str, str]:
+    """The variables `on` exports so that `enable()` in a child process applies the same settings."""
+    return {SEED_VAR: str(seed), RESEED_VAR: reseed, DETERMINISTIC_VAR: deterministic}
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What a parent exported (None: that variable is unset)."""
+
+    seed: int | None = None
+    reseed: str | None = None
+    deterministic: str | None = None
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> ChildSettings:
+    """Read and validate the exported variables; a bad value raises ValueError naming the variable."""
+    environ = os.environ if environ is None else environ
+
+    def read(name: str, parse: Any) -> Any:
+        text = environ.get(name)
+        if text is None:
+            return None
+        try:
+            return parse(text.strip())
+        except ValueError as error:
+            raise ValueError(
+                f"environment variable {name}={text!r}: {error}. `%repro on` in the parent process sets it; "
+                "fix or unset it, or pass the setting to enable() explicitly."
+            ) from None
+
+    return ChildSettings(
+        seed=read(SEED_VAR, lambda text: validate_seed(_int(text))),
+        reseed=read(RESEED_VAR, validate_reseed_mode),
+        deterministic=read(DETERMINISTIC_VAR, validate_deterministic_mode),
+    )
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("seed must be an integer with 0 <= seed < 2**32") from None
+
+
+# -- per-rank seeds --------------------------------------------------------------
+
+
+def derive_rank_seed(base: int, rank: int) -> int:
+    """The seed of rank `rank`: the first 4 bytes (big-endian) of
+    blake2b(f"{base}:rank:{rank}", digest_size=4, person=b"ipyrepro").
+
+    A hash, not `base + rank`, so (base 0, rank 1) and (base 1, rank 0) do not share a stream.
+    """
+    base = validate_seed(base)
+    rank = validate_rank(rank, "rank")
+    digest = hashlib.blake2b(f"{base}:rank:{rank}".encode(), digest_size=4, person=b"ipyrepro").digest()
+    return int.from_bytes(digest, "big")
+
+
+def current_rank() -> int:
+    """This process's rank: torch.distributed's global rank when a process group is initialised,
+    else the RANK environment variable, else LOCAL_RANK."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for name in RANK_VARS:
+        text = os.environ.get(name)
+        if text is not None:
+            try:
+                return validate_rank(int(text.strip()), name)
+            except ValueError:
+                raise ValueError(f"environment variable {name} must be a whole number >= 0; got {text!r}") from None
+    raise RuntimeError(
+        "ipyrepro cannot tell this process's rank: torch.distributed is not initialised and neither RANK nor "
+        "LOCAL_RANK is set. Fix: pass it, e.g. ipyrepro.seed_rank(rank) (torch.multiprocessing passes the "
+        "process index as the first argument), or call it after torch.distributed.init_process_group()."
+    )
+
+
+def validate_rank(rank: object, name: str) -> int:
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"{name} must be a whole number >= 0; got {rank!r}")
+    return rank
+
+
+def seed_rank(rank: int | None = None, *, state: ReproState | None = None) -> int:
+    """Seed every RNG with `derive_rank_seed(base, rank)` and return that seed; the base seed is unchanged.
+
+    base: the base seed in force (from `enable`/`seed_all`), else IPYREPRO_SEED, else 0.
+    rank: as given, else `current_rank()`.
+    """
+    from .state import STATE
+
+    state = STATE if state is None else state
+    rank = current_rank() if rank is None else validate_rank(rank, "rank")
+    base = state.seed
+    if base is None:
+        base = settings_from_env().seed or 0
+    return state.seed_for_rank(base, rank)
+
+
+# -- ranks in sync ---------------------------------------------------------------
+
+
+@dataclass(repr=False)
+class SyncReport(CompareReport):
+    """What `check_in_sync` found: one entry per tensor (or other leaf), identical on every rank or not.
+
+    `differences[name]["ranks"]` lists the ranks that disagree with the majority
+    (ties: with the group holding the lowest rank); `groups` lists every group of
+    ranks that agree.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    groups: dict[str, list[list[int]]] = field(default_factory=dict)
+
+    @property
+    def differences(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, details in super().differences.items():
+            groups = self.groups.get(name, [])
+            details.pop("run", None)
+            details["groups"] = groups
+            details["ranks"] = sorted(rank for group in groups[1:] for rank in group)
+            out[name] = details
+        return out
+
+    def headline(self) -> str:
+        where = f"{self.world_size} rank{'s' if self.world_size != 1 else ''}"
+        differing = len(self.differences)
+        if differing:
+            return f"OUT OF SYNC: {differing} of {len(self.entries)} differ across {where} (bitwise)"
+        skipped = len(self.not_comparable)
+        identical = len(self.entries) - skipped
+        extra = f"; {skipped} not comparable" if skipped else ""
+        return f"IN SYNC: {identical} of {len(self.entries)} identical on {where} (bitwise{extra})"
+
+    def __str__(self) -> str:
+        lines = super().__str__().split("\n")
+        lines[0] = f"check_in_sync (rank {self.rank}): {self.headline()}"
+        return "\n".join(lines)
+
+
+def leaf_digests(obj: Any) -> list[tuple[str, str | None, str]]:
+    """(name, digest or None, why not) per leaf: tensors digested in 64 MiB chunks, never copied whole."""
+    from .fingerprint import leaf_record, leaves, tensor_digest
+
+    out = []
+    for path, leaf in leaves(obj, ""):
+        name = _leaf_name(path)
+        if isinstance(leaf, torch.Tensor):
+            out.append((name, tensor_digest(leaf), ""))
+        else:
+            record = leaf_record(leaf)
+            out.append((name, record.get("digest"), record.get("why", "")))
+    return out
+
+
+def _leaf_name(path: str) -> str:
+    """`['fc.weight']` -> `fc.weight` (a state-dict key); the whole object -> `value`."""
+    if not path:
+        return "value"
+    if path.startswith("['") and path.endswith("']") and path.count("[") == 1:
+        return path[2:-2]
+    return path
+
+
+def check_in_sync(obj: Any, group: Any = None) -> SyncReport:
+    """Whether `obj` (a module, optimizer, tensor or nested container) is bitwise the same on every rank.
+
+    A collective: every rank of `group` (default: the whole world) must call it.
+    Each rank digests its leaves (xxh3-128; GPU tensors in 64 MiB chunks), the
+    digests are exchanged with `all_gather_object`, and every rank gets the same
+    report. With NCCL, call `torch.cuda.set_device(local_rank)` first, as NCCL requires.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "check_in_sync needs an initialised torch.distributed process group. "
+            "Fix: call torch.distributed.init_process_group() on every rank first."
+        )
+    mine = (dist.get_rank(), leaf_digests(obj))
+    gathered: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, mine, group=group)
+    return _sync_report(gathered, rank=dist.get_rank())
+
+
+def _sync_report(gathered: list[tuple[int, list[tuple[str, str | None, str]]]], rank: int) -> SyncReport:
+    """Compare the digests every rank sent: one entry per name, in the order the lowest rank listed them."""
+    from .state import STATE
+
+    gathered = sorted(gathered, key=lambda item: item[0])
+    ranks = [item[0] for item in gathered]
+    per_rank = [{name: (digest, why) for name, digest, why in digests} for _, digests in gathered]
+    names: list[str] = []
+    for _, digests in gathered:
+        names += [name for name, _, _ in digests if name not in names]
+    report = SyncReport(
+        subject="check_in_sync",
+        runs=len(ranks),
+        seed=STATE.seed or 0,
+        tolerance=Tolerance(),
+        rank=rank,
+        world_size=len(ranks),
+    )
+    for name in names:
+        by_digest: dict[Any, list[int]] = {}
+        why = ""
+        for member, table in zip(ranks, per_rank):
+            digest, reason = table.get(name, (MISSING, ""))
+            by_digest.setdefault(digest, []).append(member)
+            why = why or reason
+        groups = sorted(by_digest.values(), key=lambda group: (-len(group), group[0]))
+        if len(groups) == 1 and groups[0] and None in by_digest:
+            outcome = Outcome(NOT_COMPARABLE, name, detail=why)
+        elif len(groups) == 1:
+            outcome = Outcome(IDENTICAL, name)
+        else:
+            report.groups[name] = groups
+            missing = by_digest.get(MISSING, [])
+            parts = [
+                f"{_ranks(group)} {'differs' if len(group) == 1 else 'differ'} from {_ranks(groups[0])}"
+                for group in groups[1:]
+                if group is not missing
+            ]
+            if missing:
+                parts.append(f"missing on {_ranks(missing)}")
+            outcome = Outcome(DIFFERS, name, detail="; ".join(parts))
+        report.entries.append(Entry(name, outcome))
+    return report
+
+
+def _ranks(group: list[int]) -> str:
+    return f"rank {group[0]}" if len(group) == 1 else "ranks " + ", ".join(map(str, group))
+
+
+# -- DataLoader workers ----------------------------------------------------------
+
+PERSISTENT_WORKERS_WARNING = (
+    "A DataLoader with persistent_workers=True (and num_workers > 0) has live worker processes, which keep "
+    "their RNG streams across cells: re-seeding before a cell does not restart them, so rerunning a cell that "
+    "iterates it gives different augmentations. Fix: persistent_workers=False while you work cell by cell "
+    "(each new iterator then seeds its workers from the re-seeded main process), or create the DataLoader in "
+    "the same cell that iterates it."
+)
+
+
+def watch_persistent_workers(state: ReproState) -> None:
+    """Note each multi-worker DataLoader iterator with persistent workers as it is created.
+
+    Wraps `_MultiProcessingDataLoaderIter.__init__` once per process, and only when
+    torch.utils.data is already imported: a weak set, no imports, no per-cell scan.
+    """
+    module = sys.modules.get("torch.utils.data.dataloader")
+    cls = getattr(module, "_MultiProcessingDataLoaderIter", None)
+    if cls is None or getattr(cls.__init__, "__ipyrepro_watch__", False):
+        return
+    original = cls.__init__
+
+    def __init__(self: Any, loader: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, loader, *args, **kwargs)
+        try:
+            if getattr(loader, "persistent_workers", False):
+                state.persistent_worker_iterators.add(self)
+        except TypeError:  # not weak-referenceable: nothing to watch
+            pass
+
+    __init__.__ipyrepro_watch__ = True  # type: ignore[attr-defined]
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+
+
+def live_persistent_workers(iterators: weakref.WeakSet) -> int:
+    """How many watched iterators still hold worker processes."""
+    return sum(1 for it in list(iterators) if not getattr(it, "_shutdown", True))
