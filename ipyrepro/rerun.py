@@ -236,7 +236,7 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
         finally:
             runner.end_diagnosis()
 
-    return diagnose(status_before, rerun)
+    return diagnose(status_before, rerun, cell_code=getattr(runner, "code", None))
 
 
 def _rng_state() -> tuple[Any, ...]:
