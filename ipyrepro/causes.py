@@ -736,3 +736,82 @@ def _restore_flags(flags: Any) -> None:
 
 def result(tracer: Tracer) -> list[Cause]:
     return ranked(list(tracer.causes.values()))
+
+
+# -- one cell in a shell (what `ipyrepro check` runs inside its diagnostic kernel) --------------------
+
+KERNEL_MARKER = "ipyrepro-causes:"
+_ABSENT = object()
+
+
+def cell_causes(shell: Any, cell: str, *, hash_order: bool | None = None) -> list[Cause]:
+    """Run `cell` once more in `shell` under the tracer and return its causes; afterwards the namespace,
+    the RNG states and the determinism settings are as before. The run works on copies of the names the
+    cell touches, so the user's own objects are not changed."""
+    from IPython.utils.capture import capture_output
+
+    from .diagnosis import deterministic_warn_only
+    from .rerun import _rng_state, _set_rng_state
+    from .snapshot import Snapshot, cell_names
+
+    code = shell.transform_cell(cell)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    namespace = shell.user_ns
+    names = cell_names(tree, namespace)
+    snapshot = Snapshot.take(namespace, names)
+    kept = {name: namespace.get(name, _ABSENT) for name in (*names.bound, *names.read)}
+    existing = set(namespace)
+    rng = _rng_state()
+    snapshot.restore(namespace)
+    try:
+        with deterministic_warn_only(), trace(code, hash_order=hash_order) as tracer, capture_output():
+            shell.run_cell(code, store_history=False, silent=True)
+    finally:
+        for name in set(namespace) - existing:
+            namespace.pop(name, None)
+        for name, value in kept.items():
+            if value is _ABSENT:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+        _set_rng_state(rng)
+    return result(tracer)
+
+
+def hash_order_in(shell: Any, cell: str) -> list[Cause]:
+    """The places in `cell` that iterate or show a set of strings, judged with the values the namespace
+    holds now (after the cell ran); used where a differential run proved the cell depends on hash order."""
+    code = shell.transform_cell(cell)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    import builtins
+
+    frame = types.SimpleNamespace(f_locals=shell.user_ns, f_globals=shell.user_ns, f_builtins=vars(builtins))
+    found: dict[int, Cause] = {}
+    lines = code.splitlines()
+    for node in hash_order_candidates(tree):
+        what = _hash_ordered(node, frame)  # type: ignore[arg-type]
+        if what and node.lineno not in found:
+            detail, fix, kind = _hash_order(what)
+            found[node.lineno] = Cause(kind, node.lineno, None, lines[node.lineno - 1].strip(), detail, fix)
+    return [found[line] for line in sorted(found)]
+
+
+def print_for_kernel(kind: str, cell: str, hash_order: bool = False) -> None:
+    """The kernel side of `ipyrepro check`'s diagnostic run: print one marked JSON line of causes."""
+    import json
+
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    try:
+        causes = cell_causes(shell, cell, hash_order=hash_order) if kind == "trace" else hash_order_in(shell, cell)
+        payload: Any = [cause.to_dict() for cause in causes]
+    except Exception as error:  # report, never break the notebook's run
+        payload = {"error": f"{type(error).__name__}: {error}"}
+    print(KERNEL_MARKER + json.dumps(payload))
