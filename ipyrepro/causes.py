@@ -266,7 +266,10 @@ class Tracer:
             self.causes[key].count += 1
             return
         expression = _call_source(user_frame) if line is None else ""
-        detail, fix, kind = describe(expression)
+        described = describe(expression) if line is not None else describe(_Expression(expression, user_frame))
+        if described is None:  # a seeded look-alike after all
+            return
+        detail, fix, kind = described
         code = linecache.getline(user_frame.f_code.co_filename, at).strip()
         self.causes[key] = Cause(kind, cell_line, location, code, detail, fix)
 
@@ -332,7 +335,11 @@ class Tracer:
                     if name == "seed":
                         owner = getattr(arg, "__self__", None)
                         torch = sys.modules.get("torch")
-                        if torch is not None and isinstance(owner, torch.Generator):
+                        if (
+                            torch is not None
+                            and isinstance(owner, torch.Generator)
+                            and self._only_through(frame, ("torch/random.py", "torch/cuda/random.py"))
+                        ):
                             self._record("unseeded-generator", frame, _torch_seed)
                     elif name in ("now", "utcnow", "today"):
                         owner = getattr(arg, "__self__", None)
@@ -351,15 +358,29 @@ class Tracer:
 
     # -- handlers --------------------------------------------------------------------------
 
+    def _only_through(self, frame: types.FrameType | None, suffixes: tuple[str, ...]) -> bool:
+        """Whether the library frames from `frame` out to the user's code all lie in files ending with
+        `suffixes`: the user called that source itself, not a library that uses it internally."""
+        while frame is not None and id(frame) not in self._outer:
+            filename = frame.f_code.co_filename
+            if self._file_kind(filename) != "library":
+                return True
+            if not filename.replace(os.sep, "/").endswith(suffixes):
+                return False
+            frame = frame.f_back
+        return False
+
     def _on_urandom(self, frame: types.FrameType) -> None:
-        via_c = frame.f_code.co_name == "getrandbits" and self._file_kind(frame.f_code.co_filename) == "library"
-        caller = frame.f_back if via_c else None
-        from_c = caller is not None and self._file_kind(caller.f_code.co_filename) != "library"
-        self._record("entropy", frame, lambda expression: _entropy(expression, from_c))
+        if self._only_through(frame, _ENTROPY_FILES):
+            self._record("entropy", frame, lambda expression: _entropy(expression, _from_c(frame)))
+        elif frame.f_code.co_name == "getrandbits" and _from_c(frame):
+            # a generator created without a seed inside a library call (C code asking secrets.randbits)
+            self._record("entropy", frame, lambda expression: _entropy(expression, True))
 
     def _on_random_seed(self, frame: types.FrameType) -> None:
         owner = frame.f_locals.get("self")
-        if frame.f_locals.get("a") is None and not isinstance(owner, random.SystemRandom):
+        unseeded = frame.f_locals.get("a") is None and not isinstance(owner, random.SystemRandom)
+        if unseeded and self._only_through(frame, ("/random.py",)):
             self._record("unseeded-generator", frame, _random_seed)
 
     def _on_uuid1(self, frame: types.FrameType) -> None:
@@ -463,6 +484,44 @@ class Tracer:
         return [(node.lineno, node) for node in hash_order_candidates(tree) if node.lineno in lines]
 
 
+_ENTROPY_FILES = ("/random.py", "/secrets.py", "/uuid.py")
+
+
+class _Expression(str):
+    """The call expression at the user's frame, with the frame, to read plain-name arguments."""
+
+    def __new__(cls, text: str, frame: types.FrameType) -> _Expression:
+        made = super().__new__(cls, text)
+        made.frame = frame  # type: ignore[attr-defined]
+        return made
+
+
+def _from_c(frame: types.FrameType) -> bool:
+    """`frame` is random.getrandbits called from C code (NumPy seeding itself through secrets.randbits),
+    not from a Python call of getrandbits/randbits."""
+    caller = frame.f_back
+    if frame.f_code.co_name != "getrandbits" or caller is None:
+        return False
+    _, last, _ = _callee(_call_source(caller))
+    return last not in ("getrandbits", "randbits")
+
+
+def _first_argument_is_none(expression: str) -> bool:
+    """For `RandomState(x)`: whether x is absent or None (read from the user's frame when a plain name)."""
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    if not isinstance(node, ast.Call):
+        return False
+    argument = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "seed"), None)
+    if argument is None:
+        return True
+    frame = getattr(expression, "frame", None)
+    value = _value(argument, frame) if frame is not None else _UNRESOLVED
+    return value is None
+
+
 def _location(frame: types.FrameType, line: int | None) -> str:
     return f"{frame.f_code.co_filename}:{line if line is not None else frame.f_lineno}"
 
@@ -470,9 +529,11 @@ def _location(frame: types.FrameType, line: int | None) -> str:
 # -- the words for each cause -------------------------------------------------------------------
 
 
-def _entropy(expression: str, from_c: bool) -> tuple[str, str, str]:
+def _entropy(expression: str, from_c: bool) -> tuple[str, str, str] | None:
     dotted, last, nargs = _callee(expression)
     shown = expression.strip() or dotted
+    if last == "RandomState" and not _first_argument_is_none(expression):
+        return None  # RandomState(seed) seeds a fresh MT19937 from the OS, then re-seeds it from `seed`
     if last in _GENERATORS or last in _BIT_GENERATORS:
         if last in _GENERATORS:
             _, fix = _GENERATORS[last]
