@@ -142,7 +142,8 @@ def _proved(causes: list[Cause], seeds: tuple[str, str]) -> list[Cause]:
                 None,
                 None,
                 "",
-                "the cell's output depends on string hash order (perhaps of a set made in an earlier cell). " + proof,
+                "the cell's output depends on PYTHONHASHSEED: string hash order (perhaps of a set of strings made "
+                "in an earlier cell), or the cell reads the variable itself. " + proof,
                 "iterate sets of strings in a fixed order, `sorted(...)`; or keep PYTHONHASHSEED fixed "
                 "(`ipyrepro kernel install`, which `ipyrepro check` does by default).",
             )

@@ -348,3 +348,36 @@ def test_causes_round_trip_and_rank() -> None:
         "concurrency",
         "setting",
     }
+
+
+@pytest.mark.kernel
+def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Path, capsys: Any) -> None:
+    import json
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from ipyrepro.cli import main
+
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [
+        new_code_cell("import numpy as np\nwords = ['pear', 'apple', 'fig', 'kiwi', 'plum']", id="setup"),
+        new_code_cell("x = 1\nprint(np.random.default_rng().integers(1000))", id="unseeded"),
+        new_code_cell("seen = set(words)\nprint([w for w in seen])", id="hash-order"),
+        new_code_cell("print(np.random.default_rng(0).integers(1000), sorted(set(words)))", id="seeded"),
+    ]
+    path = tmp_path / "planted.ipynb"
+    nbformat.write(notebook, path)
+    assert main(["check", str(path), "--quiet", "--json"]) == 1  # hash order alone would not fail: the seed is fixed
+    report = json.loads(capsys.readouterr().out)
+    assert [d["cell_id"] for d in report["differences"]] == ["unseeded"]
+    found = {entry["cell_id"]: entry for entry in report["causes"]}
+    assert set(found) == {"unseeded", "hash-order"}
+    assert [(c["kind"], c["line"], c["code"]) for c in report["differences"][0]["causes"]] == [
+        ("unseeded-generator", 2, "print(np.random.default_rng().integers(1000))")
+    ]
+    assert not found["unseeded"]["hash_order_only"] and found["hash-order"]["hash_order_only"]
+    hash_order = found["hash-order"]["causes"]
+    assert [(c["kind"], c["line"], c["code"]) for c in hash_order] == [("hash-order", 2, "print([w for w in seen])")]
+    assert "PYTHONHASHSEED changed (0 in the checked runs, 1 in one more kernel)" in hash_order[0]["detail"]
+    assert report["causes_run"] == "done"
