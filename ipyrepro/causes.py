@@ -214,7 +214,7 @@ class Tracer:
     _urandom: Any = None
     _hash_candidates: dict[types.CodeType, list[tuple[int, ast.expr]]] = field(default_factory=dict)
     _trees: dict[str, ast.Module | None] = field(default_factory=dict)
-    active: bool = True
+    _alive: list[bool] = field(default_factory=lambda: [True])  # emptied when the trace ends
 
     # -- frames ---------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ class Tracer:
         if described is None:  # a seeded look-alike after all
             return
         detail, fix, kind = described
-        code = linecache.getline(user_frame.f_code.co_filename, at).strip()
+        code = _unwrap_last_expression(linecache.getline(user_frame.f_code.co_filename, at).strip())
         self.causes[key] = Cause(kind, cell_line, location, code, detail, fix)
 
     # -- installing -------------------------------------------------------------------
@@ -319,42 +319,58 @@ class Tracer:
         self._clocks = clocks
         self._urandom = os.urandom
 
-    def _profile(self, frame: types.FrameType, event: str, arg: Any) -> None:
-        if not self.active:  # a thread started during the trace outlived it: stop profiling it
-            sys.setprofile(None)
+    def _make_profile(self) -> Any:
+        """The profile function: a closure over local tables, because it runs on every call while tracing."""
+        calls, clocks, urandom = self._calls, self._clocks, self._urandom
+        candidates, hash_order, on_c_call, on_return = self._hash_candidates, self.hash_order, self._on_c_call, None
+        if hash_order:
+            on_return = self._on_return
+        rare_names = {"seed", "now", "utcnow", "today"}
+        alive = self._alive
+
+        def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+            if not alive:  # a thread started during the trace outlived it: stop profiling it
+                sys.setprofile(None)
+                return
+            try:
+                if event == "c_call":
+                    if arg is urandom or arg in clocks or getattr(arg, "__name__", None) in rare_names:
+                        on_c_call(frame, arg)
+                elif event == "call":
+                    handler = calls.get(frame.f_code)
+                    if handler is not None:
+                        handler(frame)
+                elif on_return is not None and event == "return":
+                    found = candidates.get(frame.f_code)
+                    if found is None or found:
+                        on_return(frame)
+            except Exception:  # the tracer must never break the user's code
+                pass
+
+        return profile
+
+    def _on_c_call(self, frame: types.FrameType, arg: Any) -> None:
+        if arg is self._urandom:
+            self._on_urandom(frame)
+        elif arg in self._clocks:
+            if self._file_kind(frame.f_code.co_filename) != "library":
+                self._record("clock", frame, lambda _e, name=self._clocks[arg]: _clock(name))
             return
-        try:
-            if event == "c_call":
-                if arg is self._urandom:
-                    self._on_urandom(frame)
-                elif arg in self._clocks:
-                    if self._file_kind(frame.f_code.co_filename) != "library":
-                        self._record("clock", frame, lambda _e, name=self._clocks[arg]: _clock(name))
-                else:
-                    name = getattr(arg, "__name__", None)
-                    if name == "seed":
-                        owner = getattr(arg, "__self__", None)
-                        torch = sys.modules.get("torch")
-                        if (
-                            torch is not None
-                            and isinstance(owner, torch.Generator)
-                            and self._only_through(frame, ("torch/random.py", "torch/cuda/random.py"))
-                        ):
-                            self._record("unseeded-generator", frame, _torch_seed)
-                    elif name in ("now", "utcnow", "today"):
-                        owner = getattr(arg, "__self__", None)
-                        user = self._file_kind(frame.f_code.co_filename) != "library"
-                        if user and isinstance(owner, type) and issubclass(owner, datetime.date):
-                            label = f"{owner.__name__}.{name}()"
-                            self._record("clock", frame, lambda _e, label=label: _clock(label))
-            elif event == "call":
-                handler = self._calls.get(frame.f_code)
-                if handler is not None:
-                    handler(frame)
-            elif event == "return" and self.hash_order:
-                self._on_return(frame)
-        except Exception:  # the tracer must never break the user's code
-            pass
+        name = getattr(arg, "__name__", None)
+        owner = getattr(arg, "__self__", None)
+        if name == "seed":
+            torch = sys.modules.get("torch")
+            if (
+                torch is not None
+                and isinstance(owner, torch.Generator)
+                and self._only_through(frame, ("torch/random.py", "torch/cuda/random.py"))
+            ):
+                self._record("unseeded-generator", frame, _torch_seed)
+        elif name in ("now", "utcnow", "today"):
+            user = self._file_kind(frame.f_code.co_filename) != "library"
+            if user and isinstance(owner, type) and issubclass(owner, datetime.date):
+                label = f"{owner.__name__}.{name}()"
+                self._record("clock", frame, lambda _e, label=label: _clock(label))
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -485,6 +501,13 @@ class Tracer:
 
 
 _ENTROPY_FILES = ("/random.py", "/secrets.py", "/uuid.py")
+_LAST_EXPRESSION = re.compile(r"^_ipyrepro_last_value_ = \((.*?)(\))?$")  # how rerun.py captures a last expression
+
+
+def _unwrap_last_expression(line: str) -> str:
+    """The cell's own text for a line that `%%repro` rewrote to capture the cell's last expression."""
+    match = _LAST_EXPRESSION.match(line)
+    return match.group(1) if match else line
 
 
 class _Expression(str):
@@ -768,13 +791,14 @@ def trace(cell_code: str | None = None, *, hash_order: bool | None = None) -> It
     previous_thread_profile = getattr(threading, "getprofile", lambda: getattr(threading, "_profile_hook", None))()
     previous_showwarning = warnings.showwarning
     warnings.showwarning = tracer._showwarning
-    threading.setprofile(tracer._profile)
-    sys.setprofile(tracer._profile)
+    profile = tracer._make_profile()
+    threading.setprofile(profile)
+    sys.setprofile(profile)
     try:
         yield tracer
     finally:
         sys.setprofile(previous_profile)
-        tracer.active = False
+        tracer._alive.clear()
         threading.setprofile(previous_thread_profile)  # type: ignore[arg-type]
         warnings.showwarning = previous_showwarning
         tracer._outer_frames.clear()

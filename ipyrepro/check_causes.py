@@ -112,6 +112,9 @@ def find_causes(
     except KernelError as error:
         found.status = f"failed: {error}".split("\n")[0]
         return found
+    except HelperFailed as error:
+        found.status = f"failed: the tracing helper did not run ({error})"
+        return found
     found.status = "done"
     return found
 
@@ -121,13 +124,20 @@ def _helper(kind: str, source: str, *, hash_order: bool = False) -> str:
     return f"__import__('ipyrepro.causes').causes.print_for_kernel({kind!r}, {source!r}, {hash_order!r})"
 
 
+class HelperFailed(Exception):
+    """The helper could not run in the kernel (ipyrepro missing there, or it failed); the message says why."""
+
+
 def _causes(execution: Any) -> list[Cause]:
     for line in execution.stdout.splitlines():
         if line.startswith(KERNEL_MARKER):
             payload = json.loads(line[len(KERNEL_MARKER) :])
             if isinstance(payload, list):
                 return [Cause.from_dict(item) for item in payload]
-    return []
+            raise HelperFailed(str(payload.get("error")))
+    raise HelperFailed(
+        (execution.error_text or f"no answer ({execution.status})") + "; is ipyrepro installed in that kernel's Python?"
+    )
 
 
 def _proved(causes: list[Cause], seeds: tuple[str, str]) -> list[Cause]:

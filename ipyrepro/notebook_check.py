@@ -263,8 +263,11 @@ class CheckReport:
         images = [d for d in self.differences if d.image]
         for difference in text:
             lines.append(difference.text())
-            if difference is self._first_of(difference.cell.index):
-                lines += [f"    cause: {cause.text()}" for cause in self.cell_causes(difference.cell.index)]
+            if difference is self._first_of(difference.cell.index) and self.causes is not None:
+                found = self.cell_causes(difference.cell.index)
+                lines += [f"    cause: {cause.text()}" for cause in found]
+                if not found and self.causes.status == "done":
+                    lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
         if self.causes is not None and self.causes.hash_order_cells:
             lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
             for index in self.causes.hash_order_cells:

@@ -116,6 +116,11 @@ PLANTED = [
         "    a = list(pool.map(lambda i: time.time_ns() + i, range(4)))",
         [("concurrency", 3, None), ("clock", 3, None)],
     ),
+    (
+        "process",
+        "import multiprocessing\np = multiprocessing.Process(target=int)\np.start()\np.join()\nb = os.urandom(2)",
+        [("entropy", 5, None), ("concurrency", 3, None)],
+    ),
     ("fn: thread", "a = fn_thread([])", [("entropy", None, 16), ("concurrency", 1, 17)]),
     (
         "DataLoader workers",
@@ -221,7 +226,7 @@ def shell(ip: Any) -> Any:
     assert result.success
     ip.run_cell("def tick(_count=[0]):\n    _count[0] += 1\n    return _count[0]")
     yield ip
-    for name in (*_SETUP_NAMES, "tick", "a", "b", "g", "t", "x", "z", "out", "xs", "loader", "words", "seen", "w"):
+    for name in (*_SETUP_NAMES, "tick", "a", "b", "g", "t", "x", "z", "out", "xs", "loader", "words", "seen", "w", "p"):
         ip.user_ns.pop(name, None)
 
 
@@ -273,6 +278,23 @@ def test_seeded_look_alikes_are_not_accused(shell: Any, monkeypatch: pytest.Monk
     planted = len(cell.splitlines()) + 1
     report = _repro(shell, f"{cell}\nu = os.urandom(4)")
     _assert_causes(report, [("entropy", planted, None)])
+
+
+def test_a_persistent_dataloader_iterator_from_an_earlier_cell_is_named(shell: Any) -> None:
+    shell.run_cell("loader = torch.utils.data.DataLoader(Noisy(), num_workers=1, persistent_workers=True)")
+    shell.run_cell("first = [float(b) for b in loader]")
+    report = _repro(shell, "x = 1\nxs = [float(b) for b in loader]")
+    assert [(cause.kind, cause.line) for cause in report.causes] == [("concurrency", 2)], str(report)
+    assert "survived from an earlier cell" in report.causes[0].detail
+    assert "persistent_workers=False" in report.causes[0].fix
+    shell.user_ns.pop("first", None)
+
+
+def test_a_last_expression_is_shown_as_written(shell: Any) -> None:
+    report = _repro(shell, "x = 1\nnp.random.default_rng().random()")
+    assert [(cause.kind, cause.line, cause.code) for cause in report.causes] == [
+        ("unseeded-generator", 2, "np.random.default_rng().random()")
+    ]
 
 
 def test_nothing_is_traced_when_the_cell_reproduces(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,33 +373,40 @@ def test_causes_round_trip_and_rank() -> None:
 
 
 @pytest.mark.kernel
-def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Path, capsys: Any) -> None:
+def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Path) -> None:
     import json
 
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from ipyrepro.cli import main
+    from ipyrepro.notebook_check import check
 
     notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
     notebook.cells = [
         new_code_cell("import numpy as np\nwords = ['pear', 'apple', 'fig', 'kiwi', 'plum']", id="setup"),
-        new_code_cell("x = 1\nprint(np.random.default_rng().integers(1000))", id="unseeded"),
+        new_code_cell("x = 1\ny = np.random.default_rng().integers(1000)\nprint(y)", id="unseeded"),
+        new_code_cell("print(y * 2)", id="downstream"),
         new_code_cell("seen = set(words)\nprint([w for w in seen])", id="hash-order"),
         new_code_cell("print(np.random.default_rng(0).integers(1000), sorted(set(words)))", id="seeded"),
     ]
     path = tmp_path / "planted.ipynb"
     nbformat.write(notebook, path)
-    assert main(["check", str(path), "--quiet", "--json"]) == 1  # hash order alone would not fail: the seed is fixed
-    report = json.loads(capsys.readouterr().out)
-    assert [d["cell_id"] for d in report["differences"]] == ["unseeded"]
+    checked = check(path)
+    assert checked.exit_code == 1  # hash order alone would not fail it: the checked runs fix PYTHONHASHSEED
+    report = json.loads(checked.to_json())
+    assert [d["cell_id"] for d in report["differences"]] == ["unseeded", "downstream"]
     found = {entry["cell_id"]: entry for entry in report["causes"]}
-    assert set(found) == {"unseeded", "hash-order"}
+    assert set(found) == {"unseeded", "downstream", "hash-order"}
     assert [(c["kind"], c["line"], c["code"]) for c in report["differences"][0]["causes"]] == [
-        ("unseeded-generator", 2, "print(np.random.default_rng().integers(1000))")
+        ("unseeded-generator", 2, "y = np.random.default_rng().integers(1000)")
     ]
+    assert report["differences"][1]["causes"] == []
     assert not found["unseeded"]["hash_order_only"] and found["hash-order"]["hash_order_only"]
     hash_order = found["hash-order"]["causes"]
     assert [(c["kind"], c["line"], c["code"]) for c in hash_order] == [("hash-order", 2, "print([w for w in seen])")]
     assert "PYTHONHASHSEED changed (0 in the checked runs, 1 in one more kernel)" in hash_order[0]["detail"]
     assert report["causes_run"] == "done"
+    text = str(checked)
+    assert "    cause: unseeded-generator at line 2: `y = np.random.default_rng().integers(1000)`" in text
+    assert "none ran in this cell; it may use a value from an earlier differing cell" in text
+    assert "Reproduces here only because PYTHONHASHSEED is fixed" in text
