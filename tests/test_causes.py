@@ -410,3 +410,24 @@ def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Pat
     assert "    cause: unseeded-generator at line 2: `y = np.random.default_rng().integers(1000)`" in text
     assert "none ran in this cell; it may use a value from an earlier differing cell" in text
     assert "Reproduces here only because PYTHONHASHSEED is fixed" in text
+
+
+@pytest.mark.kernel
+def test_check_as_is_without_a_hash_seed_names_hash_order_from_the_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from ipyrepro.notebook_check import check
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)  # every kernel hashes strings differently
+    words = [f"word{i}" for i in range(30)]  # 30! orders: two kernels never agree by chance
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [new_code_cell(f"words = {words!r}\nfor w in set(words):\n    print(w)", id="loop")]
+    path = tmp_path / "hash.ipynb"
+    nbformat.write(notebook, path)
+    report = check(path, as_is=True)
+    assert [d.cell.cell_id for d in report.differences] == ["loop"]
+    assert report.causes is not None and report.causes.status == "done" and report.causes.hash_seeds is None
+    assert [(c.kind, c.line, c.code) for c in report.cell_causes(0)] == [("hash-order", 2, "for w in set(words):")]
