@@ -134,15 +134,12 @@ def _is_library_file(filename: str) -> bool:
 
 # -- the call expression at a line ------------------------------------------------------
 
-_GENERATORS = {
-    "default_rng": (
-        "np.random.default_rng()",
-        "pass a seed: `np.random.default_rng(seed)`, or draw one from the "
-        "seeded global RNG: `np.random.default_rng(np.random.randint(2**32))`",
-    ),
-    "SeedSequence": ("np.random.SeedSequence()", "pass the entropy: `np.random.SeedSequence(seed)`"),
-    "RandomState": ("np.random.RandomState()", "pass a seed: `np.random.RandomState(seed)`"),
-    "Random": ("random.Random()", "pass a seed: `random.Random(seed)`"),
+_GENERATOR_FIXES = {  # what was called -> how to seed it
+    "default_rng": "pass a seed: `np.random.default_rng(seed)`, or draw one from the seeded global RNG: "
+    "`np.random.default_rng(np.random.randint(2**32))`",
+    "SeedSequence": "pass the entropy: `np.random.SeedSequence(seed)`",
+    "RandomState": "pass a seed: `np.random.RandomState(seed)`",
+    "Random": "pass a seed: `random.Random(seed)`",
 }
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _ENTROPY_FIX = (
@@ -190,13 +187,6 @@ def _callee(expression: str) -> tuple[str, str, int]:
 
 
 # -- the tracer ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Found:
-    kind: str
-    detail: str
-    fix: str
 
 
 @dataclass
@@ -363,7 +353,7 @@ class Tracer:
             if (
                 torch is not None
                 and isinstance(owner, torch.Generator)
-                and self._only_through(frame, ("torch/random.py", "torch/cuda/random.py"))
+                and self._only_through(frame, ("torch/random.py",))  # torch.cuda.seed: its own handler
             ):
                 self._record("unseeded-generator", frame, _torch_seed)
         elif name in ("now", "utcnow", "today"):
@@ -557,11 +547,8 @@ def _entropy(expression: str, from_c: bool) -> tuple[str, str, str] | None:
     shown = expression.strip() or dotted
     if last == "RandomState" and not _first_argument_is_none(expression):
         return None  # RandomState(seed) seeds a fresh MT19937 from the OS, then re-seeds it from `seed`
-    if last in _GENERATORS or last in _BIT_GENERATORS:
-        if last in _GENERATORS:
-            _, fix = _GENERATORS[last]
-        else:
-            fix = f"pass a seed: `np.random.{last}(seed)`"
+    if last in _GENERATOR_FIXES or last in _BIT_GENERATORS:
+        fix = _GENERATOR_FIXES.get(last) or f"pass a seed: `np.random.{last}(seed)`"
         return (
             f"`{shown}` draws its seed from the OS, so every run starts from a different state.",
             fix,
