@@ -661,7 +661,10 @@ def _hash_order(what: str) -> tuple[str, str, str]:
 
 # -- string hash order: static candidates, checked against runtime values ---------------------------
 
-_ORDER_SENSITIVE_CALLS = {"list", "tuple", "enumerate", "iter", "next", "zip", "print", "str", "repr", "map", "filter"}
+_ORDER_SENSITIVE_CALLS = {
+    *("list", "tuple", "enumerate", "iter", "next", "zip", "print", "str", "repr", "map", "filter"),
+    *("fromkeys", "dict", "OrderedDict", "array", "tensor", "Series"),  # containers that keep the set's order
+}
 _SET_METHODS = {"union", "intersection", "difference", "symmetric_difference", "copy"}
 _UNRESOLVED = object()
 

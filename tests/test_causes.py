@@ -190,6 +190,11 @@ HASH_ORDER = [
         ],
     ),
     (
+        "dict.fromkeys",
+        "seen = {'pear', 'fig', 'kiwi'}\nd = dict.fromkeys(seen)\nb = os.urandom(2)",
+        [("entropy", 3, None), ("hash-order", 2, None)],
+    ),
+    (
         "fn: set(words)",
         "a = fn_hash(['pear', 'fig', 'kiwi'])\nb = time.time()",
         [
@@ -216,6 +221,7 @@ SEEDED = [
     "a = sorted({'pear', 'fig', 'kiwi'})",
     "a = [x for x in {3, 1, 2}]",
     "a = [k for k in {'pear': 1, 'fig': 2}]",
+    "a = 'fig' in {'pear', 'fig'}",
     "torch.backends.cudnn.benchmark = False\ntorch.backends.cudnn.deterministic = True",
 ]
 
@@ -226,7 +232,24 @@ def shell(ip: Any) -> Any:
     assert result.success
     ip.run_cell("def tick(_count=[0]):\n    _count[0] += 1\n    return _count[0]")
     yield ip
-    for name in (*_SETUP_NAMES, "tick", "a", "b", "g", "t", "x", "z", "out", "xs", "loader", "words", "seen", "w", "p"):
+    for name in (
+        *_SETUP_NAMES,
+        "tick",
+        "a",
+        "b",
+        "g",
+        "t",
+        "x",
+        "z",
+        "out",
+        "xs",
+        "loader",
+        "words",
+        "seen",
+        "w",
+        "p",
+        "d",
+    ):
         ip.user_ns.pop(name, None)
 
 
