@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .causes import Cause
 from .report import CompareReport
 from .rerun import compare
 from .seeding import derive_cell_seed
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "Cause",
     "CompareReport",
     "ReproWarning",
     "Status",

@@ -454,3 +454,19 @@ def test_check_as_is_without_a_hash_seed_names_hash_order_from_the_code(
     assert [d.cell.cell_id for d in report.differences] == ["loop"]
     assert report.causes is not None and report.causes.status == "done" and report.causes.hash_seeds is None
     assert [(c.kind, c.line, c.code) for c in report.cell_causes(0)] == [("hash-order", 2, "for w in set(words):")]
+
+
+@pytest.mark.kernel
+def test_repro_in_a_real_kernel_names_the_cell_line_and_the_earlier_cells_file_and_line() -> None:
+    import json
+
+    from .kernels import kernel
+
+    with kernel() as k:
+        k.ok("%load_ext ipyrepro\nimport numpy as np\ndef draw():\n    return np.random.default_rng().random()")
+        reply = k.ok("%%repro\nx = 1\na = draw()\nb = np.random.default_rng().random()")
+        assert "Causes (strongest first):" in reply.text()
+        found = json.loads(k.ok("import json\nprint(json.dumps([c.to_dict() for c in _.causes]))").stdout)
+    assert [(c["kind"], c["line"]) for c in found] == [("unseeded-generator", 2), ("unseeded-generator", 3)]
+    assert found[0]["location"].endswith(".py:4") and found[0]["code"] == "return np.random.default_rng().random()"
+    assert found[1]["location"] is None and found[1]["code"] == "b = np.random.default_rng().random()"
