@@ -28,6 +28,7 @@ import random
 import re
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 import types
@@ -205,6 +206,8 @@ class Tracer:
     _hash_candidates: dict[types.CodeType, list[tuple[int, ast.expr]]] = field(default_factory=dict)
     _trees: dict[str, ast.Module | None] = field(default_factory=dict)
     _alive: list[bool] = field(default_factory=lambda: [True])  # emptied when the trace ends
+    _pid: int = field(default_factory=os.getpid)
+    _spool: str | None = None  # a folder where forked worker processes write the causes they saw
 
     # -- frames ---------------------------------------------------------------------
 
@@ -261,7 +264,44 @@ class Tracer:
             return
         detail, fix, kind = described
         code = _unwrap_last_expression(linecache.getline(user_frame.f_code.co_filename, at).strip())
-        self.causes[key] = Cause(kind, cell_line, location, code, detail, fix)
+        if os.getpid() != self._pid:
+            detail += " It ran in a worker process the code started (forked while tracing)."
+        self.causes[key] = cause = Cause(kind, cell_line, location, code, detail, fix)
+        if os.getpid() != self._pid:
+            self._ship(cause)
+
+    def _ship(self, cause: Cause) -> None:
+        """In a forked worker (a DataLoader's, a multiprocessing Pool's): hand the cause to the parent."""
+        if self._spool is None:
+            return
+        import json
+
+        with open(os.path.join(self._spool, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as spool:
+            spool.write(json.dumps(cause.to_dict()) + "\n")
+
+    def _collect_spool(self) -> None:
+        """Merge what forked workers saw; the same cause from several workers is counted once per worker."""
+        import json
+        import shutil
+
+        if self._spool is None:
+            return
+        try:
+            for name in sorted(os.listdir(self._spool)):
+                with open(os.path.join(self._spool, name), encoding="utf-8") as spool:
+                    for line in spool:
+                        try:
+                            cause = Cause.from_dict(json.loads(line))
+                        except (ValueError, TypeError):
+                            continue  # a line a worker was still writing
+                        key = (cause.kind, cause.line, cause.location)
+                        if key in self.causes:
+                            self.causes[key].count += cause.count
+                        else:
+                            self.causes[key] = cause
+        finally:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
 
     # -- installing -------------------------------------------------------------------
 
@@ -781,6 +821,7 @@ def trace(cell_code: str | None = None, *, hash_order: bool | None = None) -> It
     previous_thread_profile = getattr(threading, "getprofile", lambda: getattr(threading, "_profile_hook", None))()
     previous_showwarning = warnings.showwarning
     warnings.showwarning = tracer._showwarning
+    tracer._spool = tempfile.mkdtemp(prefix="ipyrepro-causes-")
     profile = tracer._make_profile()
     threading.setprofile(profile)
     sys.setprofile(profile)
@@ -789,6 +830,7 @@ def trace(cell_code: str | None = None, *, hash_order: bool | None = None) -> It
     finally:
         sys.setprofile(previous_profile)
         tracer._alive.clear()
+        tracer._collect_spool()
         threading.setprofile(previous_thread_profile)  # type: ignore[arg-type]
         warnings.showwarning = previous_showwarning
         tracer._outer_frames.clear()

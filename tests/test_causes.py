@@ -48,6 +48,13 @@ class Noisy(torch.utils.data.Dataset):
         return 4
     def __getitem__(self, i):
         return float(np.random.default_rng().random())
+def init_worker(worker_id):
+    np.random.seed()
+class Legacy(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        return float(np.random.rand())
 """
 
 _SETUP_NAMES = [line.split()[1].split("(")[0] for line in SETUP.splitlines() if line.startswith(("def ", "class "))] + [
@@ -125,7 +132,13 @@ PLANTED = [
     (
         "DataLoader workers",
         "loader = torch.utils.data.DataLoader(Noisy(), num_workers=2)\nxs = [float(b) for b in loader]",
-        [("concurrency", 2, None)],
+        [("unseeded-generator", 2, 31), ("concurrency", 2, None)],
+    ),
+    (
+        "DataLoader worker_init_fn",
+        "loader = torch.utils.data.DataLoader(Legacy(), num_workers=1, worker_init_fn=init_worker)\n"
+        "xs = [float(b) for b in loader]",
+        [("unseeded-generator", 2, 33), ("concurrency", 2, None)],
     ),
     # 7. settings changed inside the cell (tick() makes the runs differ)
     ("cudnn.benchmark", "x = tick()\ntorch.backends.cudnn.benchmark = True", [("setting", 2, None)]),
