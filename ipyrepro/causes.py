@@ -276,8 +276,11 @@ class Tracer:
             return
         import json
 
-        with open(os.path.join(self._spool, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as spool:
-            spool.write(json.dumps(cause.to_dict()) + "\n")
+        try:
+            with open(os.path.join(self._spool, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as spool:
+                spool.write(json.dumps(cause.to_dict()) + "\n")
+        except OSError:  # the parent's trace ended (the folder is gone): stop profiling this worker
+            self._alive.clear()
 
     def _collect_spool(self) -> None:
         """Merge what forked workers saw; the same cause from several workers is counted once per worker."""
