@@ -195,6 +195,7 @@ class Tracer:
     """Records the causes that run while it is active. Use through `trace()`."""
 
     cell_code: str | None = None
+    cell_source: str | None = None  # the cell as written (before IPython's transforms), to show its lines
     hash_order: bool = field(default_factory=lambda: not hash_seed_fixed())
     causes: dict[tuple[Any, ...], Cause] = field(default_factory=dict)
     _outer: set[int] = field(default_factory=set)  # ids of the frames already running when the trace began
@@ -259,16 +260,28 @@ class Tracer:
             self.causes[key].count += 1
             return
         expression = _call_source(user_frame) if line is None else ""
+        written = self._source_line(user_frame.f_code.co_filename, at)
+        if expression and written != linecache.getline(user_frame.f_code.co_filename, at).strip():
+            expression = written  # a line IPython transformed (`%time ...`): name the call as written
         described = describe(expression) if line is not None else describe(_Expression(expression, user_frame))
         if described is None:  # a seeded look-alike after all
             return
         detail, fix, kind = described
-        code = _unwrap_last_expression(linecache.getline(user_frame.f_code.co_filename, at).strip())
+        code = written
         if os.getpid() != self._pid:
             detail += " It ran in a worker process the code started (forked while tracing)."
         self.causes[key] = cause = Cause(kind, cell_line, location, code, detail, fix)
         if os.getpid() != self._pid:
             self._ship(cause)
+
+    def _source_line(self, filename: str, line: int) -> str:
+        """A line as the user wrote it: in the cell, from its source when IPython's transforms (a line magic
+        such as `%time`, the captured last expression) kept the lines in place."""
+        if self.cell_source is not None and self._file_kind(filename) == "cell":
+            written = self.cell_source.splitlines()
+            if len(written) == len(linecache.getlines(filename)) and 0 < line <= len(written):
+                return written[line - 1].strip()
+        return _unwrap_last_expression(linecache.getline(filename, line).strip())
 
     def _ship(self, cause: Cause) -> None:
         """In a forked worker (a DataLoader's, a multiprocessing Pool's): hand the cause to the parent."""
@@ -805,12 +818,14 @@ def _hash_ordered(node: ast.expr, frame: types.FrameType) -> str:
 
 
 @contextmanager
-def trace(cell_code: str | None = None, *, hash_order: bool | None = None) -> Iterator[Tracer]:
+def trace(
+    cell_code: str | None = None, *, cell_source: str | None = None, hash_order: bool | None = None
+) -> Iterator[Tracer]:
     """Trace what runs in the block; `tracer.result()` gives the causes. Settings the block changes
     (cuDNN flags, deterministic algorithms) are put back afterwards."""
     from .flags import Flags
 
-    tracer = Tracer(cell_code=cell_code)
+    tracer = Tracer(cell_code=cell_code, cell_source=cell_source)
     if hash_order is not None:
         tracer.hash_order = hash_order
     tracer._install_table()
@@ -887,7 +902,11 @@ def cell_causes(shell: Any, cell: str, *, hash_order: bool | None = None) -> lis
     rng = _rng_state()
     snapshot.restore(namespace)
     try:
-        with deterministic_warn_only(), trace(code, hash_order=hash_order) as tracer, capture_output():
+        with (
+            deterministic_warn_only(),
+            trace(code, cell_source=cell, hash_order=hash_order) as tracer,
+            capture_output(),
+        ):
             shell.run_cell(code, store_history=False, silent=True)
     finally:
         for name in set(namespace) - existing:

@@ -131,10 +131,16 @@ def deterministic_warn_only() -> Iterator[_Collected]:
 
 
 def diagnose(
-    status: Status, rerun: Callable[[], None] | None, skip_reason: str = "", *, cell_code: str | None = None
+    status: Status,
+    rerun: Callable[[], None] | None,
+    skip_reason: str = "",
+    *,
+    cell_code: str | None = None,
+    cell_source: str | None = None,
 ) -> Diagnosis:
     """The settings from `status` (read before the runs), plus one rerun under deterministic warn-only mode,
-    traced to name the causes at their lines (`cell_code`: the code the rerun executes as a cell).
+    traced to name the causes at their lines (`cell_code`: the code the rerun executes as a cell;
+    `cell_source`: the cell as written, whose lines the causes show).
 
     `rerun` does the whole run (restore, seed, execute) and raises on failure.
     """
@@ -143,7 +149,7 @@ def diagnose(
         diagnosis.rerun = f"skipped: {skip_reason}"
     else:
         with deterministic_warn_only() as collected:
-            with trace(cell_code) as tracer:
+            with trace(cell_code, cell_source=cell_source) as tracer:
                 try:
                     rerun()
                     diagnosis.rerun = "done"
