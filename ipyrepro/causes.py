@@ -205,7 +205,7 @@ class Tracer:
     _clocks: dict[Any, str] = field(default_factory=dict)
     _urandom: Any = None
     _hash_candidates: dict[types.CodeType, list[tuple[int, ast.expr]]] = field(default_factory=dict)
-    _trees: dict[str, ast.Module | None] = field(default_factory=dict)
+    _file_candidates: dict[str, list[ast.expr]] = field(default_factory=dict)
     _alive: list[bool] = field(default_factory=lambda: [True])  # emptied when the trace ends
     _pid: int = field(default_factory=os.getpid)
     _spool: str | None = None  # a folder where forked worker processes write the causes they saw
@@ -532,18 +532,16 @@ class Tracer:
 
     def _candidates_of(self, code: types.CodeType) -> list[tuple[int, ast.expr]]:
         filename = code.co_filename
-        if id(code) in self._outer or self._file_kind(filename) == "library":
+        if self._file_kind(filename) == "library":
             return []
-        if filename not in self._trees:
+        if filename not in self._file_candidates:  # parsed once per file, then picked per code object
             try:
-                self._trees[filename] = ast.parse("".join(linecache.getlines(filename)))
+                tree = ast.parse("".join(linecache.getlines(filename)))
             except (SyntaxError, ValueError):
-                self._trees[filename] = None
-        tree = self._trees[filename]
-        if tree is None:
-            return []
+                tree = None
+            self._file_candidates[filename] = hash_order_candidates(tree) if tree is not None else []
         lines = {line for _, line in dis.findlinestarts(code) if line is not None}
-        return [(node.lineno, node) for node in hash_order_candidates(tree) if node.lineno in lines]
+        return [(node.lineno, node) for node in self._file_candidates[filename] if node.lineno in lines]
 
 
 _ENTROPY_FILES = ("/random.py", "/secrets.py", "/uuid.py")
