@@ -484,3 +484,18 @@ def test_repro_in_a_real_kernel_names_the_cell_line_and_the_earlier_cells_file_a
     assert [(c["kind"], c["line"]) for c in found] == [("unseeded-generator", 2), ("unseeded-generator", 3)]
     assert found[0]["location"].endswith(".py:4") and found[0]["code"] == "return np.random.default_rng().random()"
     assert found[1]["location"] is None and found[1]["code"] == "b = np.random.default_rng().random()"
+
+
+@pytest.mark.cuda
+def test_a_racing_cuda_op_is_named_at_the_line_that_called_it(shell: Any) -> None:
+    cell = (
+        "index = torch.zeros(100_000, dtype=torch.long, device='cuda')\n"
+        "values = torch.rand(100_000, device='cuda')\n"
+        "total = torch.zeros(1, device='cuda').index_add_(0, index, values)"
+    )
+    report = shell.run_cell_magic("repro", "--runs 5", cell)
+    if report.ok:
+        pytest.skip("the atomics happened to add in the same order in every run")
+    assert ("nondeterministic-op", 3) in [(cause.kind, cause.line) for cause in report.causes], str(report)
+    for name in ("index", "values", "total"):
+        shell.user_ns.pop(name, None)
