@@ -207,6 +207,7 @@ class Tracer:
     _hash_candidates: dict[types.CodeType, list[tuple[int, ast.expr]]] = field(default_factory=dict)
     _file_candidates: dict[str, list[ast.expr]] = field(default_factory=dict)
     _alive: list[bool] = field(default_factory=lambda: [True])  # emptied when the trace ends
+    _lines: bool = False  # hash order is judged from line events (sys.settrace): only lines that ran
     _pid: int = field(default_factory=os.getpid)
     _spool: str | None = None  # a folder where forked worker processes write the causes they saw
 
@@ -368,9 +369,7 @@ class Tracer:
     def _make_profile(self) -> Any:
         """The profile function: a closure over local tables, because it runs on every call while tracing."""
         calls, clocks, urandom = self._calls, self._clocks, self._urandom
-        candidates, hash_order, on_c_call, on_return = self._hash_candidates, self.hash_order, self._on_c_call, None
-        if hash_order:
-            on_return = self._on_return
+        on_c_call = self._on_c_call
         rare_names = {"seed", "now", "utcnow", "today"}
         alive = self._alive
 
@@ -386,10 +385,6 @@ class Tracer:
                     handler = calls.get(frame.f_code)
                     if handler is not None:
                         handler(frame)
-                elif on_return is not None and event == "return":
-                    found = candidates.get(frame.f_code)
-                    if found is None or found:
-                        on_return(frame)
             except Exception:  # the tracer must never break the user's code
                 pass
 
@@ -519,16 +514,52 @@ class Tracer:
 
     # -- string hash order -----------------------------------------------------------------
 
-    def _on_return(self, frame: types.FrameType) -> None:
-        code = frame.f_code
+    def _candidates_for(self, code: types.CodeType) -> list[tuple[int, ast.expr]]:
         candidates = self._hash_candidates.get(code)
         if candidates is None:
             candidates = self._candidates_of(code)
             self._hash_candidates[code] = candidates
+        return candidates
+
+    def _check_hash_order(self, frame: types.FrameType, candidates: list[tuple[int, ast.expr]]) -> None:
         for lineno, expr in candidates:
             what = _hash_ordered(expr, frame)
             if what:
                 self._record("hash-order", frame, lambda _e, what=what: _hash_order(what), line=lineno)
+
+    def _make_line_tracer(self) -> Any:
+        """A `sys.settrace` function that follows lines only in frames whose code iterates something that may be
+        a set of strings, and judges those that ran when the frame returns: only code that ran is accused."""
+        alive = self._alive
+
+        def local_for(candidates: list[tuple[int, ast.expr]]) -> Any:
+            wanted = {line for line, _ in candidates}
+            ran: set[int] = set()
+
+            def local(frame: types.FrameType, event: str, arg: Any) -> Any:
+                try:
+                    if event == "line":
+                        if frame.f_lineno in wanted:
+                            ran.add(frame.f_lineno)
+                    elif event == "return" and ran:
+                        self._check_hash_order(frame, [item for item in candidates if item[0] in ran])
+                except Exception:  # never break the user's code
+                    pass
+                return local
+
+            return local
+
+        def global_trace(frame: types.FrameType, event: str, arg: Any) -> Any:
+            if not alive:
+                sys.settrace(None)
+                return None
+            try:
+                candidates = self._candidates_for(frame.f_code)
+            except Exception:
+                return None
+            return local_for(candidates) if candidates else None
+
+        return global_trace
 
     def _candidates_of(self, code: types.CodeType) -> list[tuple[int, ast.expr]]:
         filename = code.co_filename
@@ -838,6 +869,14 @@ def trace(
     previous_showwarning = warnings.showwarning
     warnings.showwarning = tracer._showwarning
     tracer._spool = tempfile.mkdtemp(prefix="ipyrepro-causes-")
+    # Hash order needs line events; a debugger's tracer is left alone (then hash order is not judged here,
+    # rather than accusing lines that may not have run).
+    tracer._lines = tracer.hash_order and sys.gettrace() is None
+    previous_thread_trace = getattr(threading, "gettrace", lambda: getattr(threading, "_trace_hook", None))()
+    if tracer._lines:
+        line_tracer = tracer._make_line_tracer()
+        threading.settrace(line_tracer)
+        sys.settrace(line_tracer)
     profile = tracer._make_profile()
     threading.setprofile(profile)
     sys.setprofile(profile)
@@ -845,6 +884,9 @@ def trace(
         yield tracer
     finally:
         sys.setprofile(previous_profile)
+        if tracer._lines:
+            sys.settrace(None)
+            threading.settrace(previous_thread_trace)  # type: ignore[arg-type]
         tracer._alive.clear()
         tracer._collect_spool()
         threading.setprofile(previous_thread_profile)  # type: ignore[arg-type]

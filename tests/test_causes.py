@@ -236,6 +236,8 @@ SEEDED = [
     "a = [x for x in {3, 1, 2}]",
     "a = [k for k in {'pear': 1, 'fig': 2}]",
     "a = 'fig' in {'pear', 'fig'}",
+    "flag = 0\nif flag:\n    a = np.random.default_rng().random()",  # never ran
+    "flag = 0\nif flag:\n    for w in {'pear', 'fig'}:\n        print(w)",
     "torch.backends.cudnn.benchmark = False\ntorch.backends.cudnn.deterministic = True",
 ]
 
