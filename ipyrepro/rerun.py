@@ -226,11 +226,12 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
     if not runner.restore:
         return diagnose(status_before, None, "--no-restore: a rerun would change the namespace once more")
 
-    def rerun() -> None:
+    def rerun(traced: Callable[[], Any]) -> None:
         runner.begin_diagnosis()
         try:
             seeding.seed_all(seed, seeders)
-            runner.execute()
+            with traced():  # only the user's code runs under the tracer that names causes
+                runner.execute()
         except _RunFailed as failed:
             raise failed.error from None
         finally:
