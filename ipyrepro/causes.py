@@ -169,8 +169,28 @@ def _call_source(frame: types.FrameType) -> str:
     return linecache.getline(code.co_filename, frame.f_lineno).strip()
 
 
+_KNOWN_CALL = re.compile(
+    r"[\w.]*\b(default_rng|SeedSequence|RandomState|Random|PCG64DXSM|PCG64|MT19937|Philox|SFC64|seed|urandom|"
+    r"token_\w+|randbits|getrandbits|uuid1|uuid4|SystemRandom\(\)\.\w+)\s*\([^()]*\)"
+)
+
+
+def _focus(expression: str) -> str:
+    """The call to name: `expression` itself when it is one call (Python 3.11+ gives exactly that); in a
+    whole line (older Pythons, a line magic), the first call of a known source, else the line."""
+    text = expression.strip()
+    try:
+        if isinstance(ast.parse(text, mode="eval").body, ast.Call):
+            return text
+    except SyntaxError:
+        pass
+    match = _KNOWN_CALL.search(text)
+    return match.group(0) if match else text
+
+
 def _callee(expression: str) -> tuple[str, str, int]:
     """(dotted name, last name, number of arguments) of the outermost call in `expression`."""
+    expression = _focus(expression)
     try:
         node = ast.parse(expression.strip(), mode="eval").body
     except SyntaxError:
@@ -200,7 +220,7 @@ class Tracer:
     causes: dict[tuple[Any, ...], Cause] = field(default_factory=dict)
     _outer: set[int] = field(default_factory=set)  # ids of the frames already running when the trace began
     _outer_frames: list[types.FrameType] = field(default_factory=list)  # held, so their ids are not reused
-    _files: dict[str, str] = field(default_factory=dict)  # filename -> "cell" | "user" | "library"
+    _files: dict[str, str] = field(default_factory=dict)  # filename -> "cell" | "user" | "magic" | "library"
     _calls: dict[types.CodeType, Any] = field(default_factory=dict)
     _clocks: dict[Any, str] = field(default_factory=dict)
     _urandom: Any = None
@@ -218,6 +238,8 @@ class Tracer:
         if kind is None:
             if self.cell_code is not None and self._is_cell(filename):
                 kind = "cell"
+            elif filename in ("<timed exec>", "<timed eval>") or filename.startswith("<magic-"):
+                kind = "magic"  # the user's code as a line magic (%time, %timeit) compiled it: placed at the cell line
             elif _is_library_file(filename):
                 kind = "library"
             else:
@@ -237,7 +259,7 @@ class Tracer:
         current = frame
         while current is not None and id(current) not in self._outer:
             kind = self._file_kind(current.f_code.co_filename)
-            if kind != "library" and inner is None:
+            if kind not in ("library", "magic") and inner is None:
                 inner = current
                 inner_line = line if (line is not None and current is frame) else current.f_lineno
             if kind == "cell":
@@ -629,7 +651,7 @@ def _location(frame: types.FrameType, line: int | None) -> str:
 
 def _entropy(expression: str, from_c: bool) -> tuple[str, str, str] | None:
     dotted, last, nargs = _callee(expression)
-    shown = expression.strip() or dotted
+    shown = _focus(expression) or dotted
     if last == "RandomState" and not _first_argument_is_none(expression):
         return None  # RandomState(seed) seeds a fresh MT19937 from the OS, then re-seeds it from `seed`
     if last in _GENERATOR_FIXES or last in _BIT_GENERATORS:
@@ -656,7 +678,7 @@ def _entropy(expression: str, from_c: bool) -> tuple[str, str, str] | None:
 
 def _random_seed(expression: str) -> tuple[str, str, str]:
     dotted, last, _ = _callee(expression)
-    shown = expression.strip() or dotted
+    shown = _focus(expression) or dotted
     if last == "seed":
         return (
             f"`{shown}` re-seeds Python's generator from the OS, undoing the seeding.",
@@ -673,7 +695,7 @@ def _random_seed(expression: str) -> tuple[str, str, str]:
 
 def _torch_seed(expression: str) -> tuple[str, str, str]:
     dotted, _, _ = _callee(expression)
-    shown = expression.strip() or dotted or "Generator.seed()"
+    shown = _focus(expression) or dotted or "Generator.seed()"
     fix = (
         "seed it: `torch.manual_seed(seed)` (or `%repro seed N`)."
         if dotted in ("torch.seed", "seed")

@@ -74,7 +74,11 @@ PLANTED = [
     # 1. generators created without a seed, and re-seeding from the OS
     ("default_rng", "x = 1\na = np.random.default_rng().random()", [("unseeded-generator", 2, None)]),
     ("SeedSequence", "a = np.random.SeedSequence().entropy", [("unseeded-generator", 1, None)]),
-    ("under %time", "x = 1\n%time a = np.random.default_rng().random()", [("unseeded-generator", 2, None)]),
+    (
+        "under %time",
+        "x = 1\n%time a = np.random.default_rng().random()\n%time b = os.urandom(3)",
+        [("unseeded-generator", 2, None), ("entropy", 3, None)],
+    ),
     (
         "Generator(PCG64())",
         "b = 2\n\ng = np.random.Generator(np.random.PCG64())\na = g.random()",
