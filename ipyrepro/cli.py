@@ -75,6 +75,7 @@ def _check(args: argparse.Namespace) -> int:
             cublas=args.cublas,
             reseed=args.reseed,
             progress=progress,
+            causes=not args.no_causes,
         )
     except NotebookError as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -150,6 +151,11 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         type=arguments.tolerance,
         default=0.0,
         help="absolute tolerance for numbers inside text outputs (default 0: exact)",
+    )
+    check.add_argument(
+        "--no-causes",
+        action="store_true",
+        help="when something differs, do not run the one extra kernel that names each cause at its line",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

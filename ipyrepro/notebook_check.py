@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .causes import Cause
+from .check_causes import CheckCauses, find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
 from .kernelspec import startup_env, startup_lines
 
@@ -245,6 +247,7 @@ class CheckReport:
     runs: list[Run]
     cells: list[Cell]
     differences: list[Difference] = field(default_factory=list)
+    causes: CheckCauses | None = None  # from the diagnostic kernel, run only when something differed
 
     @property
     def errors(self) -> list[str]:
@@ -266,7 +269,21 @@ class CheckReport:
         lines += [f"Error in {text}" for text in self.errors]
         text = [d for d in self.differences if not d.image]
         images = [d for d in self.differences if d.image]
-        lines += [d.text() for d in text]
+        for difference in text:
+            lines.append(difference.text())
+            if difference is self._first_of(difference.cell.index) and self.causes is not None:
+                found = self.cell_causes(difference.cell.index)
+                lines += [f"    cause: {cause.text()}" for cause in found]
+                if not found and self.causes.status == "done":
+                    lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
+        if self.causes is not None and self.causes.hash_order_cells:
+            lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
+            for index in self.causes.hash_order_cells:
+                cell = next(cell for cell in self.cells if cell.index == index)
+                lines.append(f"  {cell.label()}\n{cell.head()}")
+                lines += [f"    cause: {cause.text()}" for cause in self.cell_causes(index)]
+        if self.causes is not None and self.causes.status != "done":
+            lines.append(f"Causes: the diagnostic run {self.causes.status}")
         if images:
             lines.append("Images (compared by exact bytes):")
             lines += [d.image_line() for d in images]
@@ -285,7 +302,15 @@ class CheckReport:
         lines.append(f"{verdict}: {compared}.")
         return "\n".join(lines)
 
+    def _first_of(self, index: int) -> Difference | None:
+        return next((d for d in self.differences if d.cell.index == index and not d.image), None)
+
+    def cell_causes(self, index: int) -> list[Cause]:
+        """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
+        return self.causes.by_cell.get(index, []) if self.causes is not None else []
+
     def to_dict(self) -> dict[str, Any]:
+        causes = self.causes.by_cell if self.causes is not None else {}
         return {
             "notebook": self.notebook,
             "kernel": self.kernel,
@@ -294,7 +319,21 @@ class CheckReport:
             "ok": self.ok,
             "exit_code": self.exit_code,
             "errors": self.errors,
-            "differences": [d.to_dict() for d in self.differences],
+            "differences": [
+                {**d.to_dict(), "causes": [c.to_dict() for c in self.cell_causes(d.cell.index)]}
+                for d in self.differences
+            ],
+            "causes": [
+                {
+                    "index": cell.index,
+                    "cell_id": cell.cell_id,
+                    "hash_order_only": cell.index in self.causes.hash_order_cells,  # type: ignore[union-attr]
+                    "causes": [c.to_dict() for c in causes[cell.index]],
+                }
+                for cell in self.cells
+                if cell.index in causes
+            ],
+            "causes_run": self.causes.status if self.causes is not None else None,
         }
 
     def to_json(self) -> str:
@@ -317,11 +356,14 @@ def check(
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
+    causes: bool = True,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
     `reseed=None` keeps the re-seed mode of a reproducible kernel (`ipyrepro kernel install --reseed ...`),
     else `cell`, as `%repro on` does.
+
+    When something differed (and `causes`), one more kernel names the causes (see check_causes.py).
     """
     from .flags import validate_cublas_value
     from .seeding import validate_reseed_mode, validate_seed
@@ -361,6 +403,20 @@ def check(
         if run.fatal:
             break
     _compare(report, comparison)
+    if causes and report.differences and not report.errors:
+        report.causes = find_causes(
+            report,
+            comparison,
+            path=Path(path),
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            kernel_spec_manager=kernel_spec_manager,
+            say=say,
+        )
     return report
 
 

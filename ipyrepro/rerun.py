@@ -226,17 +226,19 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
     if not runner.restore:
         return diagnose(status_before, None, "--no-restore: a rerun would change the namespace once more")
 
-    def rerun() -> None:
+    def rerun(traced: Callable[[], Any]) -> None:
         runner.begin_diagnosis()
         try:
             seeding.seed_all(seed, seeders)
-            runner.execute()
+            with traced():  # only the user's code runs under the tracer that names causes
+                runner.execute()
         except _RunFailed as failed:
             raise failed.error from None
         finally:
             runner.end_diagnosis()
 
-    return diagnose(status_before, rerun)
+    code, source = getattr(runner, "code", None), getattr(runner, "source", None)
+    return diagnose(status_before, rerun, cell_code=code, cell_source=source)
 
 
 def _rng_state() -> tuple[Any, ...]:
@@ -394,6 +396,7 @@ class _CellRunner(_Runner):
 
     explicit: tuple[str, ...] = ()
     ignore: frozenset[str] = frozenset()
+    source: str | None = None  # the cell as written, before IPython's transforms
 
     def _discover(self, before: dict[str, Any]) -> None:
         for name, value in self.ns.items():
@@ -540,6 +543,7 @@ def rerun_cell(
             report.warnings.append(text)
             warnings.warn(text, ReproWarning, stacklevel=2)
     runner = _CellRunner(shell, code, compared, has_last, snapshot)
+    runner.source = cell  # the causes show the cell's lines as written
     runner.explicit = tuple(explicit or ())
     runner.ignore = frozenset(ignore | hidden)
     return _run_all(
