@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import xxhash
 
+from . import userfiles
 from .comparison import Tolerance, generator_state
 from .flags import Flags
 from .torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
@@ -33,7 +34,7 @@ FORMAT = "ipyrepro.fingerprint"
 VERSION = 1
 MAX_FILE_BYTES = 64 << 20
 _CHUNK = 64 << 20  # bytes per host copy when hashing a tensor that lives on an accelerator
-_DIGEST = re.compile(r"^xxh3_128:[0-9a-f]{32}$")
+_DIGEST = re.compile(r"xxh3_128:[0-9a-f]{32}")  # matched with fullmatch: no trailing newline
 _KINDS = ("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported")
 _STAT_KEYS = ("min", "max", "mean", "abs_mean")
 _COUNT_KEYS = ("numel", "nan", "posinf", "neginf")
@@ -282,7 +283,7 @@ def save(
     reproducible: bool,
 ) -> str:
     """Write atomically: a temporary file in the same folder, fsynced, then renamed over the target."""
-    target = Path(path).expanduser()
+    target = userfiles.validate_target(path, "fingerprint file")
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -294,7 +295,9 @@ def save(
         "values": records,
     }
     text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False, default=str)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=userfiles.temporary_prefix(target), suffix=userfiles.TEMPORARY_SUFFIX, dir=target.parent
+    )
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -308,32 +311,26 @@ def save(
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Fail before anything runs when `--save` could not write its file."""
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: it is a folder; give a file name")
-    folder = target.parent
-    if not folder.is_dir():
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: the folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: the folder {str(folder)!r} is not writable")
+    """Fail before anything runs when `--save` could not write its file (temporary name included)."""
+    try:
+        userfiles.validate_target(path, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
 
 
 def load(path: str | os.PathLike) -> Saved:
     """Read and validate a saved file; any problem is a FingerprintFileError that names it."""
-    source = Path(path).expanduser()
-    where = f"fingerprint file {str(source)!r}"
     try:
-        size = source.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise FingerprintFileError(f"{where} is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
-        raw = source.read_bytes()
-    except FileNotFoundError:
-        raise FingerprintFileError(f"{where} does not exist; write one first with `%%repro --save FILE`") from None
-    except IsADirectoryError:
-        raise FingerprintFileError(f"{where} is a folder, not a file") from None
-    except PermissionError:
-        raise FingerprintFileError(f"{where} cannot be read (permission denied)") from None
+        source = userfiles.expand(path, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
+    where = f"fingerprint file {str(source)!r}"
+    if userfiles.is_missing(source):
+        raise FingerprintFileError(f"{where} does not exist; write one first with `%%repro --save FILE`")
+    try:
+        raw = userfiles.read_regular_file(source, MAX_FILE_BYTES, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -418,7 +415,7 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
         if not isinstance(record.get("why", ""), str):
             raise fail(f'value {name!r}: "why" must be text')
         return
-    if not isinstance(record.get("digest"), str) or not _DIGEST.match(record["digest"]):
+    if not isinstance(record.get("digest"), str) or not _DIGEST.fullmatch(record["digest"]):
         raise fail(f"value {name!r} has no valid digest (expected xxh3_128: and 32 hex digits)")
     if kind in ("tensor", "array"):
         shape = record.get("shape")
@@ -438,13 +435,15 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
             numbers = [stats.get(key) for key in _STAT_KEYS]
             if any(item is not None for item in numbers):  # all None: no finite element to summarise
                 for key, item in zip(_STAT_KEYS, numbers):
-                    if not isinstance(item, (int, float)) or isinstance(item, bool) or not math.isfinite(item):
-                        raise fail(f"value {name!r}: stats.{key} must be a finite number")
+                    if not _finite_number(item):
+                        raise fail(f"value {name!r}: stats.{key} must be a finite number a float can hold")
     elif kind == "float":
         try:
             float.fromhex(_text(record.get("value")))
         except (TypeError, ValueError):
             raise fail(f"value {name!r}: float value must be float.hex() text") from None
+        except OverflowError:
+            raise fail(f"value {name!r}: float value {record['value'][:40]!r} is too large for a float") from None
     elif kind == "int":
         text = record.get("value")
         if not isinstance(text, str) or not re.fullmatch(r"-?\d{1,4000}", text):
@@ -453,6 +452,16 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
         raise fail(f"value {name!r}: bool value must be true or false")
     elif kind in ("str", "complex") and not isinstance(record.get("value", ""), str):
         raise fail(f"value {name!r}: value must be text")
+
+
+def _finite_number(item: Any) -> bool:
+    """A JSON number that converts to a finite float (a huge integer overflows instead)."""
+    if not isinstance(item, (int, float)) or isinstance(item, bool):
+        return False
+    try:
+        return math.isfinite(float(item))
+    except OverflowError:
+        return False
 
 
 def _text(value: Any) -> str:
