@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import keyword
 import shlex
 from typing import Any
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [name for name in names if not name.isidentifier()]
+    bad = [name for name in names if not name.isidentifier() or keyword.iskeyword(name)]
     if not names or bad:
         raise argparse.ArgumentTypeError(f"invalid --vars {text!r}: Python names separated by commas, e.g. loss,model")
     return names

@@ -13,6 +13,7 @@ that expression into an assignment to a private name and reads it back.
 from __future__ import annotations
 
 import ast
+import keyword
 import random
 import re
 import warnings
@@ -70,7 +71,7 @@ def _validate_names(names: Iterable[str] | None) -> list[str] | None:
     if not names:
         raise ValueError("vars must name at least one variable")
     for name in names:
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f"vars must be Python names separated by commas; {name!r} is not a name")
     return list(dict.fromkeys(names))
 
@@ -476,6 +477,11 @@ def _capture_last_expression(code: str, tree: ast.Module) -> tuple[str, bool]:
     return rewritten.decode("utf-8"), True
 
 
+def _line(code: str, lineno: int | None) -> str:
+    lines = code.splitlines()
+    return lines[lineno - 1].strip() if lineno and 0 < lineno <= len(lines) else ""
+
+
 def rerun_cell(
     shell: Any,
     cell: str,
@@ -504,8 +510,15 @@ def rerun_cell(
     code = shell.transform_cell(cell)
     try:
         tree = ast.parse(code)
+        # `return`/`yield` at top level parse but do not compile: say so in the user's code, not the rewrite.
+        compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     except SyntaxError as error:
-        raise ValueError(f"the cell does not parse, so nothing ran: {error.msg} (line {error.lineno})") from None
+        line = _line(code, error.lineno)
+        raise ValueError(
+            f"the cell does not parse, so nothing ran: SyntaxError: {error.msg} (line {error.lineno}"
+            + (f": {line}" if line else "")
+            + ")"
+        ) from None
     saved = _prepare_files(save, check)
     seed = _resolve_seed(seed, state, saved, cell=True)
     namespace = shell.user_ns

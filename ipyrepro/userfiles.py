@@ -93,20 +93,20 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str = "fil
 
 
 def _require_regular(mode: int, where: str) -> None:
-    if stat.S_ISREG(mode):
-        return
-    kind = (
-        "a folder"
-        if stat.S_ISDIR(mode)
-        else "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "not a regular file"
-    )
-    raise PathProblem(f"{where} is {kind}; give a regular file")
+    if not stat.S_ISREG(mode):
+        raise PathProblem(f"{where} is {_kind(mode)}; give a regular file")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def temporary_prefix(target: Path) -> str:
@@ -135,7 +135,7 @@ def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:
     if mode is not None and stat.S_ISDIR(mode):
         raise PathProblem(f"{where}: it is a folder; give a file name")
     if mode is not None and not stat.S_ISREG(mode):
-        raise PathProblem(f"{where}: it exists and is not a regular file")
+        raise PathProblem(f"{where}: it is {_kind(mode)}, not a regular file")
     folder = target.parent
     try:
         folder_mode = folder.stat().st_mode
