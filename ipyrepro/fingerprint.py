@@ -38,6 +38,21 @@ _DIGEST = re.compile(r"xxh3_128:[0-9a-f]{32}")  # matched with fullmatch: no tra
 _KINDS = ("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported")
 _STAT_KEYS = ("min", "max", "mean", "abs_mean")
 _COUNT_KEYS = ("numel", "nan", "posinf", "neginf")
+# dtypes without sum/aminmax kernels on CPU, and the dtype their statistics are taken in (exact but for uint64).
+_WIDEN_FOR_STATS = {
+    getattr(torch, name): widened
+    for name, widened in (
+        ("uint16", torch.int64),
+        ("uint32", torch.int64),
+        ("uint64", torch.float64),
+        ("float8_e4m3fn", torch.float32),
+        ("float8_e4m3fnuz", torch.float32),
+        ("float8_e5m2", torch.float32),
+        ("float8_e5m2fnuz", torch.float32),
+        ("float8_e8m0fnu", torch.float32),
+    )
+    if hasattr(torch, name)
+}
 STATS_SLACK = 1e-5  # relative: float32 sums taken in another order can differ by this much
 
 
@@ -127,6 +142,8 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
         tensor = torch.view_as_real(tensor.resolve_conj())
     if tensor.dtype == torch.bool:
         tensor = tensor.to(torch.uint8)
+    elif tensor.dtype in _WIDEN_FOR_STATS:  # no sum/aminmax for them: summarise them widened
+        tensor = tensor.to(_WIDEN_FOR_STATS[tensor.dtype])
     stats: dict[str, Any] = {"numel": tensor.numel(), "nan": 0, "posinf": 0, "neginf": 0}
     if tensor.numel() == 0:
         return {**stats, **dict.fromkeys(_STAT_KEYS)}
@@ -148,19 +165,26 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
         absolute = tensor.abs().sum() if tensor.dtype != torch.uint8 else total
     count = tensor.numel()
     values = [low.item(), high.item(), total.item() / count, absolute.item() / count]
+    if not all(math.isfinite(value) for value in values[2:]):  # the sum overflowed its accumulator
+        scaled = tensor.to(torch.float64) / count  # each term <= max / count: the sums stay finite
+        values[2:] = [scaled.sum().item(), scaled.abs().sum().item()]
     return {**stats, **dict(zip(_STAT_KEYS, (float(v) for v in values)))}
 
 
 def leaf_record(leaf: Any) -> dict[str, Any]:
     """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs."""
     if isinstance(leaf, torch.Tensor):
+        try:
+            digest = tensor_digest(leaf)
+        except (RuntimeError, NotImplementedError, TypeError) as error:  # e.g. sub-byte dtypes: no bytes to read
+            return {"kind": "unsupported", "why": f"torch cannot read {leaf.dtype} values here ({_first_line(error)})"}
         return {
             "kind": "tensor",
             "dtype": str(leaf.dtype),
             "shape": list(leaf.shape),
             "device": str(leaf.device),
-            "digest": tensor_digest(leaf),
-            "stats": tensor_stats(leaf) if leaf.layout == torch.strided else None,
+            "digest": digest,
+            "stats": _stats_or_none(leaf) if leaf.layout == torch.strided else None,
         }
     if isinstance(leaf, np.ndarray):
         try:
@@ -176,7 +200,7 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "dtype": leaf.dtype.str,
             "shape": list(leaf.shape),
             "digest": digest,
-            "stats": tensor_stats(tensor) if tensor is not None else None,
+            "stats": _stats_or_none(tensor) if tensor is not None else None,
         }
     if isinstance(leaf, np.generic):
         return leaf_record(leaf.item()) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
@@ -200,6 +224,21 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
     if isinstance(leaf, _Unsupported):
         return {"kind": "unsupported", "why": leaf.why}
     return _unsupported(leaf)
+
+
+def _stats_or_none(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """Statistics for tolerance checks, or None where torch has no kernels for the dtype (digests still work)."""
+    try:
+        stats = tensor_stats(tensor)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    numbers = [stats[key] for key in _STAT_KEYS if stats[key] is not None]
+    return stats if all(math.isfinite(number) for number in numbers) else None  # the file holds finite JSON only
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _unsupported(leaf: Any) -> dict[str, Any]:
