@@ -13,11 +13,15 @@ that expression into an assignment to a private name and reads it back.
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import random
 import re
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -129,7 +133,52 @@ class _Runner:
     def notes(self) -> list[str]:
         return []
 
+    def interrupted(self) -> str | None:
+        """After a KeyboardInterrupt: make the namespace whole and say in which state it is (None: nothing to do)."""
+        return None
 
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[list[int]]:
+    """Hold Ctrl-C while the namespace is put back together, so it is never left half restored.
+
+    Only the main thread can handle signals; elsewhere this defers nothing. Yields the signals
+    that arrived, for the caller to act on once the namespace is whole.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except (ValueError, OSError, TypeError):
+        yield caught
+        return
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interruptible(run_all: Callable[..., CompareReport]) -> Callable[..., CompareReport]:
+    """A KeyboardInterrupt anywhere in the runs leaves the namespace as before the cell or as after one
+    complete run, never a mix; the re-raised KeyboardInterrupt says which."""
+
+    @functools.wraps(run_all)
+    def wrapper(runner: _Runner, **kwargs: Any) -> CompareReport:
+        try:
+            return run_all(runner, **kwargs)
+        except KeyboardInterrupt:
+            with _interrupts_deferred():
+                where = runner.interrupted()
+            if where is None:
+                raise
+            raise KeyboardInterrupt(f"%%repro was interrupted; {where}") from None
+
+    return wrapper
+
+
+@_interruptible
 def _run_all(
     runner: _Runner,
     *,
@@ -348,8 +397,13 @@ class _CellRunner(_Runner):
         self._rng: tuple[Any, ...] | None = None
         self._auto: set[str] | None = None
         self._discovered: dict[str, Any] = {}  # names the AST missed -> what they were bound to before
+        self._restore_failures: list[str] = []
+        self._run: int | None = None  # the run prepared last, of how many
+        self._runs: int | None = None
+        self._completed: int | None = None  # the last run whose cell finished
 
     def prepare(self, run: int, runs: int) -> None:
+        self._run, self._runs = run, runs
         if self.snapshot is None:
             return
         if run < runs:
@@ -391,6 +445,7 @@ class _CellRunner(_Runner):
             values = {name: value for name, value in values.items() if name in self._auto}
         if self.snapshot is None:  # the next run mutates the same objects: keep this run's values apart
             values, _ = _deep_copy_all(values)
+        self._completed = self._run
         return values
 
     explicit: tuple[str, ...] = ()
@@ -406,6 +461,12 @@ class _CellRunner(_Runner):
                 self._discovered[name] = previous  # put back if a later run raises
 
     def recover(self, run: int, runs: int) -> None:
+        with _interrupts_deferred() as caught:
+            self._recover(run, runs)
+        if caught:  # Ctrl-C during the restore: it is whole now, so honour the interrupt
+            raise KeyboardInterrupt
+
+    def _recover(self, run: int, runs: int) -> None:
         self.ns.pop(_LAST, None)
         if self.snapshot is None:
             return
@@ -414,10 +475,23 @@ class _CellRunner(_Runner):
                 self.ns.pop(name, None)
             else:
                 self.ns[name] = value
-        if run < runs:
-            self.snapshot.restore_originals(self.ns)  # untouched: exactly as before the cell
-        else:
-            self.snapshot.restore(self.ns)
+        self.snapshot.restore_originals(self.ns)  # every name bound to the very object it had before the cell
+        if run == runs:  # the last run worked on those objects: put their contents back in place
+            for kind, why in self.snapshot.restore_contents().items():
+                text = f"a {kind} could not be put back as it was ({why})"
+                if text not in self._restore_failures:
+                    self._restore_failures.append(text)
+
+    def interrupted(self) -> str | None:
+        if self.snapshot is None:
+            self.ns.pop(_LAST, None)
+            return "with --no-restore the namespace keeps what the runs so far left"
+        if self._run is not None and self._completed == self._runs:
+            self.ns.pop(_LAST, None)
+            return "the namespace is as after one complete run (the last); the comparison did not finish"
+        if self._run is not None:
+            self._recover(self._run, self._runs or self._run)
+        return "the namespace was restored to its state before the cell"
 
     def begin_diagnosis(self) -> None:
         assert self.snapshot is not None
@@ -428,15 +502,18 @@ class _CellRunner(_Runner):
         self._keep_output = self.output
 
     def end_diagnosis(self) -> None:
-        self.ns.pop(_LAST, None)
-        for name, value in self._after.items():
-            if value is _ABSENT:
-                self.ns.pop(name, None)
-            else:
-                self.ns[name] = value
-        if self._rng is not None:
-            _set_rng_state(self._rng)
-        self.output = self._keep_output
+        with _interrupts_deferred() as caught:
+            self.ns.pop(_LAST, None)
+            for name, value in self._after.items():
+                if value is _ABSENT:
+                    self.ns.pop(name, None)
+                else:
+                    self.ns[name] = value
+            if self._rng is not None:
+                _set_rng_state(self._rng)
+            self.output = self._keep_output
+        if caught:
+            raise KeyboardInterrupt
 
     def show_output(self) -> None:
         if self.output is not None:
@@ -459,6 +536,7 @@ class _CellRunner(_Runner):
         else:
             for name, why in self.snapshot.not_copied.items():
                 notes.append(f"{name} could not be copied ({why}); it was not restored between runs.")
+            notes += self._restore_failures
         return notes
 
 
