@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import os
 import shlex
 from typing import Any
 
@@ -109,6 +110,19 @@ def build_cell_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raised_by_ipyrepro(error: BaseException) -> bool:
+    """Whether ipyrepro's own validation raised `error` (a usage error), not a library or a seeder plugin."""
+    if getattr(error, "ipyrepro_seeder", None) is not None:
+        return False
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return True
+    package = os.path.dirname(os.path.abspath(__file__))
+    return os.path.abspath(traceback.tb_frame.f_code.co_filename).startswith(package + os.sep)
+
+
 @magics_class
 class ReproMagics(Magics):
     """The `%repro` magic, a thin face over one ReproState."""
@@ -142,6 +156,8 @@ class ReproMagics(Magics):
         try:
             return getattr(self, f"_{command}")(args)
         except ValueError as error:  # the API validates too: report it the same way
+            if not _raised_by_ipyrepro(error):  # a library's or a plugin's error is reported as itself
+                raise
             raise UsageError(f"%repro {command}: {error}") from error
 
     def _status(self, args: argparse.Namespace) -> Any:
@@ -233,4 +249,6 @@ class ReproMagics(Magics):
                 state=self.state,
             )
         except ValueError as error:  # bad files and arguments, found before anything ran
+            if not _raised_by_ipyrepro(error):  # a library's or a seeder plugin's error is reported as itself
+                raise
             raise UsageError(f"%%repro: {error}") from error

@@ -13,6 +13,7 @@ that expression into an assignment to a private name and reads it back.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import keyword
 import random
@@ -174,6 +175,13 @@ def _interruptible(run_all: Callable[..., CompareReport]) -> Callable[..., Compa
             if where is None:
                 raise
             raise KeyboardInterrupt(f"%%repro was interrupted; {where}") from None
+        except BaseException as error:  # e.g. a seeder plugin raised between runs: same promise, own error
+            with _interrupts_deferred():
+                where = runner.interrupted()
+            if where is not None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    error.add_note(f"(%%repro stopped: {where})")
+            raise
 
     return wrapper
 
