@@ -202,3 +202,40 @@ def test_fuzzed_cell_magic_arguments_run_or_change_nothing(
         return
     if report is not None:  # None: -h printed help
         assert shell.user_ns["marker"] >= 1
+
+
+_LINE_WORDS = st.sampled_from(
+    ["on", "off", "seed", "reseed", "status", "--seed", "--json", "--warn-only", "--cublas", ":4096:8", ":16:8"]
+    + ["--reseed", "cell", "fixed", "-1", "0", "7", "4294967296", "None", "1e3", "-h", "--", "''"]
+)
+
+
+@FUZZ
+@given(tokens=st.lists(_LINE_WORDS | _TOKEN, max_size=5))
+def test_fuzzed_repro_lines_apply_or_change_nothing(ip: Any, tokens: list[str]) -> None:
+    from ipyrepro.flags import Flags
+    from ipyrepro.state import STATE
+
+    line = " ".join(tokens)
+    if tokens and tokens[0] in ("env", "panel"):
+        return  # slow reports that change nothing; covered by their own tests
+    before = (
+        STATE.enabled,
+        STATE.seed,
+        STATE.reseed,
+        STATE.saved,
+        Flags.read(),
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    try:
+        ip.run_line_magic("repro", line)
+    except UsageError:
+        after = (
+            STATE.enabled,
+            STATE.seed,
+            STATE.reseed,
+            STATE.saved,
+            Flags.read(),
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        )
+        assert after == before, line
