@@ -243,6 +243,7 @@ def _run_all(
         try:
             report.saved = fp.save(save, records, seed=seed, runs=runs, reproducible=not report.differences)
         except OSError as error:
+            runner.show_output()  # the runs happened: their output is not lost with the file
             raise fp.FingerprintFileError(f"could not write {save!r}: {error}") from error
         if report.differences:
             report.notes.append("the runs differed; the saved digests are run 1's")
@@ -625,7 +626,12 @@ def rerun_cell(
             tuple(name for name in (*touched.bound, *(explicit or ())) if name not in ignore),
             tuple(name for name in (*touched.read, *(explicit or ())) if name not in ignore),
         )
-        snapshot = Snapshot.take(namespace, tracked)
+        try:
+            snapshot = Snapshot.take(namespace, tracked)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                "%%repro was interrupted while taking its snapshot; nothing ran and the namespace is as before the cell"
+            ) from None
         report.snapshot_bytes, report.snapshot_by_device = snapshot.nbytes, snapshot.bytes_by_device
         report.snapshot_names = list(snapshot.copies)
         large = oversized(snapshot.bytes_by_device, SNAPSHOT_WARN_BYTES)
