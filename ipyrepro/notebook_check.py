@@ -144,6 +144,14 @@ def _validate_cell(cell: Any, index: int, path: Path) -> None:
     cell_id = cell.get("id")
     if cell_id is not None and not isinstance(cell_id, str):
         raise fail('"id"', "text", cell_id)
+    for field_name, texts in (('"source"', [source] if isinstance(source, str) else source), ('"id"', [cell_id or ""])):
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escaped in the JSON: no kernel could be sent it
+                raise NotebookError(
+                    f"{path} is malformed: cell {index}'s {field_name} holds invalid Unicode (a lone surrogate)"
+                ) from None
 
 
 def _json_type(value: Any) -> str:

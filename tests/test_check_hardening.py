@@ -55,6 +55,7 @@ def code(source: object = "1", **fields) -> dict:
         (notebook([code()], metadata=[]), 'the notebook\'s "metadata" must be an object, not a list'),
         (notebook([code()], metadata={"kernelspec": "python3"}), "metadata.kernelspec must be an object, not text"),
         (notebook([code()], metadata={"kernelspec": {"name": 3}}), "metadata.kernelspec.name must be a kernel name"),
+        (notebook([code(source=["ok", "\ud800"])]), 'cell 0\'s "source" holds invalid Unicode'),
     ],
 )
 def test_malformed_notebooks_are_usage_errors_naming_cell_and_field(
@@ -75,7 +76,7 @@ def test_deeply_nested_json_is_a_usage_error(tmp_path: Path, capsys) -> None:
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5) | st.just("\udc80"),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=12,
 )
@@ -84,7 +85,7 @@ _CELL_FIELDS = st.fixed_dictionaries(
     optional={
         "cell_type": st.sampled_from(["code", "markdown", "raw"]) | _JSON,
         "id": st.text(max_size=5) | _JSON,
-        "source": st.text(max_size=10) | st.lists(st.text(max_size=5), max_size=3) | _JSON,
+        "source": st.text(max_size=10) | st.lists(st.text(max_size=5) | st.just("a\ud800"), max_size=3) | _JSON,
         "metadata": st.fixed_dictionaries({}, optional={"tags": st.lists(st.text(max_size=5)) | _JSON}) | _JSON,
     },
 )
