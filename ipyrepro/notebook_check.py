@@ -112,10 +112,10 @@ def _notebook_metadata(notebook: dict[str, Any], path: Path) -> dict[str, Any]:
                 f"{path} is malformed: metadata.kernelspec must be an object, not {_json_type(kernelspec)}"
             )
         name = kernelspec.get("name")
-        if name is not None and (not isinstance(name, str) or not name):
+        if name is not None and (not isinstance(name, str) or not name or not name.isprintable()):
             raise NotebookError(
                 f"{path} is malformed: metadata.kernelspec.name must be a kernel name (text), "
-                f"not {_json_type(name)}; pass --kernel NAME to choose one"
+                f"not {repr(name) if isinstance(name, str) else _json_type(name)}; pass --kernel NAME to choose one"
             )
     return metadata
 

@@ -109,6 +109,7 @@ def test_fuzzed_notebook_json_loads_or_is_a_notebook_error(tmp_path: Path, cells
     assert isinstance(meta, dict)
     for cell in loaded:
         assert isinstance(cell.source, str) and isinstance(cell.cell_id, str)
+        cell.source.encode("utf-8"), cell.cell_id.encode("utf-8")  # sendable to a kernel
         assert all(isinstance(tag, str) for tag in cell.tags)
 
 
