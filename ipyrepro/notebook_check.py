@@ -279,6 +279,8 @@ def short_diff(a: str, b: str, first: int, other: int) -> str:
         if budget[line[0]]:
             shown.append(line)
             budget[line[0]] -= 1
+    if not body:  # the same lines: the texts differ only in line endings or a final newline
+        return f"      run {first} and run {other} differ only in line endings or a final newline"
     hidden = len(body) - (len(shown) - 2)
     if hidden:
         shown.append(f"... ({hidden} more differing lines; --json has the full diff)")

@@ -184,6 +184,9 @@ def test_a_long_difference_shows_lines_of_both_runs() -> None:
 @given(a=st.lists(st.text(max_size=8), max_size=30), b=st.lists(st.text(max_size=8), max_size=30))
 def test_a_difference_always_shows_both_sides_when_both_have_lines(a: list[str], b: list[str]) -> None:
     text_a, text_b = "\n".join(a), "\n".join(b)
+    if text_a != text_b:
+        assert short_diff(text_a, text_b, 1, 2).strip()  # never an empty detail for texts that differ
+        assert short_diff(text_a, text_a + "\n", 1, 2).strip()
     shown = short_diff(text_a, text_b, 1, 2).splitlines()[2:]
     body = [line.strip() for line in shown if not line.strip().startswith("...")]
     lines_a, lines_b = text_a.splitlines(), text_b.splitlines()
