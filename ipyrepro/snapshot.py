@@ -9,6 +9,7 @@ Functions defined in the notebook add the globals their code reads, since callin
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import inspect
 import os
@@ -282,7 +283,22 @@ def _deep_copy_all(
         except Exception as error:
             copies[name] = value
             failures[name] = f"{type(error).__name__}: {error}".split("\n")[0]
+    _copy_gradients(memo)
     return copies, failures
+
+
+def _copy_gradients(memo: dict[int, Any]) -> None:
+    """`nn.Parameter` copies drop `.grad`: give them a copy of it, so a run that accumulates into
+    existing gradients starts from them (and a failed last run can put them back)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for original in list(memo.get(id(memo), [])):
+        if isinstance(original, torch.Tensor) and original.grad is not None:
+            copied = memo.get(id(original))
+            if isinstance(copied, torch.Tensor) and copied is not original and copied.grad is None:
+                with contextlib.suppress(RuntimeError, TypeError):  # a grad the copy cannot take: none
+                    copied.grad = copy.deepcopy(original.grad, memo)
 
 
 def _copy(value: Any, memo: dict[int, Any]) -> Any:

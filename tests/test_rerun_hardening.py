@@ -149,3 +149,20 @@ def test_an_interrupt_while_comparing_the_last_run_leaves_one_complete_run(shell
     assert ns["model"] is ns["alias"] and ns["model"].weight is ns["weight"] and ns["model"].extra == 1
     assert not torch.equal(ns["weight"], ns["w0"])  # exactly one training step
     assert ns["opt"].param_groups[0]["params"][0] is ns["weight"]
+
+
+def test_existing_gradients_are_part_of_the_state_each_run_starts_from(shell: Any) -> None:
+    """A cell that accumulates into gradients from before the cell (no zero_grad) reproduces, and a
+    failed last run puts those gradients back (nn.Parameter's own deepcopy drops .grad)."""
+    shell.run_cell("model(torch.ones(1, 2)).sum().backward()\ngrad = model.weight.grad\ng0 = grad.clone()")
+    cell = "model(torch.ones(1, 2)).sum().backward()\nopt.step()\nw = model.weight.detach().clone()\n"
+    report = shell.run_cell_magic("repro", "--runs 2", cell)
+    assert report.ok, str(report)
+    shell.run_cell("model.weight.grad = grad\ngrad.copy_(g0)\nweight.data.copy_(w0)\nopt.state.clear()")
+    report = shell.run_cell_magic("repro", "--runs 2", cell + "if tick() == 2:\n    raise ValueError('bad batch')")
+    assert report.error is not None and report.error.run == 2
+    ns = shell.user_ns
+    assert ns["model"].weight.grad is ns["grad"] and torch.equal(ns["grad"], ns["g0"])
+    assert torch.equal(ns["weight"], ns["w0"])
+    for name in ("grad", "g0", "w"):
+        ns.pop(name, None)
