@@ -20,7 +20,7 @@ from typing import Any
 
 from .flags import validate_cublas_value
 from .seeding import validate_seed
-from .userfiles import PathProblem, describe, expand
+from .userfiles import PathProblem, describe, expand, read_regular_file
 
 DEFAULT_NAME = "ipyrepro"
 _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts as a kernel name
@@ -105,9 +105,11 @@ def uninstall(name: str, *, prefix: str | os.PathLike[str] | None = None) -> Pat
     """Remove a kernelspec that `install` wrote; refuses any other (use `jupyter kernelspec remove`)."""
     _validate_name(name, force=True)  # the same names as install: never a path such as ../../victim
     folder = _find(name, prefix)
-    try:
-        spec = json.loads((folder / "kernel.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # bounded, regular files only: a kernel.json that is a FIFO or a device must not hang us
+        spec = json.loads(read_regular_file(folder / "kernel.json", 1 << 20, "kernel.json").decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        spec = {}
+    if not isinstance(spec, dict):
         spec = {}
     if "ipyrepro" not in (spec.get("metadata") or {}):
         raise ValueError(

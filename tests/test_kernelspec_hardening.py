@@ -77,3 +77,14 @@ def test_fuzzed_names_install_into_the_kernels_folder_or_are_refused(tmp_path: P
         kernelspec.uninstall(name, prefix=prefix)
     after = {path for path in tmp_path.rglob("*") if kernels(prefix) not in path.parents}
     assert after - {prefix, prefix / "share", prefix / "share" / "jupyter", kernels(prefix)} <= outside
+
+
+@pytest.mark.timeout(30)
+def test_uninstall_never_reads_a_kernel_json_that_is_not_a_regular_file(tmp_path: Path, capsys) -> None:
+    import os
+
+    folder = kernels(tmp_path) / "fifo-kernel"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "kernel.json")
+    assert main(["kernel", "uninstall", "fifo-kernel", "--prefix", str(tmp_path)]) == 2
+    assert "not installed by ipyrepro" in capsys.readouterr().err and folder.is_dir()
