@@ -66,8 +66,8 @@ def _restore(original: Any, copy: Any, inverse: dict[int, Any]) -> None:
         items = [_translate(item, inverse) for item in copy]
         original.clear()
         (original.extend if not isinstance(original, set) else original.update)(items)
-    elif not hasattr(original, "__dict__") and not _slots(type(original)):
-        _restore_by_state(original, copy, inverse)
+    elif _custom_reduce(type(original)) or (not hasattr(original, "__dict__") and not _slots(type(original))):
+        _restore_by_state(original, copy, inverse)  # generators and C types: their state is not in __dict__
         return
     if hasattr(original, "__dict__") and not isinstance(original, type):
         state = {key: _translate(item, inverse) for key, item in vars(copy).items()}
@@ -104,9 +104,16 @@ def _restore_by_state(original: Any, copy: Any, inverse: dict[int, Any]) -> None
     """Objects without a __dict__ (generators, C types): through their pickling state."""
     reduced = copy.__reduce_ex__(4)
     state = reduced[2] if isinstance(reduced, tuple) and len(reduced) > 2 else None
-    if state is None or not hasattr(original, "__setstate__"):
-        raise TypeError(f"{type(original).__qualname__} has no state to restore in place")
+    if state is None:
+        return  # all its state lives in objects it refers to, restored through their own pairs
+    if not hasattr(original, "__setstate__"):
+        raise TypeError(f"{type(original).__qualname__} has no way to take its state back in place")
     original.__setstate__(_translate(state, inverse))
+
+
+def _custom_reduce(kind: type) -> bool:
+    """A class that pickles through its own __reduce__ keeps state outside __dict__ (e.g. random.Random)."""
+    return kind.__reduce_ex__ is not object.__reduce_ex__ or kind.__reduce__ is not object.__reduce__
 
 
 def _slots(kind: type) -> list[str]:

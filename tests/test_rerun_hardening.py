@@ -166,3 +166,37 @@ def test_existing_gradients_are_part_of_the_state_each_run_starts_from(shell: An
     assert torch.equal(ns["weight"], ns["w0"])
     for name in ("grad", "g0", "w"):
         ns.pop(name, None)
+
+
+def test_restoring_in_place_covers_generators_arrays_and_containers() -> None:
+    import copy
+    import random
+
+    import numpy as np
+
+    from ipyrepro.snapshot import CellNames, Snapshot
+
+    objects = np.empty(2, dtype=object)
+    objects[:] = [[1], [2]]
+    ns: dict[str, Any] = {
+        "r": random.Random(1),
+        "g": np.random.default_rng(1),
+        "rs": np.random.RandomState(1),
+        "tg": torch.Generator().manual_seed(1),
+        "d": {"a": [1, 2]},
+        "s": {1, 2},
+        "arr": np.arange(3),
+        "objects": objects,
+    }
+    ns["alias"] = ns["d"]["a"]
+    snapshot = Snapshot.take(ns, CellNames((), tuple(ns)))
+    twins = copy.deepcopy({key: ns[key] for key in ("r", "g", "rs", "tg")})
+    ns["r"].random(), ns["g"].random(), ns["rs"].random_sample(), torch.rand(5, generator=ns["tg"])
+    ns["d"]["a"].append(3), ns["s"].add(5), ns["objects"][0].append(7)
+    ns["arr"][0] = 9
+    assert snapshot.restore_contents() == {}
+    assert ns["r"].random() == twins["r"].random() and ns["g"].random() == twins["g"].random()
+    assert ns["rs"].random_sample() == twins["rs"].random_sample()
+    assert torch.equal(torch.rand(2, generator=ns["tg"]), torch.rand(2, generator=twins["tg"]))
+    assert ns["d"] == {"a": [1, 2]} and ns["alias"] is ns["d"]["a"] and ns["s"] == {1, 2}
+    assert ns["arr"].tolist() == [0, 1, 2] and ns["objects"].tolist() == [[1], [2]]
