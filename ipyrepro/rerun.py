@@ -166,9 +166,9 @@ def _interruptible(run_all: Callable[..., CompareReport]) -> Callable[..., Compa
     complete run, never a mix; the re-raised KeyboardInterrupt says which."""
 
     @functools.wraps(run_all)
-    def wrapper(runner: _Runner, **kwargs: Any) -> CompareReport:
+    def wrapper(runner: _Runner, *args: Any, **kwargs: Any) -> CompareReport:
         try:
-            return run_all(runner, **kwargs)
+            return run_all(runner, *args, **kwargs)
         except KeyboardInterrupt:
             with _interrupts_deferred():
                 where = runner.interrupted()
