@@ -105,7 +105,12 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         description="Exit 0 when every run matched, 1 when outputs differed, 2 on usage or execution errors.",
     )
     check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
-    check.add_argument("--runs", type=arguments.runs, default=2, help="how many fresh kernels to run it in (default 2)")
+    check.add_argument(
+        "--runs",
+        type=arguments.compared_runs,
+        default=2,
+        help="how many fresh kernels to run it in (2 or more; default 2)",
+    )
     check.add_argument(
         "--seed", type=arguments.seed, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
     )
