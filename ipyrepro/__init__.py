@@ -12,6 +12,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .causes import Cause
     from .controlpanel import ReproPanel
     from .envreport import EnvReport
     from .report import CompareReport
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
 # plugin, which pytest loads in every session) does not import torch.
 _LAZY = {
+    "Cause": "causes",
     "CompareReport": "report",
     "compare": "rerun",
     "derive_cell_seed": "seeding",
@@ -54,6 +56,7 @@ sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 __all__ = [
+    "Cause",
     "CompareReport",
     "ReproWarning",
     "Status",

@@ -76,6 +76,7 @@ def _check(args: argparse.Namespace) -> int:
             reseed=args.reseed,
             progress=progress,
             jobs=args.jobs,
+            causes=not args.no_causes,
         )
     except NotebookError as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -105,7 +106,12 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         description="Exit 0 when every run matched, 1 when outputs differed, 2 on usage or execution errors.",
     )
     check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
-    check.add_argument("--runs", type=arguments.runs, default=2, help="how many fresh kernels to run it in (default 2)")
+    check.add_argument(
+        "--runs",
+        type=arguments.compared_runs,
+        default=2,
+        help="how many fresh kernels to run it in (2 or more; default 2)",
+    )
     check.add_argument(
         "--seed", type=arguments.seed, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
     )
@@ -159,6 +165,11 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         type=arguments.tolerance,
         default=0.0,
         help="absolute tolerance for numbers inside text outputs (default 0: exact)",
+    )
+    check.add_argument(
+        "--no-causes",
+        action="store_true",
+        help="when something differs, do not run the one extra kernel that names each cause at its line",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -27,6 +27,8 @@ MATCHED = (IDENTICAL, CLOSE, SINGLE)
 _RANK = {SINGLE: 0, IDENTICAL: 0, CLOSE: 1, NOT_COMPARABLE: 2, DIFFERS: 3, MISSING: 3}
 
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# Integer dtypes torch compares natively; any other dtype (uint16/32/64 and bits* have no != on CPU) by its bits.
+_NATIVE_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def rank(status: str) -> int:
@@ -215,28 +217,51 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance 
         ("dtype", a.dtype, b.dtype),
         ("shape", tuple(a.shape), tuple(b.shape)),
         ("device", a.device, b.device),
+        ("layout", a.layout, b.layout),
     ):
         if x != y:
             return Outcome(DIFFERS, path, f"{what} {x} vs {y}")
     if a.device.type == "meta":
         return Outcome(NOT_COMPARABLE, path, "meta tensors hold no data")
-    if a.is_sparse:
-        a, b = a.coalesce(), b.coalesce()
-        indices = compare_tensors(a.indices(), b.indices(), f"{path}.indices()")
-        return indices if not indices.matched else compare_tensors(a.values(), b.values(), f"{path}.values()", tol)
-    if a.layout != torch.strided:
-        return Outcome(NOT_COMPARABLE, path, f"layout {a.layout} is not supported; compare .to_dense()")
-    if a.is_quantized:
-        a, b = a.dequantize(), b.dequantize()
-    if _bits_equal(a, b):
-        return Outcome(IDENTICAL, path, total=a.numel())
-    return _tensor_detail(a, b, path, tol)
+    try:
+        if a.is_sparse:
+            a, b = a.coalesce(), b.coalesce()
+            indices = compare_tensors(a.indices(), b.indices(), f"{path}.indices()")
+            return indices if not indices.matched else compare_tensors(a.values(), b.values(), f"{path}.values()", tol)
+        if a.layout in _COMPRESSED:
+            return _compare_compressed(a, b, path, tol)
+        if a.layout != torch.strided:
+            return Outcome(NOT_COMPARABLE, path, f"layout {a.layout} is not supported; compare .to_dense()")
+        if a.is_quantized:
+            a, b = a.dequantize(), b.dequantize()
+        if _bits_equal(a, b):
+            return Outcome(IDENTICAL, path, total=a.numel())
+        return _tensor_detail(a, b, path, tol)
+    except (RuntimeError, NotImplementedError, TypeError) as error:  # a dtype torch has few kernels for
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Outcome(NOT_COMPARABLE, path, f"torch cannot compare {a.dtype} values on {a.device} ({why})")
+
+
+_COMPRESSED = tuple(
+    getattr(torch, name) for name in ("sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc") if hasattr(torch, name)
+)
+
+
+def _compare_compressed(a: torch.Tensor, b: torch.Tensor, path: str, tol: Tolerance) -> Outcome:
+    """CSR/CSC/BSR/BSC: the same layout and the same dense values (the index arrays follow from them)."""
+    if a.layout != b.layout:
+        return Outcome(DIFFERS, path, f"layout {a.layout} vs {b.layout}")
+    try:
+        dense_a, dense_b = a.to_dense(), b.to_dense()
+    except (RuntimeError, NotImplementedError) as error:
+        return Outcome(NOT_COMPARABLE, path, f"layout {a.layout} cannot be made dense here ({error})")
+    return compare_tensors(dense_a, dense_b, f"{path}.to_dense()", tol)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     if t.is_complex():
         t = torch.view_as_real(t)
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
+    if t.dtype not in _NATIVE_INTEGERS:
         return t.view(_BITS[t.element_size()])
     return t
 
@@ -380,10 +405,18 @@ def _compare_arrays(a: np.ndarray, b: np.ndarray, path: str, tol: Tolerance) -> 
         ta = tb = None
     if ta is not None:
         return compare_tensors(ta, tb, path, tol)
+    if a.dtype == object:
+        return _compare_object_arrays(a, b, path, tol)
     try:
-        equal = bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        # The same bytes are the same values (NaN and NaT included); else compare values, NaN/NaT equal.
+        equal = np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes() or bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fcmM")
+        )
     except (TypeError, ValueError):
-        equal = bool(np.array_equal(a, b))
+        try:
+            equal = bool(np.array_equal(a, b))
+        except Exception as error:  # e.g. structured arrays with object fields
+            return Outcome(NOT_COMPARABLE, path, f"arrays of dtype {a.dtype} cannot be compared ({error})")
     if equal:
         return Outcome(IDENTICAL, path, total=a.size)
     try:
@@ -392,6 +425,27 @@ def _compare_arrays(a: np.ndarray, b: np.ndarray, path: str, tol: Tolerance) -> 
         return Outcome(DIFFERS, path, count=count, total=a.size, first_index=first if a.ndim else None)
     except Exception:
         return Outcome(DIFFERS, path, f"arrays of dtype {a.dtype} differ")
+
+
+def _compare_object_arrays(a: np.ndarray, b: np.ndarray, path: str, tol: Tolerance) -> Outcome:
+    """Element by element, each compared as a value (an object array may hold arrays, lists, anything)."""
+    differing: list[tuple[tuple[int, ...], Outcome]] = []
+    for index in np.ndindex(a.shape):
+        outcome = compare_values(a[index], b[index], f"{path}[{', '.join(map(str, index))}]", tol)
+        if not outcome.matched:
+            differing.append((index, outcome))
+    if not differing:
+        return Outcome(IDENTICAL, path, total=a.size)
+    worst = max((outcome for _, outcome in differing), key=lambda outcome: _RANK[outcome.status])
+    index, first = differing[0]
+    return Outcome(
+        worst.status,
+        path,
+        f"{first.path}: {first.text()}",
+        count=len(differing),
+        total=a.size,
+        first_index=index if a.ndim else None,
+    )
 
 
 def _compare_floats(a: float, b: float, path: str, tol: Tolerance) -> Outcome:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .causes import Cause, Tracer, result, trace
 from .flags import CUBLAS_VAR, set_deterministic_algorithms
 from .status import Status
 from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
@@ -34,6 +35,7 @@ class Diagnosis:
     other_warnings: list[str] = field(default_factory=list)
     rerun: str = ""  # what happened to the rerun: "done", or why it was skipped or failed
     hints: list[str] = field(default_factory=list)
+    causes: list[Cause] = field(default_factory=list)  # strongest first, each at its line (see causes.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class Diagnosis:
             "other_warnings": self.other_warnings,
             "rerun": self.rerun,
             "hints": self.hints,
+            "causes": [cause.to_dict() for cause in self.causes],
         }
 
     def lines(self) -> list[str]:
@@ -125,24 +128,43 @@ def deterministic_warn_only() -> Iterator[_Collected]:
                 collected.other.append(line)
 
 
-def diagnose(status: Status, rerun: Callable[[], None] | None, skip_reason: str = "") -> Diagnosis:
-    """The settings from `status` (read before the runs), plus one rerun under deterministic warn-only mode.
+def diagnose(
+    status: Status,
+    rerun: Callable[[Callable[[], AbstractContextManager[None]]], None] | None,
+    skip_reason: str = "",
+    *,
+    cell_code: str | None = None,
+    cell_source: str | None = None,
+) -> Diagnosis:
+    """The settings from `status` (read before the runs), plus one rerun under deterministic warn-only mode,
+    traced to name the causes at their lines (`cell_code`: the code the rerun executes as a cell;
+    `cell_source`: the cell as written, whose lines the causes show).
 
-    `rerun` does the whole run (restore, seed, execute) and raises on failure.
+    `rerun(traced)` does the whole run (restore, seed, execute) and raises on failure; it wraps only the
+    part that runs the user's code in `with traced():`, so restoring and seeding are not traced.
     """
     diagnosis = Diagnosis(settings=nondeterministic_settings(status))
     if rerun is None:
         diagnosis.rerun = f"skipped: {skip_reason}"
     else:
+        tracers: list[Tracer] = []
+
+        @contextmanager
+        def traced() -> Iterator[None]:
+            with trace(cell_code, cell_source=cell_source) as tracer:
+                tracers.append(tracer)
+                yield
+
         with deterministic_warn_only() as collected:
             try:
-                rerun()
+                rerun(traced)
                 diagnosis.rerun = "done"
             except Exception as error:
                 diagnosis.rerun = f"failed: {type(error).__name__}: {error}".split("\n")[0]
+        diagnosis.causes = [cause for tracer in tracers for cause in result(tracer)]
         diagnosis.op_counts = collected.ops
         diagnosis.ops = list(collected.ops)
         diagnosis.other_warnings = collected.other
-    if not diagnosis.ops:
+    if not diagnosis.ops and not diagnosis.causes:
         diagnosis.hints.append(UNSEEDED_HINT)
     return diagnosis

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import xxhash
 
+from . import userfiles
 from .comparison import Tolerance, generator_state
 from .flags import Flags
 from .torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
@@ -33,10 +34,25 @@ FORMAT = "ipyrepro.fingerprint"
 VERSION = 1
 MAX_FILE_BYTES = 64 << 20
 _CHUNK = 64 << 20  # bytes per host copy when hashing a tensor that lives on an accelerator
-_DIGEST = re.compile(r"^xxh3_128:[0-9a-f]{32}$")
+_DIGEST = re.compile(r"xxh3_128:[0-9a-f]{32}")  # matched with fullmatch: no trailing newline
 _KINDS = ("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported")
 _STAT_KEYS = ("min", "max", "mean", "abs_mean")
 _COUNT_KEYS = ("numel", "nan", "posinf", "neginf")
+# dtypes without sum/aminmax kernels on CPU, and the dtype their statistics are taken in (exact but for uint64).
+_WIDEN_FOR_STATS = {
+    getattr(torch, name): widened
+    for name, widened in (
+        ("uint16", torch.int64),
+        ("uint32", torch.int64),
+        ("uint64", torch.float64),
+        ("float8_e4m3fn", torch.float32),
+        ("float8_e4m3fnuz", torch.float32),
+        ("float8_e5m2", torch.float32),
+        ("float8_e5m2fnuz", torch.float32),
+        ("float8_e8m0fnu", torch.float32),
+    )
+    if hasattr(torch, name)
+}
 STATS_SLACK = 1e-5  # relative: float32 sums taken in another order can differ by this much
 
 
@@ -126,6 +142,8 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
         tensor = torch.view_as_real(tensor.resolve_conj())
     if tensor.dtype == torch.bool:
         tensor = tensor.to(torch.uint8)
+    elif tensor.dtype in _WIDEN_FOR_STATS:  # no sum/aminmax for them: summarise them widened
+        tensor = tensor.to(_WIDEN_FOR_STATS[tensor.dtype])
     stats: dict[str, Any] = {"numel": tensor.numel(), "nan": 0, "posinf": 0, "neginf": 0}
     if tensor.numel() == 0:
         return {**stats, **dict.fromkeys(_STAT_KEYS)}
@@ -147,19 +165,26 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
         absolute = tensor.abs().sum() if tensor.dtype != torch.uint8 else total
     count = tensor.numel()
     values = [low.item(), high.item(), total.item() / count, absolute.item() / count]
+    if not all(math.isfinite(value) for value in values[2:]):  # the sum overflowed its accumulator
+        scaled = tensor.to(torch.float64) / count  # each term <= max / count: the sums stay finite
+        values[2:] = [scaled.sum().item(), scaled.abs().sum().item()]
     return {**stats, **dict(zip(_STAT_KEYS, (float(v) for v in values)))}
 
 
 def leaf_record(leaf: Any) -> dict[str, Any]:
     """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs."""
     if isinstance(leaf, torch.Tensor):
+        try:
+            digest = tensor_digest(leaf)
+        except (RuntimeError, NotImplementedError, TypeError) as error:  # e.g. sub-byte dtypes: no bytes to read
+            return {"kind": "unsupported", "why": f"torch cannot read {leaf.dtype} values here ({_first_line(error)})"}
         return {
             "kind": "tensor",
             "dtype": str(leaf.dtype),
             "shape": list(leaf.shape),
             "device": str(leaf.device),
-            "digest": tensor_digest(leaf),
-            "stats": tensor_stats(leaf) if leaf.layout == torch.strided else None,
+            "digest": digest,
+            "stats": _stats_or_none(leaf) if leaf.layout == torch.strided else None,
         }
     if isinstance(leaf, np.ndarray):
         try:
@@ -175,7 +200,7 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "dtype": leaf.dtype.str,
             "shape": list(leaf.shape),
             "digest": digest,
-            "stats": tensor_stats(tensor) if tensor is not None else None,
+            "stats": _stats_or_none(tensor) if tensor is not None else None,
         }
     if isinstance(leaf, np.generic):
         return leaf_record(leaf.item()) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
@@ -199,6 +224,21 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
     if isinstance(leaf, _Unsupported):
         return {"kind": "unsupported", "why": leaf.why}
     return _unsupported(leaf)
+
+
+def _stats_or_none(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """Statistics for tolerance checks, or None where torch has no kernels for the dtype (digests still work)."""
+    try:
+        stats = tensor_stats(tensor)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    numbers = [stats[key] for key in _STAT_KEYS if stats[key] is not None]
+    return stats if all(math.isfinite(number) for number in numbers) else None  # the file holds finite JSON only
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _unsupported(leaf: Any) -> dict[str, Any]:
@@ -282,7 +322,7 @@ def save(
     reproducible: bool,
 ) -> str:
     """Write atomically: a temporary file in the same folder, fsynced, then renamed over the target."""
-    target = Path(path).expanduser()
+    target = userfiles.validate_target(path, "fingerprint file")
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -294,7 +334,9 @@ def save(
         "values": records,
     }
     text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False, default=str)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=userfiles.temporary_prefix(target), suffix=userfiles.TEMPORARY_SUFFIX, dir=target.parent
+    )
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -308,32 +350,26 @@ def save(
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Fail before anything runs when `--save` could not write its file."""
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: it is a folder; give a file name")
-    folder = target.parent
-    if not folder.is_dir():
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: the folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise FingerprintFileError(f"cannot save to {str(target)!r}: the folder {str(folder)!r} is not writable")
+    """Fail before anything runs when `--save` could not write its file (temporary name included)."""
+    try:
+        userfiles.validate_target(path, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
 
 
 def load(path: str | os.PathLike) -> Saved:
     """Read and validate a saved file; any problem is a FingerprintFileError that names it."""
-    source = Path(path).expanduser()
-    where = f"fingerprint file {str(source)!r}"
     try:
-        size = source.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise FingerprintFileError(f"{where} is {size:,} bytes, more than the {MAX_FILE_BYTES:,} allowed")
-        raw = source.read_bytes()
-    except FileNotFoundError:
-        raise FingerprintFileError(f"{where} does not exist; write one first with `%%repro --save FILE`") from None
-    except IsADirectoryError:
-        raise FingerprintFileError(f"{where} is a folder, not a file") from None
-    except PermissionError:
-        raise FingerprintFileError(f"{where} cannot be read (permission denied)") from None
+        source = userfiles.expand(path, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
+    where = f"fingerprint file {str(source)!r}"
+    if userfiles.is_missing(source):
+        raise FingerprintFileError(f"{where} does not exist; write one first with `%%repro --save FILE`")
+    try:
+        raw = userfiles.read_regular_file(source, MAX_FILE_BYTES, "fingerprint file")
+    except userfiles.PathProblem as error:
+        raise FingerprintFileError(str(error)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -418,7 +454,7 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
         if not isinstance(record.get("why", ""), str):
             raise fail(f'value {name!r}: "why" must be text')
         return
-    if not isinstance(record.get("digest"), str) or not _DIGEST.match(record["digest"]):
+    if not isinstance(record.get("digest"), str) or not _DIGEST.fullmatch(record["digest"]):
         raise fail(f"value {name!r} has no valid digest (expected xxh3_128: and 32 hex digits)")
     if kind in ("tensor", "array"):
         shape = record.get("shape")
@@ -438,13 +474,15 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
             numbers = [stats.get(key) for key in _STAT_KEYS]
             if any(item is not None for item in numbers):  # all None: no finite element to summarise
                 for key, item in zip(_STAT_KEYS, numbers):
-                    if not isinstance(item, (int, float)) or isinstance(item, bool) or not math.isfinite(item):
-                        raise fail(f"value {name!r}: stats.{key} must be a finite number")
+                    if not _finite_number(item):
+                        raise fail(f"value {name!r}: stats.{key} must be a finite number a float can hold")
     elif kind == "float":
         try:
             float.fromhex(_text(record.get("value")))
         except (TypeError, ValueError):
             raise fail(f"value {name!r}: float value must be float.hex() text") from None
+        except OverflowError:
+            raise fail(f"value {name!r}: float value {record['value'][:40]!r} is too large for a float") from None
     elif kind == "int":
         text = record.get("value")
         if not isinstance(text, str) or not re.fullmatch(r"-?\d{1,4000}", text):
@@ -453,6 +491,16 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
         raise fail(f"value {name!r}: bool value must be true or false")
     elif kind in ("str", "complex") and not isinstance(record.get("value", ""), str):
         raise fail(f"value {name!r}: value must be text")
+
+
+def _finite_number(item: Any) -> bool:
+    """A JSON number that converts to a finite float (a huge integer overflows instead)."""
+    if not isinstance(item, (int, float)) or isinstance(item, bool):
+        return False
+    try:
+        return math.isfinite(float(item))
+    except OverflowError:
+        return False
 
 
 def _text(value: Any) -> str:

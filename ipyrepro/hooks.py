@@ -17,13 +17,17 @@ class CellHooks:
     def pre_run_cell(self, info: Any) -> None:
         try:
             self.state.before_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", None) or "")
-        except Exception as error:  # never break the user's cell
+        except KeyboardInterrupt:  # the user's Ctrl-C stops the cell, as it would without ipyrepro
+            raise
+        except BaseException as error:  # never break the user's cell, not even with a plugin's SystemExit
             self.state.record_hook_error("pre_run_cell", error)
 
     def post_run_cell(self, result: Any) -> None:
         try:
             self.state.after_cell()
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             self.state.record_hook_error("post_run_cell", error)
 
     def register(self) -> None:

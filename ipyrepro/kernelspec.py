@@ -13,11 +13,13 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from .userfiles import PathProblem, describe, expand, read_regular_file
 from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
 DEFAULT_NAME = "ipyrepro"
@@ -69,7 +71,7 @@ def kernel_json(
 def kernels_dir(*, user: bool = False, prefix: str | os.PathLike[str] | None = None) -> Path:
     """Where kernelspecs go: the user's Jupyter data dir (the default), PREFIX/share/jupyter/kernels."""
     if prefix is not None and not user:
-        return Path(prefix).absolute() / "share" / "jupyter" / "kernels"
+        return _validate_prefix(prefix) / "share" / "jupyter" / "kernels"
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "kernels"
@@ -91,7 +93,7 @@ def install(
         raise ValueError("choose --user or --prefix DIR, not both")
     _validate_name(name, force)
     spec = kernel_json(seed, cublas, display_name, reseed)  # validates all before anything is written
-    destination = kernels_dir(user=user, prefix=prefix) / name.lower()  # as jupyter_client names it
+    destination = kernels_dir(user=user, prefix=prefix) / name.lower()  # the folder name Jupyter uses
     if destination.exists() and not force:
         raise FileExistsError(
             f"a kernelspec named {name!r} already exists in {destination}; pass --force to replace it, "
@@ -99,24 +101,30 @@ def install(
         )
     # Written here rather than through jupyter_client's KernelSpecManager (the same copy into the
     # same folder), so that `ipyrepro kernel install` does not import jupyter_client and IPython.
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ipyrepro-kernel-", dir=destination.parent) as folder:
-        source = Path(folder) / name
-        source.mkdir()
-        (source / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
-        _copy_logos(source)
-        if destination.exists():
-            shutil.rmtree(destination)
-        source.rename(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="ipyrepro-kernel-", dir=destination.parent) as folder:
+            source = Path(folder) / name
+            source.mkdir()
+            (source / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+            _copy_logos(source)
+            if destination.exists():
+                shutil.rmtree(destination)
+            source.rename(destination)
+    except OSError as error:  # e.g. a folder on the way is a file, or not writable
+        raise ValueError(f"cannot install into {str(destination.parent)!r}: {describe(error)}") from None
     return destination
 
 
 def uninstall(name: str, *, prefix: str | os.PathLike[str] | None = None) -> Path:
     """Remove a kernelspec that `install` wrote; refuses any other (use `jupyter kernelspec remove`)."""
+    _validate_name(name, force=True)  # the same names as install: never a path such as ../../victim
     folder = _find(name, prefix)
-    try:
-        spec = json.loads((folder / "kernel.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # bounded, regular files only: a kernel.json that is a FIFO or a device must not hang us
+        spec = json.loads(read_regular_file(folder / "kernel.json", 1 << 20, "kernel.json").decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        spec = {}
+    if not isinstance(spec, dict):
         spec = {}
     if "ipyrepro" not in (spec.get("metadata") or {}):
         raise ValueError(
@@ -128,6 +136,7 @@ def uninstall(name: str, *, prefix: str | os.PathLike[str] | None = None) -> Pat
 
 
 def _find(name: str, prefix: str | os.PathLike[str] | None) -> Path:
+    name = name.lower()  # Jupyter lowercases kernel names
     if prefix is not None:
         folder = kernels_dir(prefix=prefix) / name
         if not folder.is_dir():
@@ -144,8 +153,25 @@ def _find(name: str, prefix: str | os.PathLike[str] | None) -> Path:
     return Path(found[name])
 
 
+def _validate_prefix(prefix: str | os.PathLike[str]) -> Path:
+    """--prefix DIR: a folder (or a path that can become one); '' would mean the system-wide folder."""
+    try:
+        folder = expand(prefix, "--prefix")
+    except PathProblem as error:
+        raise ValueError(f"{error}; give the folder to install into, e.g. a virtualenv") from None
+    try:
+        mode = folder.stat().st_mode
+    except FileNotFoundError:
+        return folder.absolute()
+    except OSError as error:
+        raise ValueError(f"--prefix {str(folder)!r}: {describe(error)}") from None
+    if not stat.S_ISDIR(mode):
+        raise ValueError(f"--prefix {str(folder)!r} is not a folder; give the folder to install into")
+    return folder.absolute()
+
+
 def _validate_name(name: str, force: bool) -> None:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or not name.strip("."):
         raise ValueError(f"invalid kernel name {name!r}: use letters, digits, '.', '_' and '-' only")
     if name.lower() in _PROTECTED and not force:
         raise ValueError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import keyword
+import os
 import shlex
 from typing import Any
 
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [name for name in names if not name.isidentifier()]
+    bad = [name for name in names if not name.isidentifier() or keyword.iskeyword(name)]
     if not names or bad:
         raise argparse.ArgumentTypeError(f"invalid --vars {text!r}: Python names separated by commas, e.g. loss,model")
     return names
@@ -108,6 +110,19 @@ def build_cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save", metavar="FILE", help="write digests and the environment to FILE (JSON)")
     parser.add_argument("--check", metavar="FILE", help="compare with a FILE written by --save")
     return parser
+
+
+def _raised_by_ipyrepro(error: BaseException) -> bool:
+    """Whether ipyrepro's own validation raised `error` (a usage error), not a library or a seeder plugin."""
+    if getattr(error, "ipyrepro_seeder", None) is not None:
+        return False
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return True
+    package = os.path.dirname(os.path.abspath(__file__))
+    return os.path.abspath(traceback.tb_frame.f_code.co_filename).startswith(package + os.sep)
 
 
 @magics_class
@@ -143,6 +158,8 @@ class ReproMagics(Magics):
         try:
             return getattr(self, f"_{command}")(args)
         except ValueError as error:  # the API validates too: report it the same way
+            if not _raised_by_ipyrepro(error):  # a library's or a plugin's error is reported as itself
+                raise
             raise UsageError(f"%repro {command}: {error}") from error
 
     def _status(self, args: argparse.Namespace) -> Any:
@@ -234,4 +251,6 @@ class ReproMagics(Magics):
                 state=self.state,
             )
         except ValueError as error:  # bad files and arguments, found before anything ran
+            if not _raised_by_ipyrepro(error):  # a library's or a seeder plugin's error is reported as itself
+                raise
             raise UsageError(f"%%repro: {error}") from error

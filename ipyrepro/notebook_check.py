@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .causes import Cause
+from .check_causes import CheckCauses, find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
 from .kernelspec import startup_env, startup_lines
 
@@ -42,6 +44,7 @@ class Cell:
     cell_id: str
     source: str
     tags: tuple[str, ...]
+    code_index: int = 0  # position among code cells only, from 0, as nbval counts them
 
     def head(self) -> str:
         lines = self.source.splitlines() or [""]
@@ -49,24 +52,31 @@ class Cell:
         return "\n".join(f"    | {line}" for line in shown)
 
     def label(self) -> str:
-        return f"cell {self.index} (id {self.cell_id!r})"
+        return f"cell {self.index} (code cell {self.code_index}, id {self.cell_id!r})"
 
 
 def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
     """The code cells and the metadata of an nbformat 4 notebook, or a NotebookError saying what is wrong."""
-    path = Path(path)
+    from .userfiles import PathProblem, expand, is_missing, read_regular_file
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotebookError(f"{path}: no such notebook") from None
-    except IsADirectoryError:
-        raise NotebookError(f"{path} is a folder, not a notebook") from None
-    except (OSError, UnicodeDecodeError) as error:
+        path = expand(path, "notebook")
+    except PathProblem as error:
+        raise NotebookError(str(error)) from None
+    if is_missing(path):
+        raise NotebookError(f"{path}: no such notebook")
+    try:
+        text = read_regular_file(path, MAX_NOTEBOOK_BYTES, "notebook").decode("utf-8")
+    except PathProblem as error:
+        raise NotebookError(str(error)) from None
+    except UnicodeDecodeError as error:
         raise NotebookError(f"{path}: cannot read it ({error})") from None
     try:
         notebook = json.loads(text)
     except ValueError as error:
         raise NotebookError(f"{path} is not a notebook: it is not valid JSON ({error})") from None
+    except RecursionError:
+        raise NotebookError(f"{path} is not a notebook: its JSON is nested too deeply to read") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise NotebookError(f"{path} is not a notebook: JSON without a list of cells")
     if notebook.get("nbformat") != 4:
@@ -74,16 +84,87 @@ def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
             f"{path} is nbformat {notebook.get('nbformat')!r}; `ipyrepro check` reads nbformat 4. "
             "Open and save it in JupyterLab, or run `jupyter nbconvert --to notebook` to convert it"
         )
+    metadata = _notebook_metadata(notebook, path)
     cells = []
+    code_index = 0
     for index, cell in enumerate(notebook["cells"]):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+        _validate_cell(cell, index, path)
+        if cell["cell_type"] != "code":
             continue
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
+        source = "".join(source) if isinstance(source, list) else source
         tags = (cell.get("metadata") or {}).get("tags") or ()
         # Cells of nbformat < 4.5 have no id: a stable stand-in keeps every run's seeds the same.
-        cells.append(Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(map(str, tags))))
-    return cells, notebook.get("metadata") or {}
+        cells.append(Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(tags), code_index))
+        code_index += 1
+    return cells, metadata
+
+
+MAX_NOTEBOOK_BYTES = 512 << 20  # a bound on the read: a larger "notebook" is refused, not loaded
+
+
+def _notebook_metadata(notebook: dict[str, Any], path: Path) -> dict[str, Any]:
+    metadata = notebook.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise NotebookError(
+            f'{path} is malformed: the notebook\'s "metadata" must be an object, not {_json_type(metadata)}'
+        )
+    kernelspec = metadata.get("kernelspec")
+    if kernelspec is not None:
+        if not isinstance(kernelspec, dict):
+            raise NotebookError(
+                f"{path} is malformed: metadata.kernelspec must be an object, not {_json_type(kernelspec)}"
+            )
+        name = kernelspec.get("name")
+        if name is not None and (not isinstance(name, str) or not name or not name.isprintable()):
+            raise NotebookError(
+                f"{path} is malformed: metadata.kernelspec.name must be a kernel name (text), "
+                f"not {repr(name) if isinstance(name, str) else _json_type(name)}; pass --kernel NAME to choose one"
+            )
+    return metadata
+
+
+def _validate_cell(cell: Any, index: int, path: Path) -> None:
+    """Every field `check` reads, with the type nbformat 4 gives it; a wrong one names the cell and field."""
+
+    def fail(field_name: str, expected: str, value: Any) -> NotebookError:
+        return NotebookError(
+            f"{path} is malformed: cell {index}'s {field_name} must be {expected}, not {_json_type(value)}"
+        )
+
+    if not isinstance(cell, dict):
+        raise fail("entry", "an object", cell)
+    if not isinstance(cell.get("cell_type"), str):
+        raise fail('"cell_type"', "text", cell.get("cell_type"))
+    source = cell.get("source", "")
+    if not isinstance(source, str) and not (isinstance(source, list) and all(isinstance(s, str) for s in source)):
+        raise fail('"source"', "text or a list of text", source)
+    metadata = cell.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise fail('"metadata"', "an object", metadata)
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise fail("metadata.tags", "a list of text", tags)
+    cell_id = cell.get("id")
+    if cell_id is not None and not isinstance(cell_id, str):
+        raise fail('"id"', "text", cell_id)
+    for field_name, texts in (('"source"', [source] if isinstance(source, str) else source), ('"id"', [cell_id or ""])):
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escaped in the JSON: no kernel could be sent it
+                raise NotebookError(
+                    f"{path} is malformed: cell {index}'s {field_name} holds invalid Unicode (a lone surrogate)"
+                ) from None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
+    if isinstance(value, list) and value:
+        inner = {_json_type(item) for item in value}
+        if inner - {"text"}:
+            return f"a list holding {', '.join(sorted(inner - {'text'}))}"
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
 # -- sanitising and comparing -----------------------------------------------------------
@@ -180,12 +261,33 @@ def output_items(outputs: list[dict[str, Any]], comparison: Comparison) -> list[
     return items
 
 
+def full_diff(a: str, b: str, first: int, other: int) -> str:
+    """The whole unified diff of two outputs (what `--json` carries)."""
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm=""))
+
+
 def short_diff(a: str, b: str, first: int, other: int) -> str:
+    """The first differing lines of both runs: `-` lines of run `first` and `+` lines of run `other`.
+
+    Each side gets half of the lines shown (more when the other side has fewer), so a long
+    output never hides the other run's lines.
+    """
     lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm="", n=0))
     body = [line for line in lines[2:] if not line.startswith("@@")]
-    shown = body[:DIFF_LINES_SHOWN] + (
-        [f"... ({len(body) - DIFF_LINES_SHOWN} more lines)"] if len(body) > DIFF_LINES_SHOWN else []
-    )
+    removed = sum(line.startswith("-") for line in body)
+    added = len(body) - removed
+    budget = {"-": min(removed, max(DIFF_LINES_SHOWN // 2, DIFF_LINES_SHOWN - added))}
+    budget["+"] = min(added, DIFF_LINES_SHOWN - budget["-"])
+    shown = lines[:2]
+    for line in body:
+        if budget[line[0]]:
+            shown.append(line)
+            budget[line[0]] -= 1
+    if not body:  # the same lines: the texts differ only in line endings or a final newline
+        return f"      run {first} and run {other} differ only in line endings or a final newline"
+    hidden = len(body) - (len(shown) - 2)
+    if hidden:
+        shown.append(f"... ({hidden} more differing lines; --json has the full diff)")
     return "\n".join(f"      {line}" for line in shown)
 
 
@@ -214,6 +316,7 @@ class Difference:
     what: str  # the output that differs: stdout, text/plain, image/png, "outputs" (different outputs)
     detail: str
     image: bool = False
+    diff: str = ""  # the full unified diff, for --json
 
     def text(self) -> str:
         return f"{self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}\n" + (
@@ -228,12 +331,14 @@ class Difference:
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.cell.index,
+            "code_index": self.cell.code_index,
             "cell_id": self.cell.cell_id,
             "source": self.cell.source,
             "runs": list(self.runs),
             "output": self.what,
             "image": self.image,
             "detail": self.detail,
+            "diff": self.diff,
         }
 
 
@@ -247,6 +352,8 @@ class CheckReport:
     runs: list[Run]
     cells: list[Cell]
     differences: list[Difference] = field(default_factory=list)
+    causes: CheckCauses | None = None  # from the diagnostic kernel, run only when something differed
+    kernel_note: str = ""  # e.g. --as-is replaced an ipyrepro kernel with a plain one
 
     @property
     def errors(self) -> list[str]:
@@ -261,14 +368,31 @@ class CheckReport:
         return 2 if self.errors else 1 if self.differences else 0
 
     def header(self) -> str:
-        return f"ipyrepro check {self.notebook}: {len(self.runs)} run(s) in fresh {self.kernel!r} kernels, {self.mode}"
+        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
+        return f"ipyrepro check {self.notebook}: {runs}, {self.mode}" + (
+            f"; {self.kernel_note}" if self.kernel_note else ""
+        )
 
     def __str__(self) -> str:
         lines = [self.header()]
         lines += [f"Error in {text}" for text in self.errors]
         text = [d for d in self.differences if not d.image]
         images = [d for d in self.differences if d.image]
-        lines += [d.text() for d in text]
+        for difference in text:
+            lines.append(difference.text())
+            if difference is self._first_of(difference.cell.index) and self.causes is not None:
+                found = self.cell_causes(difference.cell.index)
+                lines += [f"    cause: {cause.text()}" for cause in found]
+                if not found and self.causes.status == "done":
+                    lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
+        if self.causes is not None and self.causes.hash_order_cells:
+            lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
+            for index in self.causes.hash_order_cells:
+                cell = next(cell for cell in self.cells if cell.index == index)
+                lines.append(f"  {cell.label()}\n{cell.head()}")
+                lines += [f"    cause: {cause.text()}" for cause in self.cell_causes(index)]
+        if self.causes is not None and self.causes.status != "done":
+            lines.append(f"Causes: the diagnostic run {self.causes.status}")
         if images:
             lines.append("Images (compared by exact bytes):")
             lines += [d.image_line() for d in images]
@@ -287,16 +411,39 @@ class CheckReport:
         lines.append(f"{verdict}: {compared}.")
         return "\n".join(lines)
 
+    def _first_of(self, index: int) -> Difference | None:
+        return next((d for d in self.differences if d.cell.index == index and not d.image), None)
+
+    def cell_causes(self, index: int) -> list[Cause]:
+        """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
+        return self.causes.by_cell.get(index, []) if self.causes is not None else []
+
     def to_dict(self) -> dict[str, Any]:
+        causes = self.causes.by_cell if self.causes is not None else {}
         return {
             "notebook": self.notebook,
             "kernel": self.kernel,
             "mode": self.mode,
+            "kernel_note": self.kernel_note,
             "runs": len(self.runs),
             "ok": self.ok,
             "exit_code": self.exit_code,
             "errors": self.errors,
-            "differences": [d.to_dict() for d in self.differences],
+            "differences": [
+                {**d.to_dict(), "causes": [c.to_dict() for c in self.cell_causes(d.cell.index)]}
+                for d in self.differences
+            ],
+            "causes": [
+                {
+                    "index": cell.index,
+                    "cell_id": cell.cell_id,
+                    "hash_order_only": cell.index in self.causes.hash_order_cells,  # type: ignore[union-attr]
+                    "causes": [c.to_dict() for c in causes[cell.index]],
+                }
+                for cell in self.cells
+                if cell.index in causes
+            ],
+            "causes_run": self.causes.status if self.causes is not None else None,
         }
 
     def to_json(self) -> str:
@@ -319,6 +466,7 @@ def check(
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
+    causes: bool = True,
     jobs: int | None = None,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
@@ -326,6 +474,8 @@ def check(
     `jobs` kernels run at once (default: as many as runs, capped by the usable CPUs); the report
     does not depend on it. `reseed=None` keeps the re-seed mode of a reproducible kernel
     (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
+
+    When something differed (and `causes`), one more kernel names the causes (see check_causes.py).
     """
     from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
@@ -346,6 +496,10 @@ def check(
     mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
     say = progress or (lambda text: None)
+    if as_is:
+        plain = plain_kernel_for(kernel_name, kernel_spec_manager)
+        if plain is not None:
+            kernel_name, kernel_spec_manager, report.kernel_note = plain
 
     def one(number: int) -> Run:
         say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
@@ -366,6 +520,20 @@ def check(
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     _compare(report, comparison)
+    if causes and report.differences and not report.errors:
+        report.causes = find_causes(
+            report,
+            comparison,
+            path=Path(path),
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
+            timeout=timeout,
+            startup_timeout=startup_timeout,
+            kernel_spec_manager=kernel_spec_manager,
+            say=say,
+        )
     return report
 
 
@@ -394,6 +562,53 @@ def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
         if run.fatal:
             return results[: index + 1]
     return results
+
+
+PLAIN_KERNEL = "python-as-is"
+
+
+def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any) -> tuple[str, Any, str] | None:
+    """For --as-is: when `kernel_name` is an ipyrepro kernel, a plain ipykernel of the same Python.
+
+    An ipyrepro kernel sets PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG and runs `%repro on`
+    before the first cell, which is not "as written". Returns (name, spec manager, note), or None
+    when the kernel is not an ipyrepro one (or not installed: starting it reports that).
+    """
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+
+    manager = kernel_spec_manager or KernelSpecManager()
+    try:
+        spec = manager.get_kernel_spec(kernel_name)
+    except (NoSuchKernel, OSError, ValueError):
+        return None
+    if not isinstance(spec.metadata, dict) or "ipyrepro" not in spec.metadata or not spec.argv:
+        return None
+    python = spec.argv[0]
+    managed = set(startup_env(0, ":4096:8"))
+    plain = KernelSpec(
+        argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=f"{spec.display_name} (plain, for --as-is)",
+        language=spec.language or "python",
+        env={key: value for key, value in (spec.env or {}).items() if key not in managed},
+        resource_dir=spec.resource_dir,
+    )
+    note = (
+        f"--as-is: {kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran instead, "
+        "without its environment variables and `%repro on`"
+    )
+
+    class SingleSpec(KernelSpecManager):
+        """Knows one in-memory spec: the plain kernel --as-is runs."""
+
+        def get_kernel_spec(self, name: str) -> Any:
+            if name != PLAIN_KERNEL:
+                raise NoSuchKernel(name)
+            return plain
+
+        def find_kernel_specs(self) -> dict[str, str]:
+            return {PLAIN_KERNEL: plain.resource_dir}
+
+    return PLAIN_KERNEL, SingleSpec(), note
 
 
 def _run_once(
@@ -440,9 +655,11 @@ def _run_once(
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
                     run.error_cell = cell.index
                     reason = execution.error_text or f"execution {execution.status}"
+                    frames = traceback_tail(execution.error)
                     run.error = (
                         f"{cell.label()} raised {reason}; this run stopped there "
                         f"(tag the cell {RAISES_TAG!r} if the error is expected)\n{cell.head()}"
+                        + (f"\n    Traceback (last frames):\n{frames}" if frames else "")
                     )
                     return run
     except KernelStartError as error:
@@ -460,6 +677,25 @@ def _run_once(
 
 def _pending(run: Run, cells: list[Cell]) -> int | None:
     return next((cell.index for cell in cells if cell.index not in run.outputs), None)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TRACEBACK_FRAMES_SHOWN = 3
+TRACEBACK_FRAME_LINES = 8
+
+
+def traceback_tail(error: dict[str, Any] | None, frames: int = TRACEBACK_FRAMES_SHOWN) -> str:
+    """The last frames of a kernel error's traceback, without colours: where in the cell it raised, by line."""
+    if not error or not isinstance(error.get("traceback"), list):
+        return ""
+    entries = [_ANSI.sub("", str(entry)) for entry in error["traceback"]]
+    # IPython sends a header, one entry per frame ("Cell In[3], line 2" and the lines around it), and the error.
+    body = [entry for entry in entries[1:-1] if entry.strip()] if len(entries) > 2 else entries
+    kept = []
+    for entry in body[-frames:]:
+        lines = entry.rstrip("\n").splitlines()
+        kept += lines[:TRACEBACK_FRAME_LINES] + (["..."] if len(lines) > TRACEBACK_FRAME_LINES else [])
+    return "\n".join(f"    | {line}" for line in kept)
 
 
 def _current(run: Run, cells: list[Cell]) -> str:
@@ -502,7 +738,11 @@ def _cell_differences(
                     )
                 )
         elif not comparison.same_text(x.value, y.value):
-            found.append(Difference(cell, runs, x.label, short_diff(x.value, y.value, *runs)))
+            found.append(
+                Difference(
+                    cell, runs, x.label, short_diff(x.value, y.value, *runs), diff=full_diff(x.value, y.value, *runs)
+                )
+            )
     return found
 
 
@@ -531,6 +771,8 @@ class CellResult:
         """The lines of `ipyrepro check`'s report that concern this cell, under the report's header."""
         lines = [report.header()] + [f"Error in {error}" for error in self.errors]
         lines += [d.text() for d in self.differences if not d.image]
+        if self.differences:
+            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(self.cell.index)]
         images = [d.image_line() for d in self.differences if d.image]
         if images:
             lines += ["Images (compared by exact bytes):", *images]

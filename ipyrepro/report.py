@@ -7,6 +7,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from .causes import Cause
 from .comparison import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
 from .diagnosis import Diagnosis
 from .fingerprint import CheckResult
@@ -82,6 +83,11 @@ class CompareReport(TextReport):
         }
 
     @property
+    def causes(self) -> list[Cause]:
+        """The sources of nondeterminism that ran in the diagnosis rerun, strongest first, each at its line."""
+        return self.diagnosis.causes if self.diagnosis is not None else []
+
+    @property
     def not_comparable(self) -> dict[str, str]:
         return {entry.name: entry.outcome.detail for entry in self.entries if entry.outcome.status == NOT_COMPARABLE}
 
@@ -96,6 +102,7 @@ class CompareReport(TextReport):
             "differences": self.differences,
             "error": self.error.text() if self.error else None,
             "diagnosis": self.diagnosis.to_dict() if self.diagnosis else None,
+            "causes": [cause.to_dict() for cause in self.causes],
             "snapshot_bytes": self.snapshot_bytes,
             "notes": self.notes,
             "warnings": self.warnings,
@@ -140,6 +147,8 @@ class CompareReport(TextReport):
             else:
                 restored = "with --no-restore the namespace keeps what the runs left"
             out.append(("Error", [f"{self.error.text()}; {restored}."]))
+        if self.causes:
+            out.append(("Causes (strongest first)", [cause.text() for cause in self.causes]))
         if self.diagnosis is not None:
             out.append(("Diagnosis", self.diagnosis.lines()))
         if self.check is not None:

@@ -13,10 +13,16 @@ that expression into an assignment to a private name and reads it back.
 from __future__ import annotations
 
 import ast
+import contextlib
+import functools
+import keyword
 import random
 import re
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -75,7 +81,7 @@ def _validate_names(names: Iterable[str] | None) -> list[str] | None:
     if not names:
         raise ValueError("vars must name at least one variable")
     for name in names:
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f"vars must be Python names separated by commas; {name!r} is not a name")
     return list(dict.fromkeys(names))
 
@@ -137,7 +143,59 @@ class _Runner:
     def notes(self) -> list[str]:
         return []
 
+    def interrupted(self) -> str | None:
+        """After a KeyboardInterrupt: make the namespace whole and say in which state it is (None: nothing to do)."""
+        return None
 
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[list[int]]:
+    """Hold Ctrl-C while the namespace is put back together, so it is never left half restored.
+
+    Only the main thread can handle signals; elsewhere this defers nothing. Yields the signals
+    that arrived, for the caller to act on once the namespace is whole.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except (ValueError, OSError, TypeError):
+        yield caught
+        return
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interruptible(run_all: Callable[..., CompareReport]) -> Callable[..., CompareReport]:
+    """A KeyboardInterrupt anywhere in the runs leaves the namespace as before the cell or as after one
+    complete run, never a mix; the re-raised KeyboardInterrupt says which."""
+
+    @functools.wraps(run_all)
+    def wrapper(runner: _Runner, *args: Any, **kwargs: Any) -> CompareReport:
+        try:
+            return run_all(runner, *args, **kwargs)
+        except KeyboardInterrupt:
+            with _interrupts_deferred():
+                where = runner.interrupted()
+            if where is None:
+                raise
+            raise KeyboardInterrupt(f"%%repro was interrupted; {where}") from None
+        except BaseException as error:  # e.g. a seeder plugin raised between runs: same promise, own error
+            with _interrupts_deferred():
+                where = runner.interrupted()
+            if where is not None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    error.add_note(f"(%%repro stopped: {where})")
+            raise
+
+    return wrapper
+
+
+@_interruptible
 def _run_all(
     runner: _Runner,
     *,
@@ -199,6 +257,7 @@ def _run_all(
         try:
             report.saved = fp.save(save, records, seed=seed, runs=runs, reproducible=not report.differences)
         except OSError as error:
+            runner.show_output()  # the runs happened: their output is not lost with the file
             raise fp.FingerprintFileError(f"could not write {save!r}: {error}") from error
         if report.differences:
             report.notes.append("the runs differed; the saved digests are run 1's")
@@ -240,17 +299,19 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
     if not runner.restore:
         return diagnose(status_before, None, "--no-restore: a rerun would change the namespace once more")
 
-    def rerun() -> None:
+    def rerun(traced: Callable[[], Any]) -> None:
         runner.begin_diagnosis()
         try:
             seeding.seed_all(seed, seeders)
-            runner.execute()
+            with traced():  # only the user's code runs under the tracer that names causes
+                runner.execute()
         except _RunFailed as failed:
             raise failed.error from None
         finally:
             runner.end_diagnosis()
 
-    return diagnose(status_before, rerun)
+    code, source = getattr(runner, "code", None), getattr(runner, "source", None)
+    return diagnose(status_before, rerun, cell_code=code, cell_source=source)
 
 
 def _rng_state() -> tuple[Any, ...]:
@@ -371,8 +432,13 @@ class _CellRunner(_Runner):
         self._rng: tuple[Any, ...] | None = None
         self._auto: set[str] | None = None
         self._discovered: dict[str, Any] = {}  # names the AST missed -> what they were bound to before
+        self._restore_failures: list[str] = []
+        self._run: int | None = None  # the run prepared last, of how many
+        self._runs: int | None = None
+        self._completed: int | None = None  # the last run whose cell finished
 
     def prepare(self, run: int, runs: int) -> None:
+        self._run, self._runs = run, runs
         if self.snapshot is None:
             return
         if run < runs:
@@ -419,10 +485,12 @@ class _CellRunner(_Runner):
             values = {name: value for name, value in values.items() if name in self._auto}
         if self.snapshot is None:  # the next run mutates the same objects: keep this run's values apart
             values, _ = _deep_copy_all(values)
+        self._completed = self._run
         return values
 
     explicit: tuple[str, ...] = ()
     ignore: frozenset[str] = frozenset()
+    source: str | None = None  # the cell as written, before IPython's transforms
 
     def _discover(self, before: dict[str, Any]) -> None:
         for name, value in self.ns.items():
@@ -434,6 +502,12 @@ class _CellRunner(_Runner):
                 self._discovered[name] = previous  # put back if a later run raises
 
     def recover(self, run: int, runs: int) -> None:
+        with _interrupts_deferred() as caught:
+            self._recover(run, runs)
+        if caught:  # Ctrl-C during the restore: it is whole now, so honour the interrupt
+            raise KeyboardInterrupt
+
+    def _recover(self, run: int, runs: int) -> None:
         self.ns.pop(_LAST, None)
         if self.snapshot is None:
             return
@@ -442,10 +516,23 @@ class _CellRunner(_Runner):
                 self.ns.pop(name, None)
             else:
                 self.ns[name] = value
-        if run < runs:
-            self.snapshot.restore_originals(self.ns)  # untouched: exactly as before the cell
-        else:
-            self.snapshot.restore(self.ns)
+        self.snapshot.restore_originals(self.ns)  # every name bound to the very object it had before the cell
+        if run == runs:  # the last run worked on those objects: put their contents back in place
+            for kind, why in self.snapshot.restore_contents().items():
+                text = f"a {kind} could not be put back as it was ({why})"
+                if text not in self._restore_failures:
+                    self._restore_failures.append(text)
+
+    def interrupted(self) -> str | None:
+        if self.snapshot is None:
+            self.ns.pop(_LAST, None)
+            return "with --no-restore the namespace keeps what the runs so far left"
+        if self._run is not None and self._completed == self._runs:
+            self.ns.pop(_LAST, None)
+            return "the namespace is as after one complete run (the last); the comparison did not finish"
+        if self._run is not None:
+            self._recover(self._run, self._runs or self._run)
+        return "the namespace was restored to its state before the cell"
 
     def begin_diagnosis(self) -> None:
         assert self.snapshot is not None
@@ -456,15 +543,18 @@ class _CellRunner(_Runner):
         self._keep_output = self.output
 
     def end_diagnosis(self) -> None:
-        self.ns.pop(_LAST, None)
-        for name, value in self._after.items():
-            if value is _ABSENT:
-                self.ns.pop(name, None)
-            else:
-                self.ns[name] = value
-        if self._rng is not None:
-            _set_rng_state(self._rng)
-        self.output = self._keep_output
+        with _interrupts_deferred() as caught:
+            self.ns.pop(_LAST, None)
+            for name, value in self._after.items():
+                if value is _ABSENT:
+                    self.ns.pop(name, None)
+                else:
+                    self.ns[name] = value
+            if self._rng is not None:
+                _set_rng_state(self._rng)
+            self.output = self._keep_output
+        if caught:
+            raise KeyboardInterrupt
 
     def show_output(self) -> None:
         if self.output is not None:
@@ -487,6 +577,7 @@ class _CellRunner(_Runner):
         else:
             for name, why in self.snapshot.not_copied.items():
                 notes.append(f"{name} could not be copied ({why}); it was not restored between runs.")
+            notes += self._restore_failures
         return notes
 
 
@@ -503,6 +594,11 @@ def _capture_last_expression(code: str, tree: ast.Module) -> tuple[str, bool]:
     end = starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
     rewritten = data[:begin] + f"{_LAST} = (".encode() + data[begin:end] + b")" + data[end:]
     return rewritten.decode("utf-8"), True
+
+
+def _line(code: str, lineno: int | None) -> str:
+    lines = code.splitlines()
+    return lines[lineno - 1].strip() if lineno and 0 < lineno <= len(lines) else ""
 
 
 def rerun_cell(
@@ -533,8 +629,15 @@ def rerun_cell(
     code = shell.transform_cell(cell)
     try:
         tree = ast.parse(code)
+        # `return`/`yield` at top level parse but do not compile: say so in the user's code, not the rewrite.
+        compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     except SyntaxError as error:
-        raise ValueError(f"the cell does not parse, so nothing ran: {error.msg} (line {error.lineno})") from None
+        line = _line(code, error.lineno)
+        raise ValueError(
+            f"the cell does not parse, so nothing ran: SyntaxError: {error.msg} (line {error.lineno}"
+            + (f": {line}" if line else "")
+            + ")"
+        ) from None
     saved = _prepare_files(save, check)
     seed = _resolve_seed(seed, state, saved, cell=True)
     namespace = shell.user_ns
@@ -555,7 +658,12 @@ def rerun_cell(
             tuple(name for name in (*touched.bound, *(explicit or ())) if name not in ignore),
             tuple(name for name in (*touched.read, *(explicit or ())) if name not in ignore),
         )
-        snapshot = Snapshot.take(namespace, tracked)
+        try:
+            snapshot = Snapshot.take(namespace, tracked)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                "%%repro was interrupted while taking its snapshot; nothing ran and the namespace is as before the cell"
+            ) from None
         report.snapshot_bytes, report.snapshot_by_device = snapshot.nbytes, snapshot.bytes_by_device
         report.snapshot_names = list(snapshot.copies)
         large = oversized(snapshot.bytes_by_device, SNAPSHOT_WARN_BYTES)
@@ -569,6 +677,7 @@ def rerun_cell(
             report.warnings.append(text)
             warnings.warn(text, ReproWarning, stacklevel=2)
     runner = _CellRunner(shell, code, compared, has_last, snapshot)
+    runner.source = cell  # the causes show the cell's lines as written
     runner.explicit = tuple(explicit or ())
     runner.ignore = frozenset(ignore | hidden)
     return _run_all(

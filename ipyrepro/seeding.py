@@ -93,9 +93,61 @@ def load_seeders() -> list[Seeder]:
                         continue
             except OSError:
                 continue
-            distribution = PathDistribution(Path(path))
-            found += [entry.load() for entry in distribution.entry_points.select(group=SEEDER_GROUP)]
+            entries = PathDistribution(Path(path)).entry_points.select(group=SEEDER_GROUP)
+            found += [NamedSeeder(entry.name, entry.load()) for entry in entries]
     return found
+
+
+class NamedSeeder:
+    """A registered seeder with its entry-point name, so its errors can say which plugin raised them."""
+
+    def __init__(self, name: str, seeder: Seeder) -> None:
+        self.name = name
+        self.seeder = seeder
+
+    def __call__(self, seed: int) -> None:
+        self.seeder(seed)
+
+    def __repr__(self) -> str:
+        return f"<ipyrepro seeder {self.name!r}: {self.seeder!r}>"
+
+
+def seeder_name(seeder: Seeder) -> str:
+    if isinstance(seeder, NamedSeeder):
+        return seeder.name
+    return getattr(seeder, "__qualname__", None) or repr(seeder)
+
+
+def call_seeders(seeders: list[Seeder] | tuple[Seeder, ...], seed: int) -> None:
+    """Call each seeder; an error keeps its own type, tagged (`ipyrepro_seeder`) and noted with the plugin's name."""
+    for seeder in seeders:
+        try:
+            seeder(seed)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
+            if getattr(error, "ipyrepro_seeder", None) is None:
+                name = seeder_name(seeder)
+                try:
+                    error.ipyrepro_seeder = name  # type: ignore[attr-defined]
+                    error.add_note(f"(raised by the ipyrepro seeder plugin {name!r}, called with seed {seed})")
+                except (AttributeError, TypeError):
+                    pass
+            raise
+
+
+def capture_rng() -> tuple[object, ...]:
+    """The states `seed_all` changes (CUDA's only when initialised: reading it would initialise it)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def restore_rng(saved: tuple[object, ...]) -> None:
+    random.setstate(saved[0])  # type: ignore[arg-type]
+    np.random.set_state(saved[1])  # type: ignore[arg-type]
+    torch.set_rng_state(saved[2])  # type: ignore[arg-type]
+    if saved[3] is not None:
+        torch.cuda.set_rng_state_all(saved[3])  # type: ignore[arg-type]
 
 
 def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
@@ -104,8 +156,7 @@ def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    for seeder in seeders:
-        seeder(seed)
+    call_seeders(seeders, seed)
     return seed
 
 
@@ -159,8 +210,8 @@ class Reseeder:
         else:
             self._torch_seed(seed)
             self._seed_cuda(seed)
-        for seeder in self.seeders:
-            seeder(seed)
+        if self.seeders:
+            call_seeders(self.seeders, seed)
 
     def _seed_python(self, seed: int) -> None:
         """`random.seed(seed)`, from a cached copy of the state it leaves."""

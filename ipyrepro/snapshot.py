@@ -9,6 +9,7 @@ Functions defined in the notebook add the globals their code reads, since callin
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import inspect
 import os
@@ -220,6 +221,7 @@ class Snapshot:
     not_copied: dict[str, str] = field(default_factory=dict)  # name -> why it is kept by reference
     nbytes: int = 0
     bytes_by_device: dict[str, int] = field(default_factory=dict)
+    pairs: list[tuple[Any, Any]] = field(default_factory=list, repr=False)  # (original, its copy), every object
     handed_over: bool = False  # the copies went to a run (restore(hand_over=True)) and must be retaken
     copied_names: tuple[str, ...] = ()
     _handed: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
@@ -240,9 +242,12 @@ class Snapshot:
             # A name the cell only rebinds cannot be changed through it: keeping the reference is enough.
             if name in read and not is_shared(value):
                 to_copy[name] = value
-        copies, failures = _deep_copy_all(to_copy)
+        memo: dict[int, Any] = {}
+        copies, failures = _deep_copy_all(to_copy, memo)
         not_copied.update(failures)
-        snapshot = cls(originals, copies, tuple(absent), not_copied, copied_names=tuple(copies))
+        snapshot = cls(
+            originals, copies, tuple(absent), not_copied, pairs=_copied_pairs(memo), copied_names=tuple(copies)
+        )
         snapshot.nbytes, snapshot.bytes_by_device = measure(list(copies.values()))
         return snapshot
 
@@ -256,6 +261,7 @@ class Snapshot:
         self._put(namespace, {})
         if hand_over:
             fresh, self.copies, self.handed_over = self.copies, {}, True
+            self.pairs = []  # they pointed at the copies this run will change; retake makes new ones
             self._handed = {name: (value, _unchanged_mark(value)) for name, value in fresh.items()}
         else:
             fresh, _ = _deep_copy_all(self.copies)
@@ -274,13 +280,22 @@ class Snapshot:
         }
         memo = {id(self.originals[name]): value for name, value in reused.items()}
         self._handed = {}  # what was changed can be freed before it is copied again
+        self.pairs = []
         rest = {name: self.originals[name] for name in self.copied_names if name not in reused}
         copies, _ = _deep_copy_all(rest, memo)
         self.copies = {name: reused[name] if name in reused else copies[name] for name in self.copied_names}
+        self.pairs = _copied_pairs(memo) + [(self.originals[name], value) for name, value in reused.items()]
         self.handed_over = False
 
     def restore_originals(self, namespace: dict[str, Any]) -> None:
         self._put(namespace, {})
+
+    def restore_contents(self) -> dict[str, str]:
+        """The snapshot's contents back into the user's own objects, in place (after the last run failed);
+        returns {type: why} for objects that could not be restored."""
+        from .inplace import restore_in_place
+
+        return restore_in_place(self.pairs)
 
     def _put(self, namespace: dict[str, Any], copies: Mapping[str, Any]) -> None:
         for name in self.absent:
@@ -318,7 +333,22 @@ def _deep_copy_all(
         except Exception as error:
             copies[name] = value
             failures[name] = f"{type(error).__name__}: {error}".split("\n")[0]
+    _copy_gradients(memo)
     return copies, failures
+
+
+def _copy_gradients(memo: dict[int, Any]) -> None:
+    """`nn.Parameter` copies drop `.grad`: give them a copy of it, so a run that accumulates into
+    existing gradients starts from them (and a failed last run can put them back)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for original in list(memo.get(id(memo), [])):
+        if isinstance(original, torch.Tensor) and original.grad is not None:
+            copied = memo.get(id(original))
+            if isinstance(copied, torch.Tensor) and copied is not original and copied.grad is None:
+                with contextlib.suppress(RuntimeError, TypeError):  # a grad the copy cannot take: none
+                    copied.grad = copy.deepcopy(original.grad, memo)
 
 
 def _copy(value: Any, memo: dict[int, Any]) -> Any:
@@ -327,10 +357,12 @@ def _copy(value: Any, memo: dict[int, Any]) -> Any:
         # Not a graph leaf: deepcopy refuses it. Detach and clone: the values survive, the graph cannot.
         if id(value) not in memo:
             memo[id(value)] = value.detach().clone()
+            _keep(value, memo)
         return memo[id(value)]
     if type(value) in (list, tuple, dict):
         if id(value) in memo:
             return memo[id(value)]
+        _keep(value, memo)
         if isinstance(value, dict):
             result: Any = {}
             memo[id(value)] = result
@@ -346,6 +378,21 @@ def _copy(value: Any, memo: dict[int, Any]) -> Any:
         memo[id(value)] = result
         return result
     return copy.deepcopy(value, memo)
+
+
+def _keep(value: Any, memo: dict[int, Any]) -> None:
+    """Record the original, as copy.deepcopy does for what it copies, so its copy can be paired with it."""
+    memo.setdefault(id(memo), []).append(value)  # type: ignore[arg-type]
+
+
+def _copied_pairs(memo: dict[int, Any]) -> list[tuple[Any, Any]]:
+    """(original, copy) for every object the memo copied: what `restore_contents` puts back in place."""
+    pairs: dict[int, tuple[Any, Any]] = {}
+    for original in memo.get(id(memo), []):
+        copy = memo.get(id(original), original)
+        if copy is not original:
+            pairs.setdefault(id(original), (original, copy))
+    return list(pairs.values())
 
 
 def measure(values: list[Any]) -> tuple[int, dict[str, int]]:

@@ -7,6 +7,7 @@ re-imports only the package's top module, keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 import weakref
@@ -89,6 +90,7 @@ class ReproState:
         self.last_cell: CellSeed | None = None
         self.cell_id_missing = False
         self.hook_errors: list[str] = []
+        self._hook_error_keys: set[tuple[str, str | None, str]] = set()
         self._cublas_at_cuda_init: Any = _UNKNOWN
         self._seen_uninitialised = False
         self._warned: set[str] = set()
@@ -213,17 +215,34 @@ class ReproState:
         if rank is not None:
             validate_rank(rank, "rank")
         current = Flags.read()
-        if self.saved is None:
-            self.saved = Saved(current, self.reseed, {name: os.environ.get(name) for name in CHILD_VARS})
-            INDUCTOR.save()
-        target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
-        self.target = replace(target, deterministic_algorithms=deterministic)
-        self._apply_flags(self.target)
-        self.enabled = True
-        self.reseed = reseed
-        self.seed_all(seed)
-        if rank is not None:
-            self.seed_for_rank(seed, rank)
+        before = (self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed)
+        rng = seeding.capture_rng()
+        env_before = {name: os.environ.get(name) for name in CHILD_VARS}
+        try:
+            if self.saved is None:
+                self.saved = Saved(current, self.reseed, dict(env_before))
+                INDUCTOR.save()
+            target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
+            self.target = replace(target, deterministic_algorithms=deterministic)
+            self._apply_flags(self.target)
+            self.enabled = True
+            self.reseed = reseed
+            self.seed_all(seed)
+            if rank is not None:
+                self.seed_for_rank(seed, rank)
+        except BaseException as error:  # all or nothing: e.g. a seeder plugin raised
+            first_on = before[0] is None
+            self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed = before
+            self._apply_flags(current)
+            if first_on:
+                INDUCTOR.restore()
+            for name, value in env_before.items():
+                set_env_variable(name, value)
+            seeding.restore_rng(rng)
+            with contextlib.suppress(AttributeError, TypeError):
+                error.add_note("(`on` was undone: flags, env vars, re-seed mode, seed and RNG states are as before)")
+            self.notify()
+            raise
         watch_persistent_workers(self)
         self.warn_new()
 
@@ -316,14 +335,20 @@ class ReproState:
         return self._cublas_at_cuda_init
 
     def record_hook_error(self, where: str, error: BaseException) -> None:
-        """A hook failed: keep the error for status and warn once; the user's cell still runs."""
+        """A hook failed: keep the error for status and warn once per hook, plugin and error type
+        (a message that holds the seed would otherwise warn on every cell); the user's cell still runs."""
+        plugin = getattr(error, "ipyrepro_seeder", None)
+        key = (where, plugin, type(error).__qualname__)
+        if key in self._hook_error_keys:
+            return
+        self._hook_error_keys.add(key)
+        cause = f"the seeder plugin {plugin!r} raised " if plugin else ""
         text = (
-            f"ipyrepro's {where} hook failed ({type(error).__name__}: {error}); the cell ran without it. "
+            f"ipyrepro's {where} hook failed ({cause}{type(error).__name__}: {error}); the cell ran without it. "
             "Run `%repro status` to see what is in force, and `%reload_ext ipyrepro` to reset."
         )
-        if text not in self.hook_errors:
-            self.hook_errors.append(text)
-            _emit(text)
+        self.hook_errors.append(text)
+        _emit(text)
 
     # -- status and listeners ------------------------------------------------------
 

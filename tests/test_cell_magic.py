@@ -60,7 +60,12 @@ def test_unseeded_randomness_is_caught_and_named(shell: Any) -> None:
     assert "NOT REPRODUCIBLE: 3 of 4 compared differ" in text
     assert "t       differs in run 2 vs run 1" in text
     assert "seeded  identical" in text
-    assert "Diagnosis:" in text and "randomness the seeding does not reach" in text
+    assert "Diagnosis:" in text and "randomness the seeding does not reach" not in text  # causes replace the hint
+    assert [(cause.kind, cause.line) for cause in report.causes] == [
+        ("unseeded-generator", 2),
+        ("entropy", 3),
+        ("clock", 1),
+    ]
 
 
 def test_the_namespace_is_as_after_exactly_one_run(shell: Any) -> None:

@@ -249,7 +249,9 @@ def nbval(notebook: dict, folder: Path, lab: Lab) -> subprocess.CompletedProcess
     """`pytest --nbval` on `notebook` in its own kernel, outside this repository's pytest configuration."""
     (folder / "saved.ipynb").write_text(json.dumps(notebook))
     (folder / "pytest.ini").write_text("[pytest]\n")
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "saved.ipynb"]
+    # pytest-randomly (a test dependency) would shuffle nbval's cells; nbval users run them in order
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    args += ["--nbval", "saved.ipynb"]
     return subprocess.run(args, env=lab.env, cwd=folder, capture_output=True, text=True, timeout=240)
 
 

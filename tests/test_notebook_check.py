@@ -187,7 +187,7 @@ def test_as_is_runs_untouched_and_catches_unseeded_torch(tmp_path: Path) -> None
     assert report.exit_code == 1
     assert [(d.cell.cell_id, d.what) for d in report.differences] == [("draw", "stdout")]
     assert report.runs[0].outputs[1][0]["text"].split()[0] == str(os.environ.get("PYTHONHASHSEED"))
-    assert "cell 0 (id 'draw')" in str(report) and "torch.rand(3)" in str(report)
+    assert "cell 0 (code cell 0, id 'draw')" in str(report) and "torch.rand(3)" in str(report)
 
 
 @pytest.mark.kernel
@@ -198,9 +198,9 @@ def test_a_cell_that_raises_stops_the_run_and_exits_2(tmp_path: Path, capsys) ->
         code("raise KeyError('boom')", "bad"),
         code("print('never')", "after"),
     )
-    assert main(["check", str(path), "--runs", "1", "--as-is", "--quiet"]) == 2
+    assert main(["check", str(path), "--runs", "2", "--as-is", "--quiet"]) == 2
     out = capsys.readouterr().out
-    assert "cell 1 (id 'bad') raised KeyError: 'boom'" in out and "ERROR" in out
+    assert "cell 1 (code cell 1, id 'bad') raised KeyError: 'boom'" in out and "ERROR" in out
     report = check(path, runs=1, as_is=True)
     assert 2 not in report.runs[0].outputs
 
@@ -215,7 +215,7 @@ def test_a_cell_that_hangs_times_out_and_its_kernel_is_shut_down(tmp_path: Path)
     )
     report = check(path, runs=1, as_is=True, timeout=2)
     assert report.exit_code == 2
-    assert "cell 1 (id 'hang')" in report.errors[0] and "timeout (2 s)" in report.errors[0]
+    assert "cell 1 (code cell 1, id 'hang')" in report.errors[0] and "timeout (2 s)" in report.errors[0]
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
 
@@ -224,7 +224,9 @@ def test_a_cell_that_hangs_times_out_and_its_kernel_is_shut_down(tmp_path: Path)
 def test_a_kernel_that_dies_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path / "n.ipynb", code("import os; os._exit(3)", "exit"))
     report = check(path, runs=1, as_is=True)
-    assert report.exit_code == 2 and "died" in report.errors[0] and "cell 0 (id 'exit')" in report.errors[0]
+    assert (
+        report.exit_code == 2 and "died" in report.errors[0] and "cell 0 (code cell 0, id 'exit')" in report.errors[0]
+    )
 
 
 def test_a_missing_kernel_is_reported_once(tmp_path: Path) -> None:

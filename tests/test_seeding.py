@@ -132,7 +132,7 @@ def test_seeders_registered_as_entry_points_are_found_like_importlib_finds_them(
     monkeypatch.syspath_prepend(str(tmp_path / "a"))  # first on the path: its copy of the project wins
     seeders = seeding.load_seeders()
     expected = [entry.load() for entry in entry_points(group=seeding.SEEDER_GROUP)]
-    assert seeders == expected and len(seeders) == 1
+    assert [seeder.seeder for seeder in seeders] == expected and len(seeders) == 1
     seeders[0](5)
     assert sys.modules["fake_seeder_first"].SEEN == [("first", 5)]
 

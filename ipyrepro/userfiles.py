@@ -1,0 +1,156 @@
+"""Files named by the user (`%%repro --save/--check`, `ipyrepro check NOTEBOOK`): read and write them safely.
+
+One place decides what a usable path is, so every face words the same mistake
+the same way: only regular files are read (a FIFO, `/dev/zero` or a folder
+would hang, exhaust memory or crash), every read is bounded, and every OS error
+about the path (through a file, too long, a symlink loop, `~nosuchuser`)
+becomes a `PathProblem` that names the path and the problem.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+_WHY = {
+    errno.ENOENT: "it does not exist",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "the name is too long for the file system",
+    errno.ELOOP: "it is a symlink loop (or has too many levels of symlinks)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "it is a folder",
+}
+
+
+class PathProblem(ValueError):
+    """A path that cannot be used as asked; the message names the path and what is wrong with it."""
+
+
+def describe(error: OSError) -> str:
+    """The OS error in the words a user needs: what is wrong, without a traceback."""
+    return _WHY.get(error.errno or 0) or (error.strerror or str(error))
+
+
+def expand(path: str | os.PathLike[str], what: str) -> Path:
+    """`~` and `~user` expanded; an unknown user or a NUL byte is a PathProblem, not a traceback."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise PathProblem(f"{what} {text!r}: give the path as text")
+    if not text:
+        raise PathProblem(f"{what}: the path is empty")
+    if "\0" in text:
+        raise PathProblem(f"{what} {text!r}: the path contains a NUL character")
+    if text.startswith("~"):
+        expanded = os.path.expanduser(text)
+        if expanded.startswith("~"):
+            user = text[1:].split(os.sep, 1)[0]
+            raise PathProblem(f"{what} {text!r}: there is no user {user!r} to expand ~{user} for")
+        text = expanded
+    return Path(text)
+
+
+def is_missing(path: Path) -> bool:
+    """True only when nothing is at `path` (ENOENT); other path errors are left for the read to name."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file (after resolving symlinks), at most `limit` of them.
+
+    The file is opened non-blocking and checked again after opening, so a FIFO or
+    device swapped in between the check and the open is refused, not read.
+    """
+    source = expand(path, what)
+    where = f"{what} {str(source)!r}"
+    try:
+        mode = source.stat().st_mode  # follows symlinks: the file they lead to counts
+    except OSError as error:
+        raise PathProblem(f"{where}: {describe(error)}") from None
+    _require_regular(mode, where)
+    try:
+        descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as error:
+        raise PathProblem(f"{where}: cannot open it ({describe(error)})") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        _require_regular(os.fstat(descriptor).st_mode, where)
+        try:
+            data = stream.read(limit + 1)
+        except OSError as error:
+            raise PathProblem(f"{where}: cannot read it ({describe(error)})") from None
+    if len(data) > limit:
+        raise PathProblem(f"{where} has more than the {limit:,} allowed bytes")
+    return data
+
+
+def _require_regular(mode: int, where: str) -> None:
+    if not stat.S_ISREG(mode):
+        raise PathProblem(f"{where} is {_kind(mode)}; give a regular file")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def temporary_prefix(target: Path) -> str:
+    """The prefix of the temporary file an atomic write creates next to `target`."""
+    return f".{target.name}."
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """Fail now, before any work, when `path` could not be written atomically later.
+
+    Checks the target (absent or a regular file), its folder (exists, writable) and
+    that the temporary file of the atomic write can be created there: it is created
+    and removed, so a name too long for the file system fails here, not after the runs.
+    """
+    target = expand(path, what)
+    where = f"cannot save to {str(target)!r}"
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise PathProblem(f"{where}: {describe(error)}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise PathProblem(f"{where}: it is a folder; give a file name")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise PathProblem(f"{where}: it is {_kind(mode)}, not a regular file")
+    folder = target.parent
+    try:
+        folder_mode = folder.stat().st_mode
+    except FileNotFoundError:
+        raise PathProblem(f"{where}: the folder {str(folder)!r} does not exist") from None
+    except OSError as error:
+        raise PathProblem(f"{where}: the folder {str(folder)!r}: {describe(error)}") from None
+    if not stat.S_ISDIR(folder_mode):
+        raise PathProblem(f"{where}: {str(folder)!r} is not a folder")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=TEMPORARY_SUFFIX, dir=folder)
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise PathProblem(f"{where}: the folder {str(folder)!r} is not writable") from None
+        raise PathProblem(f"{where}: cannot create a file there ({describe(error)})") from None
+    os.close(handle)
+    os.unlink(temporary)
+    return target
