@@ -128,9 +128,15 @@ def bench_cli(rounds: int) -> None:
 def bench_kernel(rounds: int) -> None:
     from ipyrepro.kernelrun import running_kernel
 
+    # As installed packages are: with bytecode caches (this machine sets PYTHONDONTWRITEBYTECODE, so
+    # a source checkout would be compiled on every start while torch's caches exist), in an empty folder.
+    cache = tempfile.mkdtemp(prefix="ipyrepro-bench-pycache-")
+    folder = tempfile.mkdtemp(prefix="ipyrepro-bench-cwd-")
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": cache}
+
     def cell_in_fresh_kernel(code: str) -> Callable[[], float]:
         def run() -> float:
-            with running_kernel("python3", cwd=tempfile.gettempdir()) as kernel:
+            with running_kernel("python3", cwd=folder, env=env) as kernel:
                 start = time.perf_counter()
                 result = kernel.execute(code, timeout=300)
                 took = time.perf_counter() - start
@@ -143,6 +149,8 @@ def bench_kernel(rounds: int) -> None:
         "import torch (baseline)": cell_in_fresh_kernel("import torch"),
         "%load_ext ipyrepro + %repro on": cell_in_fresh_kernel("%load_ext ipyrepro\n%repro on"),
     }
+    for case in cases.values():
+        case()  # warm up: the bytecode caches, the OS file cache
     show("3. a fresh kernel's first cell", interleaved(cases, rounds), "import torch (baseline)", "<= 1.1x")
 
 
