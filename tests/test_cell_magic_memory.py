@@ -20,7 +20,7 @@ class Counted:
         return Counted(list(self.value), is_copy=True)
     def __del__(self):
         if self.is_copy:
-            Counted.alive -= 1
+            type(self).alive -= 1
 ORIGINAL = big = Counted([1, 2, 3])
 '''
 
