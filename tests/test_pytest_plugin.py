@@ -116,13 +116,14 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
     assert {key: outcome for key, (outcome, _) in outcomes.items()} == EXPECTED
     failure = outcomes["notebooks.planted.ipynb", "Cell 1"][1]
     # the same cell-by-cell report as `ipyrepro check`, with both sides of the diff
-    assert "cell 1 (id 'p2'): text/plain differs between run 1 and run 2" in failure
+    assert "cell 1 (code cell 1, id 'p2'): text/plain differs between run 1 and run 2" in failure
     assert "ipyrepro check" in failure and "as written (--as-is)" in failure
     assert re.search(r"^\s+-0\.\d+$", failure, re.MULTILINE) and re.search(r"^\s+\+0\.\d+$", failure, re.MULTILINE)
     assert "default_rng" in failure
     raised = outcomes["notebooks.raises.ipynb", "Cell 1"][1]
-    assert "cell 1 (id 'e2') raised RuntimeError: not planned" in raised
-    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 2  # one check, 3 items
+    assert "cell 1 (code cell 1, id 'e2') raised RuntimeError: not planned" in raised
+    # one check: its 2 runs and the kernel that looks for causes (the notebook differed)
+    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 3
 
     parallel = pytester.runpytest_subprocess(
         "--ipyrepro", "notebooks", "-p", "no:randomly", "-n", "2", "-v", "--junitxml=parallel.xml"
@@ -135,7 +136,7 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
         match = re.match(r"\[(gw\d+)\] .*(PASSED|FAILED) (notebooks/\w+\.ipynb)::Cell \d+", line)
         if match:
             workers.setdefault(match.group(3), set()).add(match.group(1))
-    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 4
+    assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 6
     assert len(workers) == 5 and all(len(names) == 1 for names in workers.values()), workers
 
 
@@ -152,10 +153,10 @@ def test_default_mode_runs_under_ipyrepro_and_the_command_line_overrides_the_ini
     pytester.makeini("[pytest]\nipyrepro_rtol = 1e-6\nipyrepro_as_is = true\n")
     as_written = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
     as_written.assert_outcomes(failed=1)
-    as_written.stdout.fnmatch_lines(["*as written (--as-is)*", "*cell 0 (id 'u1'): text/plain differs*"])
+    as_written.stdout.fnmatch_lines(["*as written (--as-is)*", "*cell 0 (code cell 0, id 'u1'): text/plain differs*"])
     exact = pytester.runpytest("--ipyrepro", "--ipyrepro-rtol", "0", "-p", "no:randomly", "notebooks/tolerance.ipynb")
     exact.assert_outcomes(failed=1)
-    exact.stdout.fnmatch_lines(["*cell 0 (id 't1'): stdout differs between run 1 and run 2*"])
+    exact.stdout.fnmatch_lines(["*cell 0 (code cell 0, id 't1'): stdout differs between run 1 and run 2*"])
 
 
 def test_notebook_level_failures_fail_clearly(pytester: pytest.Pytester) -> None:
