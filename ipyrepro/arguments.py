@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from .seeding import validate_seed
+from .validation import validate_seed
 
 
 def seed(text: str) -> int:
@@ -25,6 +25,16 @@ def runs(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid run count {text!r}: an integer >= 1 (2 or more to compare)")
+    return value
+
+
+def jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: an integer >= 1 (kernels running at once)")
     return value
 
 

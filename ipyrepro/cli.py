@@ -75,6 +75,7 @@ def _check(args: argparse.Namespace) -> int:
             cublas=args.cublas,
             reseed=args.reseed,
             progress=progress,
+            jobs=args.jobs,
             causes=not args.no_causes,
         )
     except NotebookError as error:
@@ -85,7 +86,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
-    from .seeding import RESEED_MODES
+    from .validation import RESEED_MODES
 
     parser.add_argument(
         "--reseed",
@@ -97,7 +98,7 @@ def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, whe
 
 
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
-    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+    from .validation import DETERMINISTIC_CUBLAS_VALUES
 
     check = commands.add_parser(
         "check",
@@ -124,6 +125,14 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         check,
         None,
         "Default: the mode of a kernel installed with `ipyrepro kernel install`, else cell; ignored with --as-is",
+    )
+    check.add_argument(
+        "--jobs",
+        type=arguments.jobs,
+        default=None,
+        metavar="N",
+        help="how many fresh kernels run at once (default: as many as --runs, capped by the CPUs); "
+        "the report is the same for any N",
     )
     check.add_argument(
         "--cublas",
@@ -169,7 +178,7 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
     from .kernelspec import DEFAULT_NAME
-    from .torchinfo import DETERMINISTIC_CUBLAS_VALUES
+    from .validation import DETERMINISTIC_CUBLAS_VALUES
 
     kernel = commands.add_parser("kernel", help="install or remove a Jupyter kernel reproducible from its start")
     actions = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)

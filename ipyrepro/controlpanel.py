@@ -95,6 +95,7 @@ class ReproPanel(widgets.VBox):
         self.state = state
         self._refreshing = False
         self._shown_seed: object = object()  # the state's seed as last put into the field
+        self._shown: tuple[Any, ...] | None = None  # Status.signature of what the widgets show
 
         self.master = widgets.ToggleButton(
             description="Reproducible mode", icon="lock", tooltip=TIPS["master"], layout=widgets.Layout(width="220px")
@@ -156,7 +157,7 @@ class ReproPanel(widgets.VBox):
         self.cublas.observe(self._guard(self._on_cublas), "value")
         self.reseed.observe(self._guard(self._on_reseed), "value")
 
-        self._unsubscribe = state.subscribe(self.refresh)
+        self._unsubscribe = state.subscribe(self._on_state_change)
         self.refresh()
 
     def _layout(self) -> list[widgets.Widget]:
@@ -178,8 +179,14 @@ class ReproPanel(widgets.VBox):
 
     # -- from the state to the widgets ---------------------------------------------
 
+    def _on_state_change(self) -> None:
+        """After every cell and change: redraw only when something shown changed (a few us when not)."""
+        if Status.signature(self.state) != self._shown:
+            self.refresh()
+
     def refresh(self) -> None:
         """Show the live state; observers see `_refreshing` and apply nothing back."""
+        self._shown = Status.signature(self.state)  # read first: a change during the read shows next time
         status = self.state.status()
         self._refreshing = True
         try:

@@ -10,8 +10,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from .causes import Cause, Tracer, result, trace
 from .flags import CUBLAS_VAR, set_deterministic_algorithms
 from .status import Status
@@ -112,7 +110,7 @@ def deterministic_warn_only() -> Iterator[_Collected]:
     previous = deterministic_algorithms_mode()
     collected = _Collected()
     try:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        set_deterministic_algorithms("warn")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield collected

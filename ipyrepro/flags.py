@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, deterministic_algorithms_mode
+from .torchinfo import deterministic_algorithms_mode
+from .validation import DETERMINISTIC_CUBLAS_VALUES, validate_cublas_value  # noqa: F401  (re-exported)
 
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
 DETERMINISTIC_MODES = ("off", "warn", "error")
@@ -55,8 +56,12 @@ class Flags:
 
 
 def set_deterministic_algorithms(mode: str) -> None:
+    """`torch.use_deterministic_algorithms`, without its 2 s import of inductor: inductor follows lazily."""
+    from .inductor import INDUCTOR
+
     validate_deterministic_mode(mode)
-    torch.use_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+    torch._C._set_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+    INDUCTOR.follow(mode != "off")
 
 
 def set_cublas_variable(value: str | None) -> None:
@@ -75,16 +80,6 @@ def validate_deterministic_mode(mode: str) -> str:
     if mode not in DETERMINISTIC_MODES:
         raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
     return mode
-
-
-def validate_cublas_value(value: str | None) -> str | None:
-    """Accept only the two values that make cuBLAS deterministic (or None for unset)."""
-    if value is not None and value not in DETERMINISTIC_CUBLAS_VALUES:
-        raise ValueError(
-            f"CUBLAS_WORKSPACE_CONFIG must be {' or '.join(DETERMINISTIC_CUBLAS_VALUES)} "
-            f"(the values that make cuBLAS deterministic); got {value!r}"
-        )
-    return value
 
 
 def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:

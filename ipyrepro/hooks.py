@@ -54,6 +54,9 @@ def install(shell: Any, state: ReproState) -> None:
 
 def uninstall(shell: Any, state: ReproState) -> None:
     """Remove what `install` registered; the settings in force stay as they are."""
+    from .inductor import INDUCTOR
+
+    INDUCTOR.remove_hook()  # nothing of ipyrepro stays in the import system
     hooks = state.shell_hooks.pop(id(shell), None)
     if hooks is not None:
         hooks.unregister()

@@ -8,6 +8,7 @@ extension loaded and `%repro on --seed N` applied, so no cell runs uncovered.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -18,9 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .flags import validate_cublas_value
-from .seeding import validate_reseed_mode, validate_seed
 from .userfiles import PathProblem, describe, expand, read_regular_file
+from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
 DEFAULT_NAME = "ipyrepro"
 _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts as a kernel name
@@ -99,20 +99,21 @@ def install(
             f"a kernelspec named {name!r} already exists in {destination}; pass --force to replace it, "
             "or choose another --name"
         )
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    with tempfile.TemporaryDirectory(prefix="ipyrepro-kernel-") as folder:
-        source = Path(folder) / name
-        source.mkdir()
-        (source / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
-        _copy_logos(source)
-        try:
-            installed = KernelSpecManager().install_kernel_spec(
-                str(source), name, user=prefix is None, prefix=None if prefix is None else str(_validate_prefix(prefix))
-            )
-        except OSError as error:  # e.g. a folder on the way is a file, or not writable
-            raise ValueError(f"cannot install into {str(destination.parent)!r}: {describe(error)}") from None
-    return Path(installed)
+    # Written here rather than through jupyter_client's KernelSpecManager (the same copy into the
+    # same folder), so that `ipyrepro kernel install` does not import jupyter_client and IPython.
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="ipyrepro-kernel-", dir=destination.parent) as folder:
+            source = Path(folder) / name
+            source.mkdir()
+            (source / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+            _copy_logos(source)
+            if destination.exists():
+                shutil.rmtree(destination)
+            source.rename(destination)
+    except OSError as error:  # e.g. a folder on the way is a file, or not writable
+        raise ValueError(f"cannot install into {str(destination.parent)!r}: {describe(error)}") from None
+    return destination
 
 
 def uninstall(name: str, *, prefix: str | os.PathLike[str] | None = None) -> Path:
@@ -187,9 +188,8 @@ def _validate_cublas(cublas: str) -> str:
 
 def _copy_logos(destination: Path) -> None:
     """Reuse ipykernel's Python logos so the launcher shows the familiar icon."""
-    try:
-        from ipykernel.kernelspec import RESOURCES
-    except ImportError:
+    spec = importlib.util.find_spec("ipykernel")  # found, not imported: importing it imports IPython
+    if spec is None or not spec.submodule_search_locations:
         return
-    for logo in Path(RESOURCES).glob("logo-*"):
+    for logo in (Path(next(iter(spec.submodule_search_locations))) / "resources").glob("logo-*"):
         shutil.copy(logo, destination / logo.name)

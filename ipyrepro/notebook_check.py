@@ -13,9 +13,11 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -465,19 +467,22 @@ def check(
     kernel_spec_manager: Any = None,
     progress: Callable[[str], None] | None = None,
     causes: bool = True,
+    jobs: int | None = None,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
-    `reseed=None` keeps the re-seed mode of a reproducible kernel (`ipyrepro kernel install --reseed ...`),
-    else `cell`, as `%repro on` does.
+    `jobs` kernels run at once (default: as many as runs, capped by the usable CPUs); the report
+    does not depend on it. `reseed=None` keeps the re-seed mode of a reproducible kernel
+    (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
 
     When something differed (and `causes`), one more kernel names the causes (see check_causes.py).
     """
-    from .flags import validate_cublas_value
-    from .seeding import validate_reseed_mode, validate_seed
+    from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"--jobs must be an integer >= 1; got {jobs!r}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
     seed = validate_seed(seed)
@@ -495,9 +500,10 @@ def check(
         plain = plain_kernel_for(kernel_name, kernel_spec_manager)
         if plain is not None:
             kernel_name, kernel_spec_manager, report.kernel_note = plain
-    for number in range(1, runs + 1):
+
+    def one(number: int) -> Run:
         say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
-        run = _run_once(
+        return _run_once(
             number,
             Path(path),
             cells,
@@ -511,9 +517,8 @@ def check(
             kernel_spec_manager,
             say,
         )
-        report.runs.append(run)
-        if run.fatal:
-            break
+
+    report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     _compare(report, comparison)
     if causes and report.differences and not report.errors:
         report.causes = find_causes(
@@ -530,6 +535,33 @@ def check(
             say=say,
         )
     return report
+
+
+def default_jobs(runs: int) -> int:
+    """As many kernels at once as runs, capped by the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(runs, cpus))
+
+
+def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
+    """Runs 1..runs, `jobs` at a time (threads: each waits on its own kernel). As sequential runs
+    would, the list stops at the first run whose kernel could not start."""
+    if jobs <= 1 or runs <= 1:
+        done: list[Run] = []
+        for number in range(1, runs + 1):
+            done.append(one(number))
+            if done[-1].fatal:
+                break
+        return done
+    with ThreadPoolExecutor(max_workers=min(jobs, runs), thread_name_prefix="ipyrepro-check") as pool:
+        results = list(pool.map(one, range(1, runs + 1)))
+    for index, run in enumerate(results):
+        if run.fatal:
+            return results[: index + 1]
+    return results
 
 
 PLAIN_KERNEL = "python-as-is"

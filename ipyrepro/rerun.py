@@ -30,6 +30,7 @@ import torch
 
 from . import fingerprint as fp
 from . import seeding
+from .aliasing import aliased, keep_run_one
 from .comparison import (
     MISSING,
     NOT_COMPARABLE,
@@ -49,6 +50,10 @@ LAST_EXPRESSION = "(last expression)"
 RESULT = "result"
 _LAST = "_ipyrepro_last_value_"
 _ABSENT = object()
+_ALIASED = (
+    "run {run} returned run 1's object (or one sharing its memory) again, so a change in place could not be "
+    "seen; return a copy (e.g. .clone()) to compare it"
+)
 _IPYTHON_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_[iod]h|In|Out|get_ipython|exit|quit)$")
 
 
@@ -130,6 +135,10 @@ class _Runner:
     def freeze(self, values: dict[str, Any]) -> dict[str, Any]:
         """Run 1's values, kept safe from later runs: a callable may return the same object, changed in place."""
         return _deep_copy_all(values)[0]
+
+    def aliased(self, values: Mapping[str, Any]) -> list[str]:
+        """Names whose run-1 value a later run returned again, so a change in place could not be seen."""
+        return []
 
     def notes(self) -> list[str]:
         return []
@@ -221,6 +230,8 @@ def _run_all(
             reference = runner.freeze(values)
             entries = {name: Entry(name, Outcome(SINGLE, name)) for name in values}
         else:
+            for name in runner.aliased(values):
+                entries[name] = Entry(name, Outcome(NOT_COMPARABLE, name, _ALIASED.format(run=run)))
             _compare_run(entries, reference, values, run, tol)
         last = values
     assert reference is not None
@@ -230,6 +241,9 @@ def _run_all(
     report.notes += runner.notes()
     if report.differences and want_diagnosis:
         report.diagnosis = _diagnose(runner, status_before, seed, seeders)
+    if saved is None and save is None:  # digests and statistics only serve --save and --check
+        runner.show_output()
+        return report
     records = fp.fingerprint(
         {
             entry.name: reference[entry.name]
@@ -322,6 +336,8 @@ class _CallableRunner(_Runner):
         self.names = names
         self.subject = getattr(fn, "__qualname__", None) or repr(fn)
         self._rng: tuple[Any, ...] | None = None
+        self._kept: dict[str, Any] = {}
+        self._by_reference: set[str] = set()
 
     def execute(self) -> dict[str, Any]:
         try:
@@ -338,6 +354,14 @@ class _CallableRunner(_Runner):
 
     def last_value(self, values: Mapping[str, Any]) -> Any:
         return values.get(RESULT) if set(values) == {RESULT} else dict(values)
+
+    def freeze(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Run 1's objects as they are where nothing else can reach them; copies of the rest."""
+        self._kept, self._by_reference = keep_run_one(values)
+        return self._kept
+
+    def aliased(self, values: Mapping[str, Any]) -> list[str]:
+        return aliased(self._kept, self._by_reference, values)
 
     def begin_diagnosis(self) -> None:
         self._rng = _rng_state()
@@ -418,9 +442,14 @@ class _CellRunner(_Runner):
         if self.snapshot is None:
             return
         if run < runs:
-            self.snapshot.restore(self.ns)  # fresh copies: the user's own objects stay untouched
+            # Fresh copies: the user's own objects stay untouched. The last run on copies gets the
+            # snapshot's own: with 2 runs, one copy of what the cell reads is in memory, not two.
+            self.snapshot.restore(self.ns, hand_over=run == runs - 1)
         else:
             self.snapshot.restore_originals(self.ns)  # the last run works on the user's objects
+            # Copied again while the originals are still as before the cell (and the handed-over
+            # copies are free): a failing last run and the diagnosis rerun start from it.
+            self.snapshot.retake()
 
     def execute(self) -> dict[str, Any]:
         from IPython.utils.capture import capture_output

@@ -222,6 +222,9 @@ class Snapshot:
     nbytes: int = 0
     bytes_by_device: dict[str, int] = field(default_factory=dict)
     pairs: list[tuple[Any, Any]] = field(default_factory=list, repr=False)  # (original, its copy), every object
+    handed_over: bool = False  # the copies went to a run (restore(hand_over=True)) and must be retaken
+    copied_names: tuple[str, ...] = ()
+    _handed: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def take(cls, namespace: Mapping[str, Any], names: CellNames) -> Snapshot:
@@ -242,14 +245,47 @@ class Snapshot:
         memo: dict[int, Any] = {}
         copies, failures = _deep_copy_all(to_copy, memo)
         not_copied.update(failures)
-        snapshot = cls(originals, copies, tuple(absent), not_copied, pairs=_copied_pairs(memo))
+        snapshot = cls(
+            originals, copies, tuple(absent), not_copied, pairs=_copied_pairs(memo), copied_names=tuple(copies)
+        )
         snapshot.nbytes, snapshot.bytes_by_device = measure(list(copies.values()))
         return snapshot
 
-    def restore(self, namespace: dict[str, Any]) -> None:
-        """Fresh copies of the snapshot into `namespace`; names the cell created are removed."""
-        fresh, _ = _deep_copy_all(self.copies)
+    def restore(self, namespace: dict[str, Any], *, hand_over: bool = False) -> None:
+        """Fresh copies of the snapshot into `namespace`; names the cell created are removed.
+
+        The originals go back first, so that the previous run's copies can be freed before the
+        new ones are made. `hand_over` puts the snapshot's own copies in instead of copies of
+        them (no second copy in memory); `retake` makes the snapshot again before it is needed.
+        """
+        self._put(namespace, {})
+        if hand_over:
+            fresh, self.copies, self.handed_over = self.copies, {}, True
+            self.pairs = []  # they pointed at the copies this run will change; retake makes new ones
+            self._handed = {name: (value, _unchanged_mark(value)) for name, value in fresh.items()}
+        else:
+            fresh, _ = _deep_copy_all(self.copies)
         self._put(namespace, fresh)
+
+    def retake(self) -> None:
+        """After `restore(hand_over=True)`: copy the originals again, which nothing has changed yet."""
+        if not self.handed_over:
+            return
+        # A plain tensor the run did not change in place (same version counter, memory, shape, no
+        # grad) is still an exact copy: it is kept, and shared with the rest through the memo.
+        reused = {
+            name: value
+            for name, (value, mark) in self._handed.items()
+            if mark is not None and _unchanged_mark(value) == mark
+        }
+        memo = {id(self.originals[name]): value for name, value in reused.items()}
+        self._handed = {}  # what was changed can be freed before it is copied again
+        self.pairs = []
+        rest = {name: self.originals[name] for name in self.copied_names if name not in reused}
+        copies, _ = _deep_copy_all(rest, memo)
+        self.copies = {name: reused[name] if name in reused else copies[name] for name in self.copied_names}
+        self.pairs = _copied_pairs(memo) + [(self.originals[name], value) for name, value in reused.items()]
+        self.handed_over = False
 
     def restore_originals(self, namespace: dict[str, Any]) -> None:
         self._put(namespace, {})
@@ -268,12 +304,26 @@ class Snapshot:
             namespace[name] = copies.get(name, value)
 
 
+def _unchanged_mark(value: Any) -> tuple[Any, ...] | None:
+    """For a plain tensor without grad: what an in-place change through torch would alter; else None.
+
+    (Writes that bypass the version counter, through `.data` or a NumPy view, are not seen; they
+    only matter to what a failing last run or the diagnosis rerun starts from, never to the runs.)
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or type(value) is not torch.Tensor or value.requires_grad or value.layout != torch.strided:
+        return None
+    if value.__dict__:
+        return None
+    return (value._version, value.data_ptr(), tuple(value.shape), value.stride(), value.dtype, value.device)
+
+
 def _deep_copy_all(
     values: Mapping[str, Any], memo: dict[int, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Deep-copy the values with one shared memo, so objects shared between names stay shared
     (an optimizer keeps pointing at the copied model's parameters). A value that cannot be copied
-    is kept by reference, with the reason."""
+    is kept by reference, with the reason. `memo` may say what some objects are copied as."""
     memo = {} if memo is None else memo
     copies: dict[str, Any] = {}
     failures: dict[str, str] = {}

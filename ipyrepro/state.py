@@ -36,6 +36,7 @@ from .flags import (
     validate_cublas_value,
     validate_deterministic_mode,
 )
+from .inductor import INDUCTOR
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
@@ -134,7 +135,7 @@ class ReproState:
         self.notify()
 
     def before_cell(self, cell_id: str | None, code: str = "") -> None:
-        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell.
+        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us).
 
         `cell` mode without a cell id (nbconvert, papermill, nbval, a terminal)
         derives the seed from the code, as `source` does, never the fixed base seed.
@@ -142,24 +143,37 @@ class ReproState:
         mode = self.reseed
         if mode == "off":
             return
-        base = self.seed or 0
-        if mode == "cell" and cell_id:
-            seed = _cached(self._cell_seeds, base, cell_id, seeding.derive_cell_seed)
-            derivation = "cell"
-        elif mode == "fixed":
-            seed, derivation = base, "fixed"
-        else:
-            seed = _cached(self._source_seeds, base, code or "", seeding.derive_source_seed)
-            derivation = "source"
+        seed, derivation = self.CELL_SEED[mode](self, cell_id, code)
         self.cell_id_missing = mode == "cell" and not cell_id
-        self.reseeder.reseed(seed)
-        self.last_cell = CellSeed(seed, cell_id, derivation)
+        (self._reseeder or self.reseeder).reseed(seed)
+        last = self.last_cell
+        if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
+            self.last_cell = CellSeed(seed, cell_id, derivation)
+
+    def _fixed_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
+        return self.seed or 0, "fixed"
+
+    def _cell_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
+        if not cell_id:
+            return self._source_seed(cell_id, code)
+        return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
+
+    def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
+        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed), "source"
+
+    # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
+    CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
+        "fixed": _fixed_seed,
+        "cell": _cell_seed,
+        "source": _source_seed,
+    }
 
     def after_cell(self) -> None:
         """After every cell: refresh views and warn about drift, reading only a few flags."""
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
-        if self.enabled and self.target is not None and not self.target.is_live():
+        target = self.target
+        if target is not None and self.enabled and not target.is_live():
             self.warn_new()
         if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
             self.warn_new()
@@ -207,6 +221,7 @@ class ReproState:
         try:
             if self.saved is None:
                 self.saved = Saved(current, self.reseed, dict(env_before))
+                INDUCTOR.save()
             target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
             self.target = replace(target, deterministic_algorithms=deterministic)
             self._apply_flags(self.target)
@@ -216,8 +231,11 @@ class ReproState:
             if rank is not None:
                 self.seed_for_rank(seed, rank)
         except BaseException as error:  # all or nothing: e.g. a seeder plugin raised
+            first_on = before[0] is None
             self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed = before
             self._apply_flags(current)
+            if first_on:
+                INDUCTOR.restore()
             for name, value in env_before.items():
                 set_env_variable(name, value)
             seeding.restore_rng(rng)
@@ -232,6 +250,7 @@ class ReproState:
         """Restore every flag, env var and the re-seed mode to what they were before `on`."""
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
+            INDUCTOR.restore()
             self.reseed = self.saved.reseed
             for name, value in self.saved.env.items():
                 set_env_variable(name, value)
@@ -354,17 +373,18 @@ class ReproState:
         return lambda: self._listeners.remove(ref) if ref in self._listeners else None
 
     def notify(self) -> None:
-        alive = []
+        dead = False
         for ref in self._listeners:
             callback = ref()
             if callback is None:
+                dead = True
                 continue
-            alive.append(ref)
             try:
                 callback()
             except Exception as error:  # a broken view must not break the state change
                 self.record_hook_error("view refresh", error)
-        self._listeners[:] = alive
+        if dead:  # a closed-over panel was collected: forget it
+            self._listeners[:] = [ref for ref in self._listeners if ref() is not None]
 
     def reset(self) -> None:
         """Forget everything (tests use it); the settings in force are left as they are."""

@@ -6,13 +6,15 @@ table, so that status, warnings and tests agree on what applies.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
+from .validation import DETERMINISTIC_CUBLAS_VALUES  # noqa: F401  (re-exported)
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -114,6 +116,16 @@ def cuda_available() -> bool:
         return False
 
 
+# torch.use_deterministic_algorithms(mode) also sets torch._inductor.config.deterministic = mode
+# from this release on (pytorch/pytorch#165950); before it, inductor read the global flag itself.
+INDUCTOR_FOLLOWS_FROM = (2, 10)
+
+
+def inductor_follows_deterministic_algorithms(version: tuple[int, int] | None = None) -> bool:
+    """Whether torch.use_deterministic_algorithms sets inductor's `deterministic` config too."""
+    return (version or torch_version()) >= INDUCTOR_FOLLOWS_FROM
+
+
 def deterministic_algorithms_mode() -> str:
     """'off', 'warn' or 'error', as torch.use_deterministic_algorithms left it."""
     if not torch.are_deterministic_algorithms_enabled():
@@ -153,6 +165,53 @@ def precision_flags() -> dict[str, Any]:
         if isinstance(value, (bool, str)):
             flags[path.removeprefix("backends.")] = value
     return flags
+
+
+# The C getters behind PRECISION_FLAGS, for a change check after every cell (the Python
+# properties cost about 1 us each). Each is used only where it reads what the property reads.
+_PRECISION_GETTERS: dict[str, tuple[str, ...]] = {
+    "backends.cuda.matmul.allow_tf32": ("_get_cublas_allow_tf32",),
+    "backends.cudnn.allow_tf32": ("_get_cudnn_allow_tf32",),
+    "backends.fp32_precision": ("_get_fp32_precision_getter", "generic", "all"),
+    "backends.cuda.matmul.fp32_precision": ("_get_fp32_precision_getter", "cuda", "matmul"),
+    "backends.cudnn.fp32_precision": ("_get_fp32_precision_getter", "cuda", "all"),
+    "backends.cudnn.conv.fp32_precision": ("_get_fp32_precision_getter", "cuda", "conv"),
+    "backends.cudnn.rnn.fp32_precision": ("_get_fp32_precision_getter", "cuda", "rnn"),
+    "backends.mkldnn.fp32_precision": ("_get_fp32_precision_getter", "mkldnn", "all"),
+}
+
+
+@functools.cache
+def _precision_readers() -> tuple[tuple[Callable[..., Any], tuple[Any, ...]], ...]:
+    readers: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(torch.get_float32_matmul_precision, ())]
+    for path in PRECISION_FLAGS:
+        try:
+            slow = _read_attr(path)
+        except (AttributeError, RuntimeError):
+            continue
+        name, *arguments = _PRECISION_GETTERS.get(path, ("",))
+        getter = getattr(torch._C, name, None) if name else None
+        try:
+            fast = getter is not None and getter(*arguments) == slow
+        except Exception:  # a getter with another signature in this torch
+            fast = False
+        readers.append((getter, tuple(arguments)) if fast else (_read_attr, (path,)))
+    return tuple(readers)
+
+
+def precision_key() -> tuple[Any, ...]:
+    """Changes whenever `precision_flags()` would; a few C calls, for the per-cell change check."""
+    readers = _precision_readers()
+    try:
+        return tuple([read(*arguments) for read, arguments in readers])
+    except (AttributeError, RuntimeError):  # a flag precision_flags() leaves out: mark which
+        key: list[Any] = []
+        for read, arguments in readers:
+            try:
+                key.append(read(*arguments))
+            except (AttributeError, RuntimeError) as error:
+                key.append(type(error))
+        return tuple(key)
 
 
 def gpu_names() -> list[str] | None:

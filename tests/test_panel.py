@@ -321,3 +321,33 @@ def test_repro_panel_in_a_kernel_displays_the_widget_and_follows_cells() -> None
             "from ipyrepro.state import STATE\n[ref().__self__.benchmark.value for ref in STATE._listeners if ref()]"
         ).text()
         assert shown == "[True]"
+
+
+def test_a_cell_that_changes_nothing_shown_does_not_redraw_the_panel(ip, panel, monkeypatch) -> None:
+    run(ip, "%repro on --seed 3 --reseed fixed")
+    run(ip, "x = 1")  # the last cell seed is now shown; from here on nothing shown changes
+    redraws = []
+    read_status = STATE.status
+    monkeypatch.setattr(STATE, "status", lambda: (redraws.append(1), read_status())[1])  # a redraw reads it
+    run(ip, "y = 2")
+    run(ip, "import random; z = random.random()")  # draws from an RNG, which the panel does not show
+    assert redraws == []
+
+
+def test_a_cell_that_changes_only_a_precision_flag_still_redraws_the_panel(ip, panel) -> None:
+    saved = torch.get_float32_matmul_precision()
+    try:
+        run(ip, "import torch; torch.set_float32_matmul_precision('highest')")
+        assert "float32_matmul_precision=highest" in panel.status_view.value
+        run(ip, "torch.set_float32_matmul_precision('medium')")
+        assert "float32_matmul_precision=medium" in panel.status_view.value
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+def test_a_cell_that_sets_an_environment_variable_shown_redraws_the_panel(ip, panel, monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_LAUNCH_BLOCKING", raising=False)
+    run(ip, "import os")
+    assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>unset" in panel.status_view.value
+    run(ip, "os.environ['CUDA_LAUNCH_BLOCKING'] = '1'")
+    assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>1" in panel.status_view.value

@@ -114,6 +114,29 @@ def test_cell_seed_differs_by_cell_and_by_base_seed_and_is_in_range() -> None:
     assert all(0 <= seed < seeding.SEED_LIMIT for seed in seeds)
 
 
+def test_seeders_registered_as_entry_points_are_found_like_importlib_finds_them(tmp_path, monkeypatch) -> None:
+    from importlib.metadata import entry_points
+
+    for folder, project, target in (
+        (tmp_path / "a", "fake_seeder", "first"),
+        (tmp_path / "b", "Fake_Seeder", "second"),
+    ):
+        info = folder / f"{project}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[ipyrepro.seeders]\nfake = fake_seeder_{target}:seed\n")
+        (folder / f"fake_seeder_{target}.py").write_text(
+            f"SEEN = []\ndef seed(value):\n    SEEN.append(('{target}', value))\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path / "b"))
+    monkeypatch.syspath_prepend(str(tmp_path / "a"))  # first on the path: its copy of the project wins
+    seeders = seeding.load_seeders()
+    expected = [entry.load() for entry in entry_points(group=seeding.SEEDER_GROUP)]
+    assert [seeder.seeder for seeder in seeders] == expected and len(seeders) == 1
+    seeders[0](5)
+    assert sys.modules["fake_seeder_first"].SEEN == [("first", 5)]
+
+
 def test_source_seed_is_the_documented_hash_of_base_and_code() -> None:
     code = "x = torch.rand(3)\nprint(x)"
     digest = hashlib.blake2b(f"7:{code}".encode(), digest_size=4, person=b"ipyrepro-source").digest()
