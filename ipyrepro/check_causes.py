@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .causes import KERNEL_MARKER, Cause
-from .kernelrun import KernelError, running_kernel
-from .kernelspec import startup_env, startup_lines
+from .kernelrun import KernelError
 
 SEED_LIMIT = 2**32
 
@@ -46,6 +45,7 @@ def find_causes(
     report: Any,
     comparison: Any,
     *,
+    kernel_name: str,
     path: Path,
     as_is: bool,
     seed: int,
@@ -56,34 +56,34 @@ def find_causes(
     kernel_spec_manager: Any,
     say: Callable[[str], None],
 ) -> CheckCauses:
-    """Run the diagnostic kernel for `report` (a CheckReport with differences)."""
-    from .notebook_check import IGNORE_TAGS, RAISES_TAG, output_items
+    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed."""
+    from .notebook_check import IGNORE_TAGS, RAISES_TAG, notebook_kernel, output_items
 
     found = CheckCauses()
     first = next(run for run in report.runs if run.complete)
     differing = {difference.cell.index for difference in report.differences}
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
     fixed = checked_seed is not None and checked_seed != "random"
-    env = {} if as_is else startup_env(seed, cublas)
+    env = {}
     if fixed:
         found.hash_seeds = (checked_seed, other_hash_seed(checked_seed))  # type: ignore[arg-type]
         env["PYTHONHASHSEED"] = found.hash_seeds[1]
     say("diagnostic run: starting one more kernel to find the causes")
     try:
-        with running_kernel(
-            report.kernel,
-            env=env,
-            cwd=path.absolute().parent,
+        with notebook_kernel(
+            kernel_name,
+            path,
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
             startup_timeout=startup_timeout,
             kernel_spec_manager=kernel_spec_manager,
-        ) as runner:
-            if not as_is:
-                setup = runner.execute(
-                    "\n".join(startup_lines(seed, reseed)), silent=True, store_history=False, timeout=startup_timeout
-                )
-                if setup.status != "ok":
-                    found.status = f"skipped: `%repro on` failed in the kernel ({setup.error_text or setup.status})"
-                    return found
+            env=env,
+        ) as (runner, setup_error):
+            if setup_error is not None:
+                found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
+                return found
             for cell in report.cells:
                 if not cell.source.strip():
                     continue

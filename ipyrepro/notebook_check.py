@@ -16,8 +16,9 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,6 +525,7 @@ def check(
         report.causes = find_causes(
             report,
             comparison,
+            kernel_name=kernel_name,
             path=Path(path),
             as_is=as_is,
             seed=seed,
@@ -611,6 +613,41 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any) -> tuple[str, A
     return PLAIN_KERNEL, SingleSpec(), note
 
 
+@contextmanager
+def notebook_kernel(
+    kernel_name: str,
+    path: Path,
+    *,
+    as_is: bool,
+    seed: int,
+    reseed: str | None,
+    cublas: str,
+    startup_timeout: float,
+    kernel_spec_manager: Any,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[Any, str | None]]:
+    """A fresh kernel in the notebook's folder, set up as the reproducible kernel is unless `as_is`.
+
+    Yields (runner, setup_error): the error text when `%repro on` failed there, else None.
+    `env` adds to (or overrides) the reproducible kernel's variables.
+    """
+    with running_kernel(
+        kernel_name,
+        env={**({} if as_is else startup_env(seed, cublas)), **(env or {})},
+        cwd=path.absolute().parent,
+        startup_timeout=startup_timeout,
+        kernel_spec_manager=kernel_spec_manager,
+    ) as runner:
+        setup_error = None
+        if not as_is:
+            setup = runner.execute(
+                "\n".join(startup_lines(seed, reseed)), silent=True, store_history=False, timeout=startup_timeout
+            )
+            if setup.status != "ok":
+                setup_error = setup.error_text or setup.status
+        yield runner, setup_error
+
+
 def _run_once(
     number: int,
     path: Path,
@@ -626,25 +663,23 @@ def _run_once(
     say: Callable[[str], None],
 ) -> Run:
     run = Run(number)
-    env = {} if as_is else startup_env(seed, cublas)
     try:
-        with running_kernel(
+        with notebook_kernel(
             kernel_name,
-            env=env,
-            cwd=path.absolute().parent,
+            path,
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
             startup_timeout=startup_timeout,
             kernel_spec_manager=kernel_spec_manager,
-        ) as runner:
-            if not as_is:
-                setup = runner.execute(
-                    "\n".join(startup_lines(seed, reseed)), silent=True, store_history=False, timeout=startup_timeout
+        ) as (runner, setup_error):
+            if setup_error is not None:
+                run.error = (
+                    f"`%repro on` failed in kernel {kernel_name!r} ({setup_error}); "
+                    "is ipyrepro installed in that kernel's Python? Or pass --as-is"
                 )
-                if setup.status != "ok":
-                    run.error = (
-                        f"`%repro on` failed in kernel {kernel_name!r} ({setup.error_text or setup.status}); "
-                        "is ipyrepro installed in that kernel's Python? Or pass --as-is"
-                    )
-                    return run
+                return run
             for position, cell in enumerate(cells, 1):
                 say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
                 if not cell.source.strip():

@@ -257,11 +257,15 @@ def test_as_is_runs_a_plain_kernel_instead_of_an_ipyrepro_kernel(tmp_path: Path)
             "import os, sys\nprint(os.environ.get('PYTHONHASHSEED'), 'ipyrepro' in sys.modules, sys.executable)",
             id="env",
         ),
+        new_code_cell("import random\nprint(random.SystemRandom().random())", id="draw"),
         kernelspec={"name": "repro-kernel", "display_name": "repro"},
     )
     manager = KernelSpecManager(kernel_dirs=[str(tmp_path / "share" / "jupyter" / "kernels")])
     report = check(path, runs=2, as_is=True, kernel_spec_manager=manager)
-    assert report.exit_code == 0, str(report)
+    assert report.exit_code == 1 and [d.cell.cell_id for d in report.differences] == ["draw"], str(report)
+    # the kernel that looks for causes is the same plain kernel
+    assert report.causes is not None and report.causes.status == "done", report.causes
+    assert [cause.kind for cause in report.cell_causes(1)] == ["entropy"]
     printed = report.runs[0].outputs[0][0]["text"].split()
     assert printed[0] != "5" and printed[1] == "False" and printed[2] == sys.executable
     assert "'repro-kernel' is an ipyrepro kernel" in str(report).splitlines()[0]
