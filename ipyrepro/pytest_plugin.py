@@ -206,7 +206,10 @@ class NotebookFile(pytest.File):
             from .notebook_check import cell_results, check
 
             try:
-                report = check(self.path, **self.config.stash[_OPTIONS_KEY].kwargs)
+                kwargs = dict(self.config.stash[_OPTIONS_KEY].kwargs)
+                if hasattr(self.config, "workerinput"):  # an xdist worker: the workers are the parallelism
+                    kwargs["jobs"] = 1
+                report = check(self.path, **kwargs)
                 self._outcome = (report, {result.cell.index: result for result in cell_results(report)})
             except Exception as error:  # e.g. no such kernelspec: every cell of this notebook fails with it
                 self._outcome = error
