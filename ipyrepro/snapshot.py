@@ -344,7 +344,7 @@ def _copy_gradients(memo: dict[int, Any]) -> None:
     if torch is None:
         return
     for original in list(memo.get(id(memo), [])):
-        if isinstance(original, torch.Tensor) and original.grad is not None:
+        if isinstance(original, torch.Tensor) and original.is_leaf and original.grad is not None:
             copied = memo.get(id(original))
             if isinstance(copied, torch.Tensor) and copied is not original and copied.grad is None:
                 with contextlib.suppress(RuntimeError, TypeError):  # a grad the copy cannot take: none

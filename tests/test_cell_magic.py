@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,12 @@ def test_shared_and_self_referencing_objects_are_copied_once_and_stay_shared(she
     assert shell.user_ns["total"] == 3.0 and shell.user_ns["xs"][1] is shell.user_ns["xs"]
     assert float(shell.user_ns["w"][0]) == 1.0  # the view and its base stayed one storage
     shell.user_ns.pop("views")
+
+
+def test_a_graph_tensor_from_an_earlier_cell_is_snapshotted_without_torch_warnings(shell: Any) -> None:
+    shell.run_cell("w = torch.ones(3, requires_grad=True)\nloss = (w * 2).sum()\nloss.backward()")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reading .grad of the non-leaf `loss` would warn here
+        report = repro(shell, "", "out = loss.detach() + w.grad.sum()")
+    assert report.ok, report
+    assert torch.equal(shell.user_ns["w"].grad, torch.full((3,), 2.0))
