@@ -420,7 +420,8 @@ def _compare_arrays(a: np.ndarray, b: np.ndarray, path: str, tol: Tolerance) -> 
     if equal:
         return Outcome(IDENTICAL, path, total=a.size)
     try:
-        mask = np.asarray(a != b)
+        with np.errstate(invalid="ignore"):  # NaT and NaN compare unequal: that is the answer, not a warning
+            mask = np.asarray(a != b)
         count, first = int(mask.sum()), tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), a.shape))
         return Outcome(DIFFERS, path, count=count, total=a.size, first_index=first if a.ndim else None)
     except Exception:
