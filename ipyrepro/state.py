@@ -159,7 +159,11 @@ class ReproState:
         return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
 
     def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed), "source"
+        return self.source_seed(code), "source"
+
+    def source_seed(self, code: str) -> int:
+        """The seed `source` re-seeding gives a cell with this code, from the current base seed."""
+        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed)
 
     # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
     CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
