@@ -36,7 +36,7 @@ from .flags import (
     validate_cublas_value,
     validate_deterministic_mode,
 )
-from .inductor import INDUCTOR
+from .inductor import CONFIG_MODULE, INDUCTOR, inductor_deterministic
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
@@ -76,6 +76,8 @@ class Checkpoint:
     flags: Flags
     settings: tuple[Any, ...]
     rng: tuple[Any, ...]
+    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
+    inductor: tuple[Any, ...] = ()  # see _inductor_checkpoint
 
 
 class ReproState:
@@ -397,8 +399,9 @@ class ReproState:
     # -- scoped use (the pytest marker) --------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """Everything `on` and seeding change, as it is now: flags, env vars, this object's
-        settings and every RNG state, for `restore` to put back exactly."""
+        """Everything `on` and seeding change, as it is now: flags, env vars (the exported ones too),
+        this object's settings, inductor's setting and import hook, and every RNG state, for `restore`
+        to put back exactly."""
         import random
 
         import numpy as np
@@ -407,8 +410,23 @@ class ReproState:
         cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
         return Checkpoint(
             Flags.read(),
-            (self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell),
+            self._settings(),
             (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
+            {name: os.environ.get(name) for name in CHILD_VARS},
+            _inductor_checkpoint(),
+        )
+
+    def _settings(self) -> tuple[Any, ...]:
+        return (
+            self.enabled,
+            self.seed,
+            self.reseed,
+            self.target,
+            self.saved,
+            self.last_cell,
+            self.cell_id_missing,
+            self.rank,
+            self.rank_seed,
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
@@ -419,7 +437,20 @@ class ReproState:
         import torch
 
         self._apply_flags(checkpoint.flags)
-        self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell = checkpoint.settings
+        _inductor_restore(checkpoint.inductor)
+        for name, value in checkpoint.env.items():
+            set_env_variable(name, value)
+        (
+            self.enabled,
+            self.seed,
+            self.reseed,
+            self.target,
+            self.saved,
+            self.last_cell,
+            self.cell_id_missing,
+            self.rank,
+            self.rank_seed,
+        ) = checkpoint.settings
         python, numpy, cpu, cuda = checkpoint.rng
         random.setstate(python)
         np.random.set_state(numpy)
@@ -443,6 +474,34 @@ def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Call
             cache.clear()
         seed = cache[base, key] = derive(base, key)
     return seed
+
+
+def _inductor_checkpoint() -> tuple[Any, ...]:
+    """Inductor's setting (None: its config not imported), whether the import hook waits, and what
+    INDUCTOR keeps for `off` (its attributes other than the hook)."""
+    kept = {name: value for name, value in vars(INDUCTOR).items() if name != "_finder"}
+    return inductor_deterministic(), INDUCTOR.pending, kept
+
+
+def _inductor_restore(checkpoint: tuple[Any, ...]) -> None:
+    """Put back what `_inductor_checkpoint` saw, after the flags (which make the hook wait again)."""
+    import sys
+
+    import torch
+
+    value, pending, kept = checkpoint
+    config = sys.modules.get(CONFIG_MODULE)
+    if config is not None and value is None:  # imported in between: the value it would have got since
+        if pending:
+            value = bool(torch.are_deterministic_algorithms_enabled())  # what the hook gives on import
+        else:
+            default = vars(INDUCTOR).get("_default_at_import")  # read by the hook, if it fired
+            value = default if isinstance(default, bool) else None
+    if config is not None and value is not None:
+        config.deterministic = value
+    if not pending:
+        INDUCTOR.remove_hook()
+    vars(INDUCTOR).update(kept)
 
 
 def _emit(text: str) -> None:

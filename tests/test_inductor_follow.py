@@ -150,3 +150,26 @@ def test_configure_changes_follow_into_inductor_like_use_deterministic_algorithm
         out["same_as_torch"] = (config(), torch._C._get_deterministic_algorithms_warn_only()) == reference
     """)
     assert out == {"unimported": True, "imported": True, "off": False, "same_as_torch": True}
+
+
+def test_a_checkpoint_restore_leaves_no_hook_and_inductor_keeps_its_own_values() -> None:
+    """The pytest marker's scope: inductor imported after the test keeps its default, and one imported
+    during the test gets back the value it had before the test (here: the import default)."""
+    out = run_fresh(
+        """
+        from ipyrepro.state import STATE
+        checkpoint = STATE.checkpoint()
+        STATE.enable(0)
+        STATE.restore(checkpoint)
+        out["hooked"] = hooked()
+        checkpoint = STATE.checkpoint()
+        STATE.enable(0)
+        import torch._inductor.config
+        STATE.configure(deterministic_algorithms="off")
+        out["during"] = config()
+        STATE.restore(checkpoint)
+        out["after"] = config()
+        """,
+        TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
+    )
+    assert out == {"hooked": False, "during": False, "after": True}
