@@ -629,11 +629,16 @@ def notebook_kernel(
     """A fresh kernel in the notebook's folder, set up as the reproducible kernel is unless `as_is`.
 
     Yields (runner, setup_error): the error text when `%repro on` failed there, else None.
-    `env` adds to (or overrides) the reproducible kernel's variables.
+    `env` adds to (or overrides) the reproducible kernel's variables. What a `%repro on` around this
+    process exported for its children (IPYREPRO_SEED, ...) stays out: the kernel is as fresh as a
+    frontend's, and the check's own options say how it is set up.
     """
+    from .validation import CHILD_VARS
+
     with running_kernel(
         kernel_name,
         env={**({} if as_is else startup_env(seed, cublas)), **(env or {})},
+        unset=CHILD_VARS,
         cwd=path.absolute().parent,
         startup_timeout=startup_timeout,
         kernel_spec_manager=kernel_spec_manager,
