@@ -29,14 +29,16 @@ from .distributed import (
 from .flags import (
     CUBLAS_VAR,
     Flags,
+    inductor_checkpoint,
     recipe,
+    restore_inductor,
     set_cublas_variable,
     set_deterministic_algorithms,
     set_env_variable,
     validate_cublas_value,
     validate_deterministic_mode,
 )
-from .inductor import CONFIG_MODULE, INDUCTOR, inductor_deterministic
+from .inductor import INDUCTOR
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
@@ -77,7 +79,7 @@ class Checkpoint:
     settings: tuple[Any, ...]
     rng: tuple[Any, ...]
     env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
-    inductor: tuple[Any, ...] = ()  # see _inductor_checkpoint
+    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
 
 
 class ReproState:
@@ -413,7 +415,7 @@ class ReproState:
             self._settings(),
             (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
             {name: os.environ.get(name) for name in CHILD_VARS},
-            _inductor_checkpoint(),
+            inductor_checkpoint(),
         )
 
     def _settings(self) -> tuple[Any, ...]:
@@ -437,7 +439,7 @@ class ReproState:
         import torch
 
         self._apply_flags(checkpoint.flags)
-        _inductor_restore(checkpoint.inductor)
+        restore_inductor(checkpoint.inductor)
         for name, value in checkpoint.env.items():
             set_env_variable(name, value)
         (
@@ -474,34 +476,6 @@ def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Call
             cache.clear()
         seed = cache[base, key] = derive(base, key)
     return seed
-
-
-def _inductor_checkpoint() -> tuple[Any, ...]:
-    """Inductor's setting (None: its config not imported), whether the import hook waits, and what
-    INDUCTOR keeps for `off` (its attributes other than the hook)."""
-    kept = {name: value for name, value in vars(INDUCTOR).items() if name != "_finder"}
-    return inductor_deterministic(), INDUCTOR.pending, kept
-
-
-def _inductor_restore(checkpoint: tuple[Any, ...]) -> None:
-    """Put back what `_inductor_checkpoint` saw, after the flags (which make the hook wait again)."""
-    import sys
-
-    import torch
-
-    value, pending, kept = checkpoint
-    config = sys.modules.get(CONFIG_MODULE)
-    if config is not None and value is None:  # imported in between: the value it would have got since
-        if pending:
-            value = bool(torch.are_deterministic_algorithms_enabled())  # what the hook gives on import
-        else:
-            default = vars(INDUCTOR).get("_default_at_import")  # read by the hook, if it fired
-            value = default if isinstance(default, bool) else None
-    if config is not None and value is not None:
-        config.deterministic = value
-    if not pending:
-        INDUCTOR.remove_hook()
-    vars(INDUCTOR).update(kept)
 
 
 def _emit(text: str) -> None:

@@ -173,3 +173,20 @@ def test_a_checkpoint_restore_leaves_no_hook_and_inductor_keeps_its_own_values()
         TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
     )
     assert out == {"hooked": False, "during": False, "after": True}
+
+
+def test_a_diagnostic_rerun_with_ipyrepro_off_leaves_no_hook_and_inductor_keeps_its_default() -> None:
+    """`%%repro` diagnoses a difference with deterministic algorithms on for one rerun: that scoped change
+    must not leave a hook that later overrides inductor's own (here environment-set) default."""
+    out = run_fresh(
+        """
+        cell("%load_ext ipyrepro")
+        report = ip.run_cell_magic("repro", "", "x = __import__('os').urandom(8)")
+        out["differs"] = not report.ok
+        out["hooked"] = hooked()
+        import torch._inductor.config
+        out["config"] = config()
+        """,
+        TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
+    )
+    assert out == {"differs": True, "hooked": False, "config": True}
