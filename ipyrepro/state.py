@@ -226,6 +226,7 @@ class ReproState:
         before = (self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed)
         rng = seeding.capture_rng()
         env_before = {name: os.environ.get(name) for name in CHILD_VARS}
+        inductor = inductor_checkpoint()
         try:
             if self.saved is None:
                 self.saved = Saved(current, self.reseed, dict(env_before))
@@ -239,11 +240,9 @@ class ReproState:
             if rank is not None:
                 self.seed_for_rank(seed, rank)
         except BaseException as error:  # all or nothing: e.g. a seeder plugin raised
-            first_on = before[0] is None
             self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed = before
             self._apply_flags(current)
-            if first_on:
-                INDUCTOR.restore()
+            restore_inductor(inductor)  # its setting, and an import hook that waited before (or none)
             for name, value in env_before.items():
                 set_env_variable(name, value)
             seeding.restore_rng(rng)
