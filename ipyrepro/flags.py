@@ -105,7 +105,7 @@ def inductor_checkpoint() -> tuple[Any, ...]:
 
 
 def restore_inductor(checkpoint: tuple[Any, ...]) -> None:
-    """Put back what `inductor_checkpoint` saw, after the flags (which make the hook wait again)."""
+    """Put back what `inductor_checkpoint` saw; call it after the flags are back."""
     from .inductor import CONFIG_MODULE, INDUCTOR
 
     value, pending, kept = checkpoint
@@ -120,4 +120,6 @@ def restore_inductor(checkpoint: tuple[Any, ...]) -> None:
         config.deterministic = value
     if not pending:
         INDUCTOR.remove_hook()
+    elif config is None:
+        INDUCTOR.follow(bool(torch.are_deterministic_algorithms_enabled()))  # waits again (no-op if it does)
     vars(INDUCTOR).update(kept)

@@ -69,6 +69,7 @@ class Saved:
     flags: Flags
     reseed: str
     env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
+    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class ReproState:
         inductor = inductor_checkpoint()
         try:
             if self.saved is None:
-                self.saved = Saved(current, self.reseed, dict(env_before))
+                self.saved = Saved(current, self.reseed, dict(env_before), inductor)
                 INDUCTOR.save()
             target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
             self.target = replace(target, deterministic_algorithms=deterministic)
@@ -258,6 +259,8 @@ class ReproState:
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
             INDUCTOR.restore()
+            if self.saved.inductor:  # and an import hook that waited before `on` (configure() while off)
+                restore_inductor(self.saved.inductor)
             self.reseed = self.saved.reseed
             for name, value in self.saved.env.items():
                 set_env_variable(name, value)

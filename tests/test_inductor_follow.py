@@ -190,3 +190,18 @@ def test_a_diagnostic_rerun_with_ipyrepro_off_leaves_no_hook_and_inductor_keeps_
         TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
     )
     assert out == {"differs": True, "hooked": False, "config": True}
+
+
+def test_off_puts_back_a_hook_that_waited_before_on() -> None:
+    """configure() while off gives inductor the setting when it is imported, as torch would; `on` then `off`
+    keep that: inductor imported afterwards still gets it."""
+    out = run_fresh("""
+        import ipyrepro
+        ipyrepro.configure(deterministic_algorithms="warn")
+        ipyrepro.enable(0)
+        ipyrepro.disable()
+        out["hooked"] = hooked()
+        import torch._inductor.config
+        out["config"] = config()
+    """)
+    assert out == {"hooked": True, "config": True}
