@@ -570,7 +570,7 @@ def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
     return results
 
 
-PLAIN_KERNEL = "python-as-is"
+PLAIN_KERNEL = "python-plain"  # the in-memory spec that runs instead of an ipyrepro kernel
 
 
 class PlainKernel(NamedTuple):
