@@ -605,7 +605,7 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool 
     managed = set(startup_env(0, ":4096:8"))
     plain = KernelSpec(
         argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name=f"{spec.display_name} (plain, for --as-is)",
+        display_name=f"{spec.display_name} (plain, for ipyrepro check)",
         language=spec.language or "python",
         env={key: value for key, value in (spec.env or {}).items() if key not in managed},
         resource_dir=spec.resource_dir,
