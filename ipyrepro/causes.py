@@ -1003,6 +1003,17 @@ def hash_order_in(shell: Any, cell: str) -> list[Cause]:
     return [found[line] for line in sorted(found)]
 
 
+def _seed_as_the_cell(cell: str) -> None:
+    """Re-seed as the hook seeds `cell` itself: it seeded this helper, whose code differs (in `source`
+    mode, and `cell` mode without a cell id). Nothing to do (nor any torch to import) without ipyrepro."""
+    import sys
+
+    state = getattr(sys.modules.get("ipyrepro.state"), "STATE", None)
+    if state is not None and state.shell_hooks:
+        last = state.last_cell
+        state.before_cell(last.cell_id if last is not None else None, cell)
+
+
 def print_for_kernel(kind: str, cell: str, hash_order: bool = False) -> None:
     """The kernel side of `ipyrepro check`'s diagnostic run: print one marked JSON line of causes."""
     import json
@@ -1011,6 +1022,8 @@ def print_for_kernel(kind: str, cell: str, hash_order: bool = False) -> None:
 
     shell = get_ipython()
     try:
+        if kind == "trace":
+            _seed_as_the_cell(cell)
         causes = cell_causes(shell, cell, hash_order=hash_order) if kind == "trace" else hash_order_in(shell, cell)
         payload: Any = [cause.to_dict() for cause in causes]
     except Exception as error:  # report, never break the notebook's run

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .causes import Cause, Tracer, result, trace
-from .flags import CUBLAS_VAR, set_deterministic_algorithms
+from .flags import CUBLAS_VAR, inductor_checkpoint, restore_inductor, set_deterministic_algorithms
 from .status import Status
 from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
 
@@ -106,8 +106,10 @@ class _Collected:
 
 @contextmanager
 def deterministic_warn_only() -> Iterator[_Collected]:
-    """Turn on deterministic algorithms with warn_only, collect what warns, then restore the user's setting."""
+    """Turn on deterministic algorithms with warn_only, collect what warns, then restore the user's setting
+    (inductor's too: no import hook stays behind to change it later)."""
     previous = deterministic_algorithms_mode()
+    inductor = inductor_checkpoint()
     collected = _Collected()
     try:
         set_deterministic_algorithms("warn")
@@ -116,6 +118,7 @@ def deterministic_warn_only() -> Iterator[_Collected]:
             yield collected
     finally:
         set_deterministic_algorithms(previous)
+        restore_inductor(inductor)
     for item in caught:
         message = str(item.message)
         match = _NO_DETERMINISTIC.match(message)

@@ -21,6 +21,7 @@ import torch
 
 from .flags import validate_deterministic_mode
 from .seeding import validate_reseed_mode, validate_seed
+from .validation import CHILD_VARS, DETERMINISTIC_VAR, RESEED_VAR, SEED_VAR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from .insync import SyncReport, check_in_sync, leaf_digests  # noqa: F401
@@ -39,10 +40,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-SEED_VAR = "IPYREPRO_SEED"
-RESEED_VAR = "IPYREPRO_RESEED"
-DETERMINISTIC_VAR = "IPYREPRO_DETERMINISTIC"
-CHILD_VARS = (SEED_VAR, RESEED_VAR, DETERMINISTIC_VAR)
 RANK_VARS = ("RANK", "LOCAL_RANK")
 
 

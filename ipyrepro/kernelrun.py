@@ -220,10 +220,12 @@ def running_kernel(
     cwd: str | os.PathLike[str] | None = None,
     extra_arguments: Sequence[str] = (),
     startup_timeout: float = 60,
+    unset: Sequence[str] = (),
 ) -> Iterator[KernelRunner]:
     """A fresh kernel for the block, shut down afterwards whatever happens.
 
-    `env` adds to this process's environment (a kernelspec's own `env` still wins).
+    `env` adds to this process's environment (a kernelspec's own `env` still wins); the variables
+    named in `unset` are left out of it.
     """
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import KernelManager
@@ -234,7 +236,7 @@ def running_kernel(
     manager = KernelManager(**options)
     with tempfile.TemporaryFile() as log:
         launch: dict[str, Any] = {
-            "env": {**os.environ, **(env or {})},
+            "env": {**{name: value for name, value in os.environ.items() if name not in unset}, **(env or {})},
             "extra_arguments": list(extra_arguments),
             "stdout": log,
             "stderr": log,

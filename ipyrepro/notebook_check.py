@@ -21,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .causes import Cause
 from .check_causes import CheckCauses, find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
 from .kernelspec import startup_env, startup_lines
+from .validation import RESEED_MODES
 
 RAISES_TAG = "raises-exception"  # nbclient's tag: the error is an expected output, compared like any other
 IGNORE_TAGS = ("ipyrepro-ignore-output", "nbval-ignore-output")  # run the cell, don't compare its outputs
@@ -493,14 +494,17 @@ def check(
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
+    # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
+    # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
+    plain = plain_kernel_for(kernel_name, kernel_spec_manager, as_is=as_is)
+    if plain is not None and not as_is and reseed is None:
+        reseed = plain.reseed
     reseeding = "" if reseed is None else f", re-seed {reseed}"
     mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
     say = progress or (lambda text: None)
-    if as_is:
-        plain = plain_kernel_for(kernel_name, kernel_spec_manager)
-        if plain is not None:
-            kernel_name, kernel_spec_manager, report.kernel_note = plain
+    if plain is not None:
+        kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
 
     def one(number: int) -> Run:
         say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
@@ -566,15 +570,27 @@ def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
     return results
 
 
-PLAIN_KERNEL = "python-as-is"
+PLAIN_KERNEL = "python-plain"  # the in-memory spec that runs instead of an ipyrepro kernel
 
 
-def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any) -> tuple[str, Any, str] | None:
-    """For --as-is: when `kernel_name` is an ipyrepro kernel, a plain ipykernel of the same Python.
+class PlainKernel(NamedTuple):
+    """What runs instead of an ipyrepro kernel: a kernel name, the spec manager that knows it, the report's
+    note, and the ipyrepro kernel's re-seed mode (None when its kernelspec does not say)."""
+
+    name: str
+    manager: Any
+    note: str
+    reseed: str | None
+
+
+def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool = True) -> PlainKernel | None:
+    """When `kernel_name` is an ipyrepro kernel, a plain ipykernel of the same Python.
 
     An ipyrepro kernel sets PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG and runs `%repro on`
-    before the first cell, which is not "as written". Returns (name, spec manager, note), or None
-    when the kernel is not an ipyrepro one (or not installed: starting it reports that).
+    before the first cell, which is not "as written" (--as-is); in the default mode its
+    kernelspec's PYTHONHASHSEED would win over the check's (and the causes kernel's), so the
+    check sets the plain kernel up itself. Returns None when the kernel is not an ipyrepro one
+    (or not installed: starting it reports that).
     """
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
@@ -589,15 +605,25 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any) -> tuple[str, A
     managed = set(startup_env(0, ":4096:8"))
     plain = KernelSpec(
         argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name=f"{spec.display_name} (plain, for --as-is)",
+        display_name=f"{spec.display_name} (plain, for ipyrepro check)",
         language=spec.language or "python",
         env={key: value for key, value in (spec.env or {}).items() if key not in managed},
         resource_dir=spec.resource_dir,
     )
-    note = (
-        f"--as-is: {kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran instead, "
-        "without its environment variables and `%repro on`"
-    )
+    settings = spec.metadata["ipyrepro"]
+    reseed = settings.get("reseed") if isinstance(settings, dict) else None
+    if reseed not in RESEED_MODES:
+        reseed = None
+    if as_is:
+        note = (
+            f"--as-is: {kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran "
+            "instead, without its environment variables and `%repro on`"
+        )
+    else:
+        note = (
+            f"{kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran instead, "
+            "set up by the check (its seed and PYTHONHASHSEED; the kernel's re-seed mode unless --reseed)"
+        )
 
     class SingleSpec(KernelSpecManager):
         """Knows one in-memory spec: the plain kernel --as-is runs."""
@@ -610,7 +636,7 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any) -> tuple[str, A
         def find_kernel_specs(self) -> dict[str, str]:
             return {PLAIN_KERNEL: plain.resource_dir}
 
-    return PLAIN_KERNEL, SingleSpec(), note
+    return PlainKernel(PLAIN_KERNEL, SingleSpec(), note, reseed)
 
 
 @contextmanager
@@ -629,11 +655,16 @@ def notebook_kernel(
     """A fresh kernel in the notebook's folder, set up as the reproducible kernel is unless `as_is`.
 
     Yields (runner, setup_error): the error text when `%repro on` failed there, else None.
-    `env` adds to (or overrides) the reproducible kernel's variables.
+    `env` adds to (or overrides) the reproducible kernel's variables. What a `%repro on` around this
+    process exported for its children (IPYREPRO_SEED, ...) stays out: the kernel is as fresh as a
+    frontend's, and the check's own options say how it is set up.
     """
+    from .validation import CHILD_VARS
+
     with running_kernel(
         kernel_name,
         env={**({} if as_is else startup_env(seed, cublas)), **(env or {})},
+        unset=CHILD_VARS,
         cwd=path.absolute().parent,
         startup_timeout=startup_timeout,
         kernel_spec_manager=kernel_spec_manager,

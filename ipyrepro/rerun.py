@@ -86,15 +86,22 @@ def _validate_names(names: Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _resolve_seed(seed: int | None, state: ReproState, saved: fp.Saved | None, *, cell: bool = False) -> int:
+def _resolve_seed(
+    seed: int | None, state: ReproState, saved: fp.Saved | None, *, cell: bool = False, code: str = ""
+) -> int:
     """An explicit seed; else the file's (for a check); else, for a cell that the re-seed hook seeded,
     the seed it started from (so the namespace ends as if the cell ran without %%repro); else the
-    base seed, or 0."""
+    base seed, or 0.
+
+    A seed derived from the code (`source`, or `cell` without a cell id) comes from `code`, the
+    cell's body: the hook saw the `%%repro` line too, which the same cell without it lacks."""
     if seed is not None:
         return seeding.validate_seed(seed)
     if saved is not None and saved.seed is not None:
         return saved.seed  # --check reruns from the seed the file was written with
     if cell and state.reseed != "off" and state.last_cell is not None:
+        if state.last_cell.derivation == "source":
+            return state.source_seed(code)
         return state.last_cell.seed
     return state.seed if state.seed is not None else 0
 
@@ -639,7 +646,7 @@ def rerun_cell(
             + ")"
         ) from None
     saved = _prepare_files(save, check)
-    seed = _resolve_seed(seed, state, saved, cell=True)
+    seed = _resolve_seed(seed, state, saved, cell=True, code=cell)
     namespace = shell.user_ns
     touched = cell_names(tree, namespace)
     hidden = set(getattr(shell, "user_ns_hidden", {}))

@@ -29,7 +29,9 @@ from .distributed import (
 from .flags import (
     CUBLAS_VAR,
     Flags,
+    inductor_checkpoint,
     recipe,
+    restore_inductor,
     set_cublas_variable,
     set_deterministic_algorithms,
     set_env_variable,
@@ -67,6 +69,7 @@ class Saved:
     flags: Flags
     reseed: str
     env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
+    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Checkpoint:
     flags: Flags
     settings: tuple[Any, ...]
     rng: tuple[Any, ...]
+    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
+    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
 
 
 class ReproState:
@@ -159,7 +164,11 @@ class ReproState:
         return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
 
     def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed), "source"
+        return self.source_seed(code), "source"
+
+    def source_seed(self, code: str) -> int:
+        """The seed `source` re-seeding gives a cell with this code, from the current base seed."""
+        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed)
 
     # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
     CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
@@ -218,9 +227,10 @@ class ReproState:
         before = (self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed)
         rng = seeding.capture_rng()
         env_before = {name: os.environ.get(name) for name in CHILD_VARS}
+        inductor = inductor_checkpoint()
         try:
             if self.saved is None:
-                self.saved = Saved(current, self.reseed, dict(env_before))
+                self.saved = Saved(current, self.reseed, dict(env_before), inductor)
                 INDUCTOR.save()
             target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
             self.target = replace(target, deterministic_algorithms=deterministic)
@@ -231,11 +241,9 @@ class ReproState:
             if rank is not None:
                 self.seed_for_rank(seed, rank)
         except BaseException as error:  # all or nothing: e.g. a seeder plugin raised
-            first_on = before[0] is None
             self.saved, self.target, self.enabled, self.reseed, self.seed, self.rank, self.rank_seed = before
             self._apply_flags(current)
-            if first_on:
-                INDUCTOR.restore()
+            restore_inductor(inductor)  # its setting, and an import hook that waited before (or none)
             for name, value in env_before.items():
                 set_env_variable(name, value)
             seeding.restore_rng(rng)
@@ -251,6 +259,8 @@ class ReproState:
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
             INDUCTOR.restore()
+            if self.saved.inductor:  # and an import hook that waited before `on` (configure() while off)
+                restore_inductor(self.saved.inductor)
             self.reseed = self.saved.reseed
             for name, value in self.saved.env.items():
                 set_env_variable(name, value)
@@ -393,8 +403,9 @@ class ReproState:
     # -- scoped use (the pytest marker) --------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """Everything `on` and seeding change, as it is now: flags, env vars, this object's
-        settings and every RNG state, for `restore` to put back exactly."""
+        """Everything `on` and seeding change, as it is now: flags, env vars (the exported ones too),
+        this object's settings, inductor's setting and import hook, and every RNG state, for `restore`
+        to put back exactly."""
         import random
 
         import numpy as np
@@ -403,8 +414,23 @@ class ReproState:
         cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
         return Checkpoint(
             Flags.read(),
-            (self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell),
+            self._settings(),
             (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
+            {name: os.environ.get(name) for name in CHILD_VARS},
+            inductor_checkpoint(),
+        )
+
+    def _settings(self) -> tuple[Any, ...]:
+        return (
+            self.enabled,
+            self.seed,
+            self.reseed,
+            self.target,
+            self.saved,
+            self.last_cell,
+            self.cell_id_missing,
+            self.rank,
+            self.rank_seed,
         )
 
     def restore(self, checkpoint: Checkpoint) -> None:
@@ -415,7 +441,20 @@ class ReproState:
         import torch
 
         self._apply_flags(checkpoint.flags)
-        self.enabled, self.seed, self.reseed, self.target, self.saved, self.last_cell = checkpoint.settings
+        restore_inductor(checkpoint.inductor)
+        for name, value in checkpoint.env.items():
+            set_env_variable(name, value)
+        (
+            self.enabled,
+            self.seed,
+            self.reseed,
+            self.target,
+            self.saved,
+            self.last_cell,
+            self.cell_id_missing,
+            self.rank,
+            self.rank_seed,
+        ) = checkpoint.settings
         python, numpy, cpu, cuda = checkpoint.rng
         random.setstate(python)
         np.random.set_state(numpy)

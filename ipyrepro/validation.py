@@ -12,6 +12,13 @@ SEED_LIMIT = 2**32
 RESEED_MODES = ("off", "fixed", "cell", "source")
 DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
 
+# What `%repro on` exports for child processes (see distributed.py), named here so the check's client,
+# which starts kernels without them, imports no torch.
+SEED_VAR = "IPYREPRO_SEED"
+RESEED_VAR = "IPYREPRO_RESEED"
+DETERMINISTIC_VAR = "IPYREPRO_DETERMINISTIC"
+CHILD_VARS = (SEED_VAR, RESEED_VAR, DETERMINISTIC_VAR)
+
 
 def validate_seed(seed: object) -> int:
     """An int in [0, 2**32): the range that NumPy's legacy global RNG accepts (NumPy integers count)."""

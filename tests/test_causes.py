@@ -505,3 +505,31 @@ def test_a_racing_cuda_op_is_named_at_the_line_that_called_it(shell: Any) -> Non
     assert ("nondeterministic-op", 3) in [(cause.kind, cause.line) for cause in report.causes], str(report)
     for name in ("index", "values", "total"):
         shell.user_ns.pop(name, None)
+
+
+@pytest.mark.parametrize("mode", ["source", "cell"])
+def test_the_diagnostic_helper_traces_the_cell_from_the_cells_own_seed(
+    shell: Any, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """`ipyrepro check`'s causes kernel sends a helper with the cell's id: in `source` mode (and `cell` mode
+    without an id) the hook seeds the helper from the helper's code, yet the traced run must draw what the
+    cell draws. Here the cell takes an unseeded generator only from its own seed, not from the helper's."""
+    import json
+
+    from ipyrepro.check_causes import _helper
+    from ipyrepro.seeding import derive_source_seed
+
+    def draw(code: str) -> float:
+        return random.Random(derive_source_seed(0, code)).random()
+
+    for step in range(1, 1000):
+        cell = f"import random\nif random.random() < {step / 1000}:\n    g = np.random.default_rng()\n"
+        helper = _helper("trace", cell)
+        if draw(cell) < step / 1000 <= draw(helper):
+            break
+    shell.run_line_magic("repro", f"on --reseed {mode}")
+    capsys.readouterr()
+    shell.run_cell(helper, store_history=False, cell_id="c1" if mode == "source" else None)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(causes_module.KERNEL_MARKER))
+    found = json.loads(line[len(causes_module.KERNEL_MARKER) :])
+    assert [(cause["kind"], cause["line"]) for cause in found] == [("unseeded-generator", 3)]

@@ -392,6 +392,20 @@ def test_with_reseeding_on_the_cell_starts_from_its_own_seed_as_without_the_magi
     assert shell.run_cell("%%repro\nx = torch.rand(2)", cell_id="cell-7").result.seed == 42
 
 
+@pytest.mark.parametrize("mode, cell_id", [("source", "cell-7"), ("cell", None)])
+def test_a_seed_from_the_code_is_the_seed_of_the_code_without_the_magic(shell: Any, mode: str, cell_id: Any) -> None:
+    """`source` mode, and `cell` mode without a cell id (nbconvert, a terminal): the `%%repro` line is
+    not part of the cell's code, so the cell ends as it does without the magic."""
+    from ipyrepro.seeding import derive_source_seed
+
+    shell.run_line_magic("repro", f"on --seed 42 --reseed {mode}")
+    result = shell.run_cell("%%repro --runs 2\nx = torch.rand(2)\n", cell_id=cell_id)
+    assert result.result.seed == derive_source_seed(42, "x = torch.rand(2)")
+    with_magic = shell.user_ns["x"]
+    shell.run_cell("x = torch.rand(2)", cell_id=cell_id)  # the same cell without %%repro
+    assert torch.equal(shell.user_ns["x"], with_magic)
+
+
 def test_shared_and_self_referencing_objects_are_copied_once_and_stay_shared(shell: Any) -> None:
     shell.run_cell("xs = [1]\nxs.append(xs)\nw = torch.zeros(2)\nviews = {'all': w, 'head': w[:1]}")
     report = repro(shell, "--runs 3", "views['head'].add_(1)\nxs[0] += 1\ntotal = float(w.sum()) + xs[0]")

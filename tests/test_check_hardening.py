@@ -270,3 +270,33 @@ def test_as_is_runs_a_plain_kernel_instead_of_an_ipyrepro_kernel(tmp_path: Path)
     assert printed[0] != "5" and printed[1] == "False" and printed[2] == sys.executable
     assert "'repro-kernel' is an ipyrepro kernel" in str(report).splitlines()[0]
     assert "plain kernel" in report.to_dict()["kernel_note"]
+
+
+@pytest.mark.kernel
+def test_default_mode_on_an_ipyrepro_kernel_runs_with_the_checks_own_hash_seed_and_the_kernels_mode(
+    tmp_path: Path,
+) -> None:
+    """An ipyrepro kernel's kernelspec env (PYTHONHASHSEED 5) would win over the check's: the runs would not
+    hash with the check's seed, and the causes kernel could not change it to prove hash order."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from ipyrepro.kernelspec import install
+
+    install("repro-kernel", seed=5, reseed="source", prefix=tmp_path)
+    path = write(
+        tmp_path / "n.ipynb",
+        new_code_cell("import os, random, ipyrepro\nwords = ['pear', 'apple', 'fig', 'kiwi', 'plum']", id="setup"),
+        new_code_cell(
+            "print(os.environ['PYTHONHASHSEED'], ipyrepro.status().reseed, random.SystemRandom().random())",
+            id="draw",
+        ),
+        new_code_cell("print([w for w in set(words)])", id="hash-order"),
+        kernelspec={"name": "repro-kernel", "display_name": "repro"},
+    )
+    manager = KernelSpecManager(kernel_dirs=[str(tmp_path / "share" / "jupyter" / "kernels")])
+    report = check(path, runs=2, seed=7, kernel_spec_manager=manager)
+    assert [d.cell.cell_id for d in report.differences] == ["draw"], str(report)
+    # the check's seed, the kernel's re-seed mode
+    assert report.runs[0].outputs[1][0]["text"].startswith("7 source ")
+    assert report.causes is not None and report.causes.hash_seeds == ("7", "8")
+    assert report.causes.hash_order_cells == [2], report.causes

@@ -150,3 +150,58 @@ def test_configure_changes_follow_into_inductor_like_use_deterministic_algorithm
         out["same_as_torch"] = (config(), torch._C._get_deterministic_algorithms_warn_only()) == reference
     """)
     assert out == {"unimported": True, "imported": True, "off": False, "same_as_torch": True}
+
+
+def test_a_checkpoint_restore_leaves_no_hook_and_inductor_keeps_its_own_values() -> None:
+    """The pytest marker's scope: inductor imported after the test keeps its default, and one imported
+    during the test gets back the value it had before the test (here: the import default)."""
+    out = run_fresh(
+        """
+        from ipyrepro.state import STATE
+        checkpoint = STATE.checkpoint()
+        STATE.enable(0)
+        STATE.restore(checkpoint)
+        out["hooked"] = hooked()
+        checkpoint = STATE.checkpoint()
+        STATE.enable(0)
+        import torch._inductor.config
+        STATE.configure(deterministic_algorithms="off")
+        out["during"] = config()
+        STATE.restore(checkpoint)
+        out["after"] = config()
+        """,
+        TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
+    )
+    assert out == {"hooked": False, "during": False, "after": True}
+
+
+def test_a_diagnostic_rerun_with_ipyrepro_off_leaves_no_hook_and_inductor_keeps_its_default() -> None:
+    """`%%repro` diagnoses a difference with deterministic algorithms on for one rerun: that scoped change
+    must not leave a hook that later overrides inductor's own (here environment-set) default."""
+    out = run_fresh(
+        """
+        cell("%load_ext ipyrepro")
+        report = ip.run_cell_magic("repro", "", "x = __import__('os').urandom(8)")
+        out["differs"] = not report.ok
+        out["hooked"] = hooked()
+        import torch._inductor.config
+        out["config"] = config()
+        """,
+        TORCHINDUCTOR_DETERMINISTIC="1",  # inductor's own default is True here
+    )
+    assert out == {"differs": True, "hooked": False, "config": True}
+
+
+def test_off_puts_back_a_hook_that_waited_before_on() -> None:
+    """configure() while off gives inductor the setting when it is imported, as torch would; `on` then `off`
+    keep that: inductor imported afterwards still gets it."""
+    out = run_fresh("""
+        import ipyrepro
+        ipyrepro.configure(deterministic_algorithms="warn")
+        ipyrepro.enable(0)
+        ipyrepro.disable()
+        out["hooked"] = hooked()
+        import torch._inductor.config
+        out["config"] = config()
+    """)
+    assert out == {"hooked": True, "config": True}

@@ -226,6 +226,28 @@ def test_unload_removes_the_hooks_and_the_magic(ip) -> None:
     assert "repro" in ip.magics_manager.magics["line"]
 
 
+def test_in_the_reproducible_kernel_unload_ext_ipyrepro_unloads_what_the_kernel_preloaded(ip, capsys) -> None:
+    """The kernel loads `ipyrepro.preload`; a user's `%unload_ext ipyrepro` there removes it too, and a later
+    `%load_ext ipyrepro` brings it back."""
+    ip.run_line_magic("unload_ext", "ipyrepro")
+    ip.run_line_magic("load_ext", "ipyrepro.preload")  # what the kernel's startup lines run
+    capsys.readouterr()
+    ip.run_line_magic("unload_ext", "ipyrepro")
+    assert capsys.readouterr().out == ""  # not "The ipyrepro extension is not loaded."
+    assert not [cb for cb in ip.events.callbacks["pre_run_cell"] if "CellHooks" in repr(cb)]
+    assert "repro" not in ip.magics_manager.magics["line"]
+    assert not {"ipyrepro", "ipyrepro.preload"} & ip.extension_manager.loaded
+    assert "unload_extension" not in vars(ip.extension_manager)  # IPython's own method again
+    ip.run_line_magic("load_ext", "ipyrepro.preload")
+    ip.run_line_magic("load_ext", "ipyrepro")  # a notebook's own line: quiet, and the same extension
+    ip.run_line_magic("unload_ext", "ipyrepro.preload")
+    assert "repro" not in ip.magics_manager.magics["line"]
+    assert not {"ipyrepro", "ipyrepro.preload"} & ip.extension_manager.loaded
+    assert "not loaded" not in capsys.readouterr().out
+    ip.run_line_magic("load_ext", "ipyrepro")  # the fixture unloads again
+    assert "repro" in ip.magics_manager.magics["line"]
+
+
 def test_a_failing_hook_warns_once_and_never_breaks_the_cell(ip, monkeypatch) -> None:
     magic(ip, "on")
 

@@ -162,7 +162,12 @@ def test_check_names_the_planted_cell_and_the_image_and_leaves_the_file_alone(tm
 
 
 @pytest.mark.kernel
-def test_default_runs_are_seeded_per_cell_id_with_the_kernel_env(tmp_path: Path) -> None:
+def test_default_runs_are_seeded_per_cell_id_with_the_kernel_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `%repro on` exports to children, e.g. around `!ipyrepro check` in a notebook: fresh kernels ignore it.
+    for name, value in (("IPYREPRO_SEED", "9"), ("IPYREPRO_RESEED", "fixed"), ("IPYREPRO_DETERMINISTIC", "warn")):
+        monkeypatch.setenv(name, value)
     path = write(tmp_path / "planted.ipynb", *PLANTED)
     report = check(path, runs=1, seed=4, cublas=":16:8")
     assert report.exit_code == 0, str(report)

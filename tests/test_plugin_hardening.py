@@ -26,6 +26,8 @@ def seed(seed):
         np.random.seed(seed + 2**32)  # NumPy's own error
     if MODE[0] == "exit":
         raise SystemExit(3)
+    if MODE[0] == "rank" and seed != 7:
+        raise RuntimeError("not this rank's seed")
 
 MODE = ["ok"]
 """
@@ -63,6 +65,23 @@ def test_on_is_all_or_nothing_and_a_plugins_error_is_reported_as_itself(
     plugin.MODE[0] = "ok"
     ip.run_line_magic("repro", "on --seed 7")
     assert STATE.enabled and STATE.seed == 7
+
+
+def test_on_with_a_rank_is_all_or_nothing_for_exported_variables_and_the_inductor_hook(plugin: Any) -> None:
+    """The plugin raises only for the rank's seed, after the base seed was applied and exported: the
+    variables, and the import hook that waited for inductor before `on`, are as before."""
+    import os
+
+    import ipyrepro
+    from ipyrepro.distributed import CHILD_VARS
+
+    ipyrepro.configure(deterministic_algorithms="warn")  # as torch would, inductor follows: a hook waits for it
+    exported, hooks = {name: os.environ.get(name) for name in CHILD_VARS}, list(sys.meta_path)
+    plugin.MODE[0] = "rank"
+    with pytest.raises(RuntimeError, match="not this rank's seed"):
+        ipyrepro.enable(7, rank=1)
+    assert {name: os.environ.get(name) for name in CHILD_VARS} == exported and sys.meta_path == hooks
+    assert not STATE.enabled and STATE.seed is None and STATE.rank is None and STATE.rank_seed is None
 
 
 def test_a_plugin_that_raises_warns_once_per_error_type_not_per_message(plugin: Any, ip: Any) -> None:

@@ -269,6 +269,7 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
         from ipyrepro.flags import Flags
 
         BEFORE = (Flags.read(), os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.get_rng_state())
+        EXPORTED = {name: value for name, value in os.environ.items() if name.startswith("IPYREPRO_")}
 
         @pytest.mark.repro(seed=7, warn_only=True)
         def test_fails_under_the_recipe():
@@ -296,6 +297,8 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
             state = ipyrepro.STATE
             assert not state.enabled and state.saved is None and state.reseed == "off" and state.seed is None
             assert torch.equal(torch.get_rng_state(), rng)
+            assert {name: value for name, value in os.environ.items() if name.startswith("IPYREPRO_")} == EXPORTED
+            assert not ipyrepro.STATE.enabled and ipyrepro.enable().seed == 0  # no seed 7 inherited
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly")

@@ -142,3 +142,26 @@ def test_subscribers_hear_changes_and_are_held_weakly() -> None:
     del view
     ipyrepro.seed_all(2)
     assert calls == [1]
+
+
+def test_restore_puts_back_exported_variables_the_rank_and_the_import_hook_exactly() -> None:
+    """The pytest marker's and fixture's scope: a test that turns ipyrepro on leaves nothing behind."""
+    import sys
+
+    from ipyrepro.distributed import CHILD_VARS
+
+    for name in CHILD_VARS:
+        os.environ.pop(name, None)
+    hooks_before = list(sys.meta_path)
+    status_before = ipyrepro.status()
+    checkpoint = STATE.checkpoint()
+    ipyrepro.enable(3, warn_only=True, reseed="source", rank=1)
+    STATE.before_cell(None, "x = 1")
+    assert os.environ["IPYREPRO_SEED"] == "3"
+    STATE.restore(checkpoint)
+    assert {name: os.environ.get(name) for name in CHILD_VARS} == dict.fromkeys(CHILD_VARS)
+    assert sys.meta_path == hooks_before  # no import hook waits for inductor's config
+    assert ipyrepro.status() == status_before  # no rank note, no last cell
+    assert STATE.rank is None and STATE.rank_seed is None
+    ipyrepro.enable()  # and nothing of the test's settings is inherited through the environment
+    assert (STATE.seed, STATE.reseed, STATE.target.deterministic_algorithms) == (0, "cell", "error")
