@@ -12,6 +12,7 @@ seed S pending" as a state of its own.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -57,6 +58,16 @@ class LazyNumpySeed:
         seed, self._seed, self._hook = self._seed, None, None
         if seed is not None:
             module.seed(seed)
+
+    def settle(self) -> None:
+        """Import `numpy.random` now if a seed waits for it (the hook seeds it at once).
+
+        For the tracer of causes.py: creating NumPy's global generator on import reads OS
+        entropy, which would be blamed on the user's line that imported it, although ipyrepro's
+        seed replaces that state right away. Nothing draws in between, so the states are the same.
+        """
+        if self.pending is not None and MODULE not in sys.modules:
+            importlib.import_module(MODULE)
 
     def cancel(self) -> None:
         """Forget a pending seed and take the hook out of the import system (`off`, unloading)."""

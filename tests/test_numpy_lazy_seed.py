@@ -245,6 +245,23 @@ def test_restore_with_nothing_pending_after_an_import_in_between_reseeds_from_en
     assert out["x"] not in (eager(4), eager(4, 6)[3:])
 
 
+def test_a_first_import_under_the_causes_tracer_is_no_cause_and_draws_the_pending_seed(tmp_path) -> None:
+    user_file = tmp_path / "user_code.py"
+    user_file.write_text("import numpy as np\nx = np.random.rand(3).tolist()\n")
+    out = run_fresh(f"""
+        from ipyrepro import causes
+        ipyrepro.enable(6)
+        path = {str(user_file)!r}
+        code = compile(open(path).read(), path, "exec")
+        namespace = {{}}
+        with causes.trace() as tracer:
+            exec(code, namespace)
+        out["causes"] = [cause.detail for cause in causes.result(tracer)]
+        out["x"] = namespace["x"]
+    """)
+    assert out == {"causes": [], "x": eager(6)}
+
+
 # -- the import hook itself, in this process, on a module made for it -------------------------------
 
 
