@@ -9,6 +9,8 @@
    (what any Python command costs here).                             Target: <= 0.3 s.
 3. kernel: in a fresh kernel, the cell `%load_ext ipyrepro` + `%repro on` against the cell
    `import torch` in the same kind of fresh kernel.                  Target: <= 1.1x.
+   Also each with the next, small cell: `import torch` leaves a full garbage collection due,
+   which lands in whichever cell next allocates (in ipyrepro's case, in `%repro on` itself).
 4. check: `ipyrepro check NB` (2 runs, default mode and --jobs) against two plain nbclient runs
    of NB one after the other, for a NumPy-only notebook and a small torch training notebook.
    Target: <= 1.2x; with 2 parallel kernels on a 2-core machine, a single-threaded notebook
@@ -125,6 +127,9 @@ def bench_cli(rounds: int) -> None:
     )
 
 
+NEXT_CELL = "numbers = [[index] for index in range(3000)]"  # a small cell that allocates a few thousand objects
+
+
 def bench_kernel(rounds: int) -> None:
     from ipyrepro.kernelrun import running_kernel
 
@@ -134,24 +139,43 @@ def bench_kernel(rounds: int) -> None:
     folder = tempfile.mkdtemp(prefix="ipyrepro-bench-cwd-")
     env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": cache}
 
-    def cell_in_fresh_kernel(code: str) -> Callable[[], float]:
+    next_cell: dict[str, list[float]] = {}
+
+    def cell_in_fresh_kernel(name: str, code: str) -> Callable[[], float]:
         def run() -> float:
             with running_kernel("python3", cwd=folder, env=env) as kernel:
                 start = time.perf_counter()
                 result = kernel.execute(code, timeout=300)
                 took = time.perf_counter() - start
+                start = time.perf_counter()
+                after = kernel.execute(NEXT_CELL, timeout=300)
+                next_cell.setdefault(name, []).append(time.perf_counter() - start)
             assert result.status == "ok", result.outputs
+            assert after.status == "ok", after.outputs
             return took
 
         return run
 
+    names = ("import torch (baseline)", "%load_ext ipyrepro + %repro on")
     cases = {
-        "import torch (baseline)": cell_in_fresh_kernel("import torch"),
-        "%load_ext ipyrepro + %repro on": cell_in_fresh_kernel("%load_ext ipyrepro\n%repro on"),
+        names[0]: cell_in_fresh_kernel(names[0], "import torch"),
+        names[1]: cell_in_fresh_kernel(names[1], "%load_ext ipyrepro\n%repro on"),
     }
     for case in cases.values():
         case()  # warm up: the bytecode caches, the OS file cache
-    show("3. a fresh kernel's first cell", interleaved(cases, rounds), "import torch (baseline)", "<= 1.1x")
+    next_cell.clear()
+    first = interleaved(cases, rounds)
+    show("3. a fresh kernel's first cell", first, names[0], "<= 1.1x")
+    # `import torch` leaves a full garbage collection due (about 200k objects, 60-70 ms here): the
+    # next cell that allocates a few thousand objects pays it, whichever that is. The first two
+    # cells together count it once on each side.
+    both = {f"{name}, then a small cell": [a + b for a, b in zip(first[name], next_cell[name])] for name in names}
+    show(
+        "   ... and the next, small cell with it (the GC that `import torch` left due, counted once)",
+        both,
+        f"{names[0]}, then a small cell",
+        "<= 1.1x",
+    )
 
 
 NUMPY_NOTEBOOK = [

@@ -76,7 +76,9 @@ __all__ = [
 
 
 def seed_all(seed: int) -> int:
-    """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed."""
+    """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed.
+
+    NumPy's is seeded when `numpy.random` is first imported if it is not yet (see README)."""
     from .state import STATE
 
     return STATE.seed_all(seed)
@@ -115,7 +117,9 @@ def seed_rank(rank: int | None = None) -> int:
 
 
 def disable() -> Status:
-    """Restore every flag, env var and the re-seed mode to what they were before `enable`."""
+    """Restore every flag, env var and the re-seed mode to what they were before `enable`.
+
+    A NumPy seed still waiting for `numpy.random`'s first import is dropped."""
     from .state import STATE
 
     STATE.disable()

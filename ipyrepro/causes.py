@@ -875,7 +875,9 @@ def trace(
     """Trace what runs in the block; `tracer.result()` gives the causes. Settings the block changes
     (cuDNN flags, deterministic algorithms) are put back afterwards."""
     from .flags import Flags
+    from .numpyrandom import NUMPY_RANDOM
 
+    NUMPY_RANDOM.settle()  # its import's own entropy read, which ipyrepro's pending seed overrides, is no cause
     tracer = Tracer(cell_code=cell_code, cell_source=cell_source)
     if hash_order is not None:
         tracer.hash_order = hash_order

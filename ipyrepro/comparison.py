@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .numpyrandom import generator_types
+
 IDENTICAL = "identical"
 CLOSE = "within tolerance"
 DIFFERS = "differs"
@@ -159,7 +161,7 @@ def _walk(a: Any, b: Any, path: str, tol: Tolerance, out: list[Outcome], depth: 
         _walk_dicts(a.state_dict(), b.state_dict(), path, tol, out, depth)
     elif isinstance(a, torch.Generator):
         out.append(compare_tensors(a.get_state(), b.get_state(), f"{path}.get_state()", Tolerance()))
-    elif isinstance(a, (np.random.Generator, np.random.RandomState, random.Random)):
+    elif isinstance(a, (random.Random, *generator_types())):
         # Generators compare by state: an unseeded one shows up here, not only in what it drew.
         suffix, state_a = generator_state(a)
         _walk(state_a, generator_state(b)[1], f"{path}{suffix}", tol, out, depth + 1)
@@ -470,11 +472,11 @@ def _compare_complex(a: complex, b: complex, path: str, tol: Tolerance) -> Outco
 
 def generator_state(generator: Any) -> tuple[str, Any]:
     """(path suffix, state) of a NumPy or Python random generator, as plain data."""
+    if isinstance(generator, random.Random):  # before NumPy's: checking those would import numpy.random
+        return ".getstate()", generator.getstate()
     if isinstance(generator, np.random.Generator):
         return ".bit_generator.state", generator.bit_generator.state
-    if isinstance(generator, np.random.RandomState):
-        return ".get_state()", generator.get_state(legacy=False)
-    return ".getstate()", generator.getstate()
+    return ".get_state()", generator.get_state(legacy=False)
 
 
 def _type_name(value: Any) -> str:

@@ -28,6 +28,7 @@ import xxhash
 from . import userfiles
 from .comparison import Tolerance, generator_state
 from .flags import Flags
+from .numpyrandom import generator_types
 from .torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
 
 FORMAT = "ipyrepro.fingerprint"
@@ -85,7 +86,7 @@ def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int) -> N
         _flatten(value.state_dict(), path, out, depth + 1)
     elif isinstance(value, torch.Generator):
         out.append((f"{path}.get_state()", value.get_state()))
-    elif isinstance(value, (np.random.Generator, np.random.RandomState, random.Random)):
+    elif isinstance(value, (random.Random, *generator_types())):
         suffix, state = generator_state(value)
         _flatten(state, f"{path}{suffix}", out, depth + 1)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):

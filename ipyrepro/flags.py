@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,30 +95,14 @@ def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:
 
 
 def inductor_checkpoint() -> tuple[Any, ...]:
-    """Inductor's setting (None: its config not imported), whether the import hook waits, and what
-    INDUCTOR keeps for `off` (its attributes other than the hook): for a scoped change to put back exactly."""
-    from .inductor import INDUCTOR, inductor_deterministic
+    """Inductor's setting and import hook as they are now, for a scoped change to put back exactly."""
+    from .inductor import INDUCTOR
 
-    kept = {name: value for name, value in vars(INDUCTOR).items() if name != "_finder"}
-    return inductor_deterministic(), INDUCTOR.pending, kept
+    return INDUCTOR.checkpoint()
 
 
 def restore_inductor(checkpoint: tuple[Any, ...]) -> None:
     """Put back what `inductor_checkpoint` saw; call it after the flags are back."""
-    from .inductor import CONFIG_MODULE, INDUCTOR
+    from .inductor import INDUCTOR
 
-    value, pending, kept = checkpoint
-    config = sys.modules.get(CONFIG_MODULE)
-    if config is not None and value is None:  # imported in between: the value it would have got since
-        if pending:
-            value = bool(torch.are_deterministic_algorithms_enabled())  # what the hook gives on import
-        else:
-            default = vars(INDUCTOR).get("_default_at_import")  # read by the hook, if it fired
-            value = default if isinstance(default, bool) else None
-    if config is not None and value is not None:
-        config.deterministic = value
-    if not pending:
-        INDUCTOR.remove_hook()
-    elif config is None:
-        INDUCTOR.follow(bool(torch.are_deterministic_algorithms_enabled()))  # waits again (no-op if it does)
-    vars(INDUCTOR).update(kept)
+    INDUCTOR.restore_checkpoint(checkpoint, enabled=bool(torch.are_deterministic_algorithms_enabled()))

@@ -55,8 +55,10 @@ def install(shell: Any, state: ReproState) -> None:
 def uninstall(shell: Any, state: ReproState) -> None:
     """Remove what `install` registered; the settings in force stay as they are."""
     from .inductor import INDUCTOR
+    from .numpyrandom import NUMPY_RANDOM
 
     INDUCTOR.remove_hook()  # nothing of ipyrepro stays in the import system
+    NUMPY_RANDOM.cancel()
     hooks = state.shell_hooks.pop(id(shell), None)
     if hooks is not None:
         hooks.unregister()

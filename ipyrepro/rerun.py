@@ -16,7 +16,6 @@ import ast
 import contextlib
 import functools
 import keyword
-import random
 import re
 import signal
 import threading
@@ -26,7 +25,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import fingerprint as fp
 from . import seeding
@@ -322,16 +320,11 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
 
 
 def _rng_state() -> tuple[Any, ...]:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+    return seeding.capture_rng()  # NumPy's without importing numpy.random (it may wait for its seed)
 
 
 def _set_rng_state(saved: tuple[Any, ...]) -> None:
-    random.setstate(saved[0])
-    np.random.set_state(saved[1])
-    torch.set_rng_state(saved[2])
-    if saved[3] is not None:
-        torch.cuda.set_rng_state_all(saved[3])
+    seeding.restore_rng(saved)
 
 
 # -- a callable ------------------------------------------------------------------

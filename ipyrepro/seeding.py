@@ -3,7 +3,9 @@
 `seed_all` is the reference: it calls `random.seed`, `np.random.seed` and
 `torch.manual_seed`. `Reseeder` leaves exactly the same RNG states but skips
 the slow part of `torch.manual_seed` (which formats a stack trace each call
-to queue CUDA's lazy seeding), because it runs before every cell.
+to queue CUDA's lazy seeding), because it runs before every cell. Neither
+imports `numpy.random`: until the notebook imports it, its seed waits for
+the import (numpyrandom.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Callable
 from importlib.metadata import PathDistribution
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .numpyrandom import MODULE as NUMPY_RANDOM_MODULE
+from .numpyrandom import NUMPY_RANDOM
 from .validation import RESEED_MODES, SEED_LIMIT, validate_reseed_mode, validate_seed  # noqa: F401  (re-exported)
 
 SEEDER_GROUP = "ipyrepro.seeders"
@@ -137,14 +140,15 @@ def call_seeders(seeders: list[Seeder] | tuple[Seeder, ...], seed: int) -> None:
 
 
 def capture_rng() -> tuple[object, ...]:
-    """The states `seed_all` changes (CUDA's only when initialised: reading it would initialise it)."""
+    """The states `seed_all` changes (CUDA's only when initialised: reading it would initialise it;
+    NumPy's, or its pending seed, without importing `numpy.random`)."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+    return random.getstate(), NUMPY_RANDOM.capture(), torch.get_rng_state(), cuda
 
 
 def restore_rng(saved: tuple[object, ...]) -> None:
     random.setstate(saved[0])  # type: ignore[arg-type]
-    np.random.set_state(saved[1])  # type: ignore[arg-type]
+    NUMPY_RANDOM.restore(saved[1])
     torch.set_rng_state(saved[2])  # type: ignore[arg-type]
     if saved[3] is not None:
         torch.cuda.set_rng_state_all(saved[3])  # type: ignore[arg-type]
@@ -154,7 +158,7 @@ def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
     """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders."""
     seed = validate_seed(seed)
     random.seed(seed)
-    np.random.seed(seed)
+    NUMPY_RANDOM.seed(seed)
     torch.manual_seed(seed)
     call_seeders(seeders, seed)
     return seed
@@ -188,6 +192,7 @@ class Reseeder:
     `init_by_array`, 3x the work of NumPy's and torch's seeding, and the
     cached copy measured 2-3x faster. NumPy's and torch's CPU generators are
     seeded directly: restoring their state costs more than computing it.
+    Until `numpy.random` is imported, NumPy's seed is left for its import.
     """
 
     CACHE_SIZE = 1024
@@ -199,12 +204,16 @@ class Reseeder:
         self._full_torch_seed = _other_accelerators()
         self._python_states: dict[int, tuple[int, ...]] = {}
         self._python = random._inst  # the generator behind random.random() & co.
-        self._numpy_seed = np.random.mtrand._rand.seed  # what np.random.seed delegates to
+        self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._torch_seed = torch.default_generator.manual_seed
 
     def reseed(self, seed: int) -> None:
         self._seed_python(seed)
-        self._numpy_seed(seed)
+        numpy_seed = self._numpy_seed
+        if numpy_seed is not None:
+            numpy_seed(seed)
+        else:
+            self._seed_numpy_lazily(seed)
         if self._full_torch_seed:
             torch.manual_seed(seed)
         else:
@@ -212,6 +221,14 @@ class Reseeder:
             self._seed_cuda(seed)
         if self.seeders:
             call_seeders(self.seeders, seed)
+
+    def _seed_numpy_lazily(self, seed: int) -> None:
+        """`np.random.seed(seed)` once `numpy.random` is imported, else when it is."""
+        self._numpy_seed = _numpy_seed_method()
+        if self._numpy_seed is None:
+            NUMPY_RANDOM.seed_on_import(seed)
+        else:
+            self._numpy_seed(seed)
 
     def _seed_python(self, seed: int) -> None:
         """`random.seed(seed)`, from a cached copy of the state it leaves."""
@@ -267,3 +284,9 @@ class Reseeder:
                 self._cuda_callbacks.clear()
             self._cuda_callbacks[seed] = callback
         return callback
+
+
+def _numpy_seed_method() -> Callable[[int], None] | None:
+    """What `np.random.seed` delegates to, if `numpy.random` is imported (never imports it)."""
+    module = sys.modules.get(NUMPY_RANDOM_MODULE)
+    return module.mtrand._rand.seed if module is not None else None

@@ -39,6 +39,7 @@ from .flags import (
     validate_deterministic_mode,
 )
 from .inductor import INDUCTOR
+from .numpyrandom import NUMPY_RANDOM
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
@@ -255,7 +256,11 @@ class ReproState:
         self.warn_new()
 
     def disable(self) -> None:
-        """Restore every flag, env var and the re-seed mode to what they were before `on`."""
+        """Restore every flag, env var and the re-seed mode to what they were before `on`.
+
+        A NumPy seed still waiting for `numpy.random`'s import is dropped: nothing of ipyrepro
+        stays in the import system, and a later import leaves NumPy's own (unseeded) state."""
+        NUMPY_RANDOM.cancel()
         if self.saved is not None:
             self._apply_flags(self.saved.flags)
             INDUCTOR.restore()
@@ -408,14 +413,13 @@ class ReproState:
         to put back exactly."""
         import random
 
-        import numpy as np
         import torch
 
         cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
         return Checkpoint(
             Flags.read(),
             self._settings(),
-            (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda),
+            (random.getstate(), NUMPY_RANDOM.capture(), torch.get_rng_state(), cuda),
             {name: os.environ.get(name) for name in CHILD_VARS},
             inductor_checkpoint(),
         )
@@ -437,7 +441,6 @@ class ReproState:
         """Put back what `checkpoint` saw, whatever happened in between (even another `on`)."""
         import random
 
-        import numpy as np
         import torch
 
         self._apply_flags(checkpoint.flags)
@@ -457,7 +460,7 @@ class ReproState:
         ) = checkpoint.settings
         python, numpy, cpu, cuda = checkpoint.rng
         random.setstate(python)
-        np.random.set_state(numpy)
+        NUMPY_RANDOM.restore(numpy)
         torch.set_rng_state(cpu)
         if cuda is not None and cuda_initialized():
             torch.cuda.set_rng_state_all(cuda)

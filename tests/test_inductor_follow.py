@@ -35,7 +35,7 @@ def config():
     module = sys.modules.get("torch._inductor.config")
     return None if module is None else module.deterministic
 def hooked():
-    return any(type(f).__name__ == "_FollowOnImport" for f in sys.meta_path)
+    return any(getattr(f, "name", None) == "torch._inductor.config" for f in sys.meta_path)
 out = {}
 """
 

@@ -120,6 +120,9 @@ def test_ddp_training_reproduces_across_launches_and_check_in_sync_names_a_plant
     run(k, torchrun)
     run(k, "%repro off")
     assert run(k, "print(sorted(n for n in os.environ if n.startswith('IPYREPRO_')))").strip() == "[]"
+    # a notebook that draws from NumPy's global RNG itself: forked ranks copy its state (until the kernel
+    # imports numpy.random, each rank imports it and NumPy seeds it from the OS)
+    run(k, "import numpy as np\nnp.random.rand()")
     for label in ("none-a", "none-b"):
         run(k, f"job.launch(2, 'fork', {out!r}, {label!r}, 'none', timeout={LAUNCH_TIMEOUT})")
     no_processes_left(k)
