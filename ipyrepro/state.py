@@ -424,18 +424,10 @@ class ReproState:
             inductor_checkpoint(),
         )
 
+    _SETTINGS = ("enabled", "seed", "reseed", "target", "saved", "last_cell", "cell_id_missing", "rank", "rank_seed")
+
     def _settings(self) -> tuple[Any, ...]:
-        return (
-            self.enabled,
-            self.seed,
-            self.reseed,
-            self.target,
-            self.saved,
-            self.last_cell,
-            self.cell_id_missing,
-            self.rank,
-            self.rank_seed,
-        )
+        return tuple(getattr(self, name) for name in self._SETTINGS)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Put back what `checkpoint` saw, whatever happened in between (even another `on`)."""
@@ -447,17 +439,8 @@ class ReproState:
         restore_inductor(checkpoint.inductor)
         for name, value in checkpoint.env.items():
             set_env_variable(name, value)
-        (
-            self.enabled,
-            self.seed,
-            self.reseed,
-            self.target,
-            self.saved,
-            self.last_cell,
-            self.cell_id_missing,
-            self.rank,
-            self.rank_seed,
-        ) = checkpoint.settings
+        for name, value in zip(self._SETTINGS, checkpoint.settings):
+            setattr(self, name, value)
         python, numpy, cpu, cuda = checkpoint.rng
         random.setstate(python)
         NUMPY_RANDOM.restore(numpy)
