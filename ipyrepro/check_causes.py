@@ -85,6 +85,8 @@ def find_causes(
             if setup_error is not None:
                 found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
                 return found
+            if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
+                _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
             for cell in report.cells:
                 if not cell.source.strip():
                     continue
@@ -119,6 +121,12 @@ def find_causes(
         return found
     found.status = "done"
     return found
+
+
+ARM_GLOBAL_RNGS = (
+    "__import__('ipyrepro.globalrng').globalrng.arm_for_kernel(); "
+    f"print({KERNEL_MARKER!r} + '[]')"
+)  # sent before the first cell: from here on the kernel knows which global RNGs the notebook seeds
 
 
 def _helper(kind: str, source: str, *, hash_order: bool = False) -> str:
