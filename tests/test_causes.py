@@ -553,6 +553,17 @@ GLOBAL_DRAWS = [
         [("unseeded-generator", 1, None, "lin = torch.nn.Linear(3, 2)")],
     ),
     (
+        "dropout",  # a module in training mode draws; the same in eval mode does not
+        "train = torch.nn.Dropout(0.5)\nevaluate = torch.nn.Dropout(0.5).eval()\nprint(evaluate(torch.ones(8)))\n"
+        "print(train(torch.ones(8)))",
+        [("unseeded-generator", 4, None, "print(train(torch.ones(8)))")],
+    ),
+    (
+        "shuffling-loader",
+        "loader = torch.utils.data.DataLoader(list(range(8)), shuffle=True)\nprint([int(b) for b in loader])",
+        [("unseeded-generator", 2, None, "print([int(b) for b in loader])")],
+    ),
+    (
         "own-generator",  # differs through default_rng() only: the draws with their own generator are not accused
         "g = torch.Generator().manual_seed(0)\nprint(torch.rand(2, generator=g), random.Random(1).random())\n"
         "print(np.random.default_rng().random())",
