@@ -10,6 +10,10 @@ checked runs: when those shared a fixed one, a cell that matched in every
 checked run but whose output changes in this kernel depends on string hash
 order, proved by changing nothing else. Its line is then found from the cell's
 code and the values its namespace holds.
+
+With `--as-is` the kernel first arms `globalrng.GLOBAL_RNGS`, so the tracer can
+name draws from Python's, NumPy's and torch's global RNGs that nothing in the
+notebook seeded (they start from an OS seed in every process).
 """
 
 from __future__ import annotations
