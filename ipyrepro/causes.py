@@ -230,6 +230,9 @@ class Tracer:
     _lines: bool = False  # hash order is judged from line events (sys.settrace): only lines that ran
     _pid: int = field(default_factory=os.getpid)
     _spool: str | None = None  # a folder where forked worker processes write the causes they saw
+    watch: Any = None  # the GlobalRngWatch when armed (`ipyrepro check --as-is`): draws from unseeded global RNGs
+    _draws: dict[str, Any] = field(default_factory=dict)  # what counts as a draw, per global RNG (when watched)
+    _drawn: set[str] = field(default_factory=set)  # the global RNGs already named in this trace (first draw only)
 
     # -- frames ---------------------------------------------------------------------
 
@@ -387,12 +390,17 @@ class Tracer:
             clocks[getattr(time, name)] = f"time.{name}()"
         self._clocks = clocks
         self._urandom = os.urandom
+        if self.watch is not None:
+            from .globalrng import NUMPY_DRAW_CODE
+
+            self._draws = _global_draws()
+            calls[NUMPY_DRAW_CODE] = self._on_numpy_draw
 
     def _make_profile(self) -> Any:
         """The profile function: a closure over local tables, because it runs on every call while tracing."""
         calls, clocks, urandom = self._calls, self._clocks, self._urandom
         on_c_call = self._on_c_call
-        rare_names = {"seed", "now", "utcnow", "today"}
+        rare_names = {"seed", "now", "utcnow", "today", *self._draws.get("names", ())}
         alive = self._alive
 
         def profile(frame: types.FrameType, event: str, arg: Any) -> None:
@@ -421,6 +429,8 @@ class Tracer:
             return
         name = getattr(arg, "__name__", None)
         owner = getattr(arg, "__self__", None)
+        if self._draws and name in self._draws["names"]:
+            self._on_global_draw(frame, arg, name, owner)
         if name == "seed":
             torch = sys.modules.get("torch")
             if (
@@ -436,6 +446,30 @@ class Tracer:
                 self._record("clock", frame, lambda _e, label=label: _clock(label))
 
     # -- handlers --------------------------------------------------------------------------
+
+    def _on_global_draw(self, frame: types.FrameType, arg: Any, name: str, owner: Any) -> None:
+        """A draw from Python's, NumPy's or torch's global RNG: named (at its first draw) when nothing seeded it."""
+        from .globalrng import PYTHON, TORCH
+
+        draws = self._draws
+        if owner is random._inst:  # type: ignore[attr-defined]
+            rng = PYTHON if name in draws[PYTHON] else None
+        elif arg in draws[TORCH] or (name in draws["torch_methods"] and _is_cpu_tensor(owner, draws)):
+            rng = TORCH if _default_torch_generator(frame, name, self._file_kind(frame.f_code.co_filename)) else None
+        else:
+            rng = None
+        self._global_draw(frame, rng)
+
+    def _on_numpy_draw(self, frame: types.FrameType) -> None:
+        from .globalrng import NUMPY
+
+        self._global_draw(frame, NUMPY)
+
+    def _global_draw(self, frame: types.FrameType, rng: str | None) -> None:
+        if rng is None or rng in self._drawn or self.watch.seeded(rng):
+            return
+        self._drawn.add(rng)
+        self._record("unseeded-generator", frame, lambda expression, rng=rng: _global_draw(expression, rng))
 
     def _only_through(self, frame: types.FrameType | None, suffixes: tuple[str, ...]) -> bool:
         """Whether the library frames from `frame` out to the user's code all lie in files ending with
@@ -642,6 +676,55 @@ def _first_argument_is_none(expression: str) -> bool:
     return value is None
 
 
+def _global_draws() -> dict[str, Any]:
+    """The draws watched for each global RNG (see globalrng.py), from the modules imported now."""
+    from .globalrng import PYTHON, PYTHON_DRAWS, TORCH, TORCH_FUNCTIONS, TORCH_METHODS
+
+    names: set[str] = set(PYTHON_DRAWS)
+    draws: dict[str, Any] = {PYTHON: frozenset(PYTHON_DRAWS)}  # NumPy's: through globalrng's wrappers
+    torch = sys.modules.get("torch")
+    functions = torch._C._VariableFunctions if torch is not None else None
+    draws[TORCH] = frozenset(getattr(functions, name) for name in TORCH_FUNCTIONS if hasattr(functions, name))
+    draws["torch_methods"] = frozenset(TORCH_METHODS) if torch is not None else frozenset()
+    draws["tensor"] = torch.Tensor if torch is not None else None
+    if torch is not None:
+        names.update(TORCH_FUNCTIONS, TORCH_METHODS)
+    draws["names"] = frozenset(names)
+    return draws
+
+
+def _is_cpu_tensor(owner: Any, draws: dict[str, Any]) -> bool:
+    tensor = draws.get("tensor")
+    return tensor is not None and isinstance(owner, tensor) and owner.device.type == "cpu"
+
+
+def _default_torch_generator(frame: types.FrameType, name: str, file_kind: str) -> bool:
+    """Whether a torch draw uses the default generator: no `generator=` given (read from the call in your code,
+    or from the library function's locals, as `nn.init` passes its own), and dropout only while training."""
+    if file_kind == "library":
+        local = frame.f_locals
+        if local.get("generator") is not None:
+            return False
+        dropout_off = "dropout" in name and (not local.get("training", True) or local.get("p", 1) == 0)
+        return not dropout_off
+    try:
+        node = ast.parse(_focus(_call_source(frame)).strip(), mode="eval").body
+    except SyntaxError:
+        return True
+    if not isinstance(node, ast.Call):
+        return True
+    for keyword in node.keywords:
+        if keyword.arg == "generator":
+            value = keyword.value
+            return isinstance(value, ast.Constant) and value.value is None
+        if keyword.arg == "device":
+            value = _value(keyword.value, frame)
+            text = str(value) if value is not _UNRESOLVED else ast.unparse(keyword.value)
+            if "cuda" in text or "mps" in text or "xpu" in text:
+                return False  # another device's generator
+    return True
+
+
 def _location(frame: types.FrameType, line: int | None) -> str:
     return f"{frame.f_code.co_filename}:{line if line is not None else frame.f_lineno}"
 
@@ -689,6 +772,20 @@ def _random_seed(expression: str) -> tuple[str, str, str]:
         f"`{shown or 'random.Random()'}` creates a generator seeded from the OS, so every run draws different numbers.",
         "pass a seed: `random.Random(seed)`, or draw it from the seeded global RNG: "
         "`random.Random(random.getrandbits(64))`.",
+        "unseeded-generator",
+    )
+
+
+def _global_draw(expression: str, rng: str) -> tuple[str, str, str]:
+    from .globalrng import NAMES, SEEDS
+
+    shown = _focus(expression) or "the call"
+    others = ", ".join(f"`{SEEDS[name]}`" for name in SEEDS if name != rng)
+    return (
+        f"`{shown}` draws from {NAMES[rng]}, which nothing in this notebook seeded: it starts from an OS seed in "
+        "every process.",
+        f"seed it once at the top: `{SEEDS[rng]}` (and {others}), or run the notebook under ipyrepro "
+        "(`%repro on`, or `ipyrepro kernel install`).",
         "unseeded-generator",
     )
 
@@ -878,7 +975,9 @@ def trace(
     from .numpyrandom import NUMPY_RANDOM
 
     NUMPY_RANDOM.settle()  # its import's own entropy read, which ipyrepro's pending seed overrides, is no cause
-    tracer = Tracer(cell_code=cell_code, cell_source=cell_source)
+    from .globalrng import GLOBAL_RNGS
+
+    tracer = Tracer(cell_code=cell_code, cell_source=cell_source, watch=GLOBAL_RNGS if GLOBAL_RNGS.armed else None)
     if hash_order is not None:
         tracer.hash_order = hash_order
     tracer._install_table()
@@ -1016,6 +1115,18 @@ def _seed_as_the_cell(cell: str) -> None:
         state.before_cell(last.cell_id if last is not None else None, cell)
 
 
+def _import_numpy_random_if_watched() -> None:
+    """NumPy 2 imports `numpy.random` on first use, and its global RandomState reads OS entropy then: in the
+    watched kernel (nothing seeds it) import it before the trace, so a first draw in the cell is named as a
+    draw from the unseeded global RNG, not as that import's entropy read."""
+    from .globalrng import GLOBAL_RNGS
+
+    if GLOBAL_RNGS.armed and "numpy" in sys.modules and "numpy.random" not in sys.modules:
+        import importlib
+
+        importlib.import_module("numpy.random")
+
+
 def print_for_kernel(kind: str, cell: str, hash_order: bool = False) -> None:
     """The kernel side of `ipyrepro check`'s diagnostic run: print one marked JSON line of causes."""
     import json
@@ -1026,6 +1137,7 @@ def print_for_kernel(kind: str, cell: str, hash_order: bool = False) -> None:
     try:
         if kind == "trace":
             _seed_as_the_cell(cell)
+            _import_numpy_random_if_watched()
         causes = cell_causes(shell, cell, hash_order=hash_order) if kind == "trace" else hash_order_in(shell, cell)
         payload: Any = [cause.to_dict() for cause in causes]
     except Exception as error:  # report, never break the notebook's run

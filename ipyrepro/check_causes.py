@@ -10,6 +10,10 @@ checked runs: when those shared a fixed one, a cell that matched in every
 checked run but whose output changes in this kernel depends on string hash
 order, proved by changing nothing else. Its line is then found from the cell's
 code and the values its namespace holds.
+
+With `--as-is` the kernel first arms `globalrng.GLOBAL_RNGS`, so the tracer can
+name draws from Python's, NumPy's and torch's global RNGs that nothing in the
+notebook seeded (they start from an OS seed in every process).
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ def find_causes(
             if setup_error is not None:
                 found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
                 return found
+            if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
+                _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
             for cell in report.cells:
                 if not cell.source.strip():
                     continue
@@ -119,6 +125,12 @@ def find_causes(
         return found
     found.status = "done"
     return found
+
+
+ARM_GLOBAL_RNGS = (
+    "__import__('ipyrepro.globalrng').globalrng.arm_for_kernel(); "
+    f"print({KERNEL_MARKER!r} + '[]')"
+)  # sent before the first cell: from here on the kernel knows which global RNGs the notebook seeds
 
 
 def _helper(kind: str, source: str, *, hash_order: bool = False) -> str:

@@ -533,3 +533,111 @@ def test_the_diagnostic_helper_traces_the_cell_from_the_cells_own_seed(
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(causes_module.KERNEL_MARKER))
     found = json.loads(line[len(causes_module.KERNEL_MARKER) :])
     assert [(cause["kind"], cause["line"]) for cause in found] == [("unseeded-generator", 3)]
+
+
+# `ipyrepro check --as-is`: draws from global RNGs that nothing seeded. (cell id, source, expected causes as
+# (kind, line, location suffix or None, code)); the `seeded` variant puts a seeding cell first.
+GLOBAL_SETUP = "import random\nimport numpy as np\nimport torch\ndef draw():\n    return torch.randn(2)"
+GLOBAL_DRAWS = [
+    ("python", "x = 1\nprint(random.random())", [("unseeded-generator", 2, None, "print(random.random())")]),
+    ("numpy", "y = 2\nprint(np.random.rand())", [("unseeded-generator", 2, None, "print(np.random.rand())")]),
+    (
+        "torch",
+        "z = 3\nprint(torch.rand(2))\nprint(torch.rand(2))",  # named once, at the first draw
+        [("unseeded-generator", 2, None, "print(torch.rand(2))")],
+    ),
+    ("function", "print(draw())", [("unseeded-generator", 1, ".py:5", "return torch.randn(2)")]),
+    (
+        "module-init",
+        "lin = torch.nn.Linear(3, 2)\nprint(lin.weight)",
+        [("unseeded-generator", 1, None, "lin = torch.nn.Linear(3, 2)")],
+    ),
+    (
+        "dropout",  # a module in training mode draws; the same in eval mode does not
+        "train = torch.nn.Dropout(0.5)\nevaluate = torch.nn.Dropout(0.5).eval()\nprint(evaluate(torch.ones(8)))\n"
+        "print(train(torch.ones(8)))",
+        [("unseeded-generator", 4, None, "print(train(torch.ones(8)))")],
+    ),
+    (
+        "shuffling-loader",
+        "loader = torch.utils.data.DataLoader(list(range(8)), shuffle=True)\nprint([int(b) for b in loader])",
+        [("unseeded-generator", 2, None, "print([int(b) for b in loader])")],
+    ),
+    (
+        "own-generator",  # differs through default_rng() only: the draws with their own generator are not accused
+        "g = torch.Generator().manual_seed(0)\nprint(torch.rand(2, generator=g), random.Random(1).random())\n"
+        "print(np.random.default_rng().random())",
+        [("unseeded-generator", 3, None, "print(np.random.default_rng().random())")],
+    ),
+]
+GLOBAL_DRAWS.append(
+    (
+        "seeded-in-cell",  # last: from here on torch's generator is seeded
+        "torch.manual_seed(1)\nprint(torch.rand(1))\nprint(np.random.default_rng().random())",
+        [("unseeded-generator", 3, None, "print(np.random.default_rng().random())")],
+    )
+)
+GLOBAL_SEEDING = "random.seed(0)\nnp.random.seed(0)\ntorch.manual_seed(0)"
+SEEDED_DRAWS = (  # in the seeded notebook: differs through default_rng() only, after draws from the seeded RNGs
+    "print(random.random(), np.random.rand(), torch.rand(1), torch.nn.Linear(1, 1).weight)\n"
+    "print(np.random.default_rng().random())"
+)
+
+
+def _global_rng_notebook(path: Path, *, seeded: bool) -> Path:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [new_code_cell(GLOBAL_SETUP, id="setup")]
+    if seeded:
+        notebook.cells.append(new_code_cell(GLOBAL_SEEDING, id="seeding"))
+    notebook.cells += [new_code_cell(source, id=cell_id) for cell_id, source, _ in GLOBAL_DRAWS]
+    if seeded:
+        notebook.cells.append(new_code_cell(SEEDED_DRAWS, id="seeded-draws"))
+    nbformat.write(notebook, path)
+    return path
+
+
+def _found_causes(report: Any) -> dict[str, list[tuple[Any, ...]]]:
+    assert report.causes is not None and report.causes.status == "done", report.causes
+    found = {}
+    for difference in report.differences:
+        found[difference.cell.cell_id] = [
+            (c.kind, c.line, c.location, c.code) for c in report.cell_causes(difference.cell.index)
+        ]
+    return found
+
+
+def _matches(found: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> bool:
+    return len(found) == len(expected) and all(
+        (kind, line, code) == (want_kind, want_line, want_code)
+        and (location is None if suffix is None else (location or "").endswith(suffix))
+        for (kind, line, location, code), (want_kind, want_line, suffix, want_code) in zip(found, expected)
+    )
+
+
+@pytest.mark.kernel
+def test_check_as_is_names_draws_from_global_rngs_that_nothing_seeded(tmp_path: Path) -> None:
+    from ipyrepro.notebook_check import check
+
+    report = check(_global_rng_notebook(tmp_path / "unseeded.ipynb", seeded=False), as_is=True)
+    found = _found_causes(report)
+    assert set(found) == {cell_id for cell_id, _, _ in GLOBAL_DRAWS}
+    for cell_id, _, expected in GLOBAL_DRAWS:
+        assert _matches(found[cell_id], expected), (cell_id, found[cell_id])
+    text = str(report)
+    assert "`torch.rand(2)` draws from torch's default generator, which nothing in this notebook seeded" in text
+    assert "Fix: seed it once at the top: `np.random.seed(0)` (and `random.seed(0)`, `torch.manual_seed(0)`)" in text
+
+
+@pytest.mark.kernel
+def test_check_as_is_does_not_accuse_global_rngs_an_earlier_cell_seeded(tmp_path: Path) -> None:
+    from ipyrepro.notebook_check import check
+
+    report = check(_global_rng_notebook(tmp_path / "seeded.ipynb", seeded=True), as_is=True)
+    found = _found_causes(report)
+    assert list(found) == ["own-generator", "seeded-in-cell", "seeded-draws"]  # everything else reproduces
+    assert _matches(found["own-generator"], GLOBAL_DRAWS[-2][2]), found
+    assert _matches(found["seeded-in-cell"], GLOBAL_DRAWS[-1][2]), found
+    assert _matches(found["seeded-draws"], [("unseeded-generator", 2, None, SEEDED_DRAWS.splitlines()[1])]), found
