@@ -18,24 +18,23 @@ def seed(text: str) -> int:
         ) from error
 
 
-def runs(text: str) -> int:
+def _count(text: str, message: str) -> int:
+    """An integer >= 1, or argparse's error with `message` (which says what the count is for)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid run count {text!r}: an integer >= 1 (2 or more to compare)")
+        raise argparse.ArgumentTypeError(message)
     return value
+
+
+def runs(text: str) -> int:
+    return _count(text, f"invalid run count {text!r}: an integer >= 1 (2 or more to compare)")
 
 
 def jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid job count {text!r}: an integer >= 1 (kernels running at once)")
-    return value
+    return _count(text, f"invalid job count {text!r}: an integer >= 1 (kernels running at once)")
 
 
 def compared_runs(text: str) -> int:
