@@ -132,6 +132,7 @@ class ResumableLoader:
             "worker_states": [] if plan is None else [encode_worker_state(s) for s in plan.worker_states.values()],
             "carried": [encode_worker_state(s) for s in self._carried.values()],
             "persistent_seed": self._persistent_seed,
+            "generators": {label: generator.get_state() for label, generator in loader_generators(self.loader)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -146,6 +147,13 @@ class ResumableLoader:
                 f"{self.loader.num_workers}: the workers' random states cannot be mapped. Fix: build the "
                 "DataLoader with the same num_workers."
             )
+        generators = dict(loader_generators(self.loader))
+        saved_generators = state.get("generators", {})
+        if set(saved_generators) != set(generators):
+            raise ValueError(
+                f"The place was saved from a loader with generators {sorted(saved_generators) or 'none'}, this one "
+                f"has {sorted(generators) or 'none'}. Fix: build the DataLoader (and its sampler) as the saved run did."
+            )
         plan = None
         if state["indices"] is not None:
             batches = _decode_batches(state["indices"])
@@ -157,6 +165,21 @@ class ResumableLoader:
         self._persistent_seed = state.get("persistent_seed")
         self.epoch, self.batches, self._plan = int(state["epoch"]), int(state["batches"]), plan
         self._resume = plan is not None
+        for label, generator in generators.items():
+            generator.set_state(saved_generators[label])
+
+
+def loader_generators(loader: DataLoader) -> list[tuple[str, torch.Generator]]:
+    """The loader's own generator and its sampler's (and batch sampler's sampler's), each once."""
+    owners = [("generator", loader), ("sampler.generator", getattr(loader, "sampler", None))]
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    owners.append(("batch_sampler.sampler.generator", getattr(batch_sampler, "sampler", None)))
+    found: list[tuple[str, torch.Generator]] = []
+    for label, owner in owners:
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not seen for _, seen in found):
+            found.append((label, generator))
+    return found
 
 
 class StatefulResumable:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .digest import digest
-from .loader import ResumableLoader, StatefulResumable, resumable
+from .loader import ResumableLoader, StatefulResumable, loader_generators, resumable
 from .rngstate import RngRestore, encode_generator, global_rng_state, plan_global_restore
 
 Objects = dict[str, Any]
@@ -228,20 +228,11 @@ def snapshot(objects: Objects) -> dict[str, Any]:
     shot["place"] = (loader.epoch, loader.batches)
     if isinstance(loader, ResumableLoader):
         shot["order"] = digest(loader.state_dict()["indices"])
-        for label, generator in _loader_generators(loader.loader):
+        for label, generator in loader_generators(loader.loader):
             shot[f"loader-generator:{label}"] = digest(generator.get_state())
     elif isinstance(loader, StatefulResumable):
         shot["order"] = digest(loader.loader.state_dict())
     return shot
-
-
-def _loader_generators(loader: Any) -> list[tuple[str, torch.Generator]]:
-    found = []
-    for label, owner in (("generator", loader), ("sampler's generator", getattr(loader, "sampler", None))):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for _, g in found):
-            found.append((label, generator))
-    return found
 
 
 def _explain(report: ResumeReport, at_save: dict[str, Any], after_load: dict[str, Any], first: int | None) -> None:
@@ -332,8 +323,6 @@ def _in_fresh_process(
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(
-            f"verify_resume's fresh process failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
-        )
+        raise RuntimeError(f"verify_resume's fresh process failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     with open(result_path, "rb") as file:
         return pickle.load(file)
