@@ -69,7 +69,8 @@ def _fingerprint(objects: dict) -> tuple:
     """Everything a load could change: weights, optimizer and scheduler states, the place, every RNG."""
     model = [value.clone() for value in objects["model"].state_dict().values()]
     optimizer = repr(objects["optimizer"].state_dict()["param_groups"])
-    moments = [value.clone() for state in objects["optimizer"].state_dict()["state"].values() for value in state.values()]
+    states = objects["optimizer"].state_dict()["state"].values()
+    moments = [value.clone() for state in states for value in state.values()]
     loader = objects["loader"]
     rngs = (random.getstate(), repr(np.random.get_state()), torch.get_rng_state().clone())
     return model, optimizer, moments, objects["scheduler"].state_dict(), (loader.epoch, loader.batches), rngs
