@@ -52,8 +52,10 @@ class Epoch:
 class ResumableLoader:
     """A DataLoader-compatible iterable that tracks `epoch` and `batches` (consumed in this epoch).
 
-    Each `iter()` is one epoch, or the rest of the one a `load_state_dict` put back. Attributes it does not
-    have (dataset, batch_size, sampler...) are the wrapped loader's.
+    Each `iter()` continues the epoch in progress where it stopped (after a `break`, or from the place a
+    `load_state_dict` put back), else starts the next one: the place alone decides what comes next, so a
+    resumed run and one that never stopped take the same batches. Attributes it does not have (dataset,
+    batch_size, sampler...) are the wrapped loader's.
     """
 
     def __init__(self, loader: DataLoader) -> None:
@@ -61,8 +63,7 @@ class ResumableLoader:
         self.loader = loader
         self.epoch = 0
         self.batches = 0
-        self._plan: Epoch | None = None
-        self._resume = False
+        self._plan: Epoch | None = None  # the epoch in progress; None between epochs
         self._carried: dict[int, WorkerState] = {}  # persistent workers: states at the end of the last epoch
         self._persistent_seed: int | None = None  # persistent workers: the base seed of their first epoch
 
@@ -80,12 +81,12 @@ class ResumableLoader:
     # -- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
-        if not (self._resume and self._plan is not None):
-            if self._plan is not None:  # the last epoch was left mid-way: this is a new one
-                self.epoch += 1
+        plan = self._plan
+        if plan is not None and self.batches >= len(plan.batches):
+            self._finish_epoch(plan)  # its last batch was taken but the loop that took it stopped there
+        if self._plan is None:
             self.batches = 0
             self._plan = self._draw_epoch()
-        self._resume = False
         return self._run(self._plan, self.batches)
 
     def _draw_epoch(self) -> Epoch:
@@ -111,10 +112,13 @@ class ResumableLoader:
             self.batches += 1
             yield item
         if plan is self._plan and self.batches >= len(plan.batches):
-            self._carried = plan.worker_states
-            self._plan = None
-            self.epoch += 1
-            self.batches = 0
+            self._finish_epoch(plan)
+
+    def _finish_epoch(self, plan: Epoch) -> None:
+        self._carried = plan.worker_states
+        self._plan = None
+        self.epoch += 1
+        self.batches = 0
 
     # -- the place -----------------------------------------------------------------------------
 
@@ -164,7 +168,6 @@ class ResumableLoader:
         self._carried = {s[0]: s for s in map(decode_worker_state, state["carried"])}
         self._persistent_seed = state.get("persistent_seed")
         self.epoch, self.batches, self._plan = int(state["epoch"]), int(state["batches"]), plan
-        self._resume = plan is not None
         for label, generator in generators.items():
             generator.set_state(saved_generators[label])
 

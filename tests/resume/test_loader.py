@@ -117,13 +117,26 @@ def test_a_resume_loads_only_the_remaining_samples():
     assert resumed.dataset.fetched == expected  # the 16 skipped samples were never loaded
 
 
-def test_a_new_iteration_after_an_abandoned_epoch_is_a_new_epoch():
+def test_iterating_again_after_a_break_continues_the_epoch_where_it_stopped():
+    _seed(0)
+    whole = ipyrepro.resumable(DataLoader(AugmentedData(), batch_size=8, shuffle=True))
+    expected = list(whole) + list(whole)
+    _seed(0)
     loader = ipyrepro.resumable(DataLoader(AugmentedData(), batch_size=8, shuffle=True))
-    for _ in zip(range(2), loader):
-        pass
+    taken = []
+    for batch in loader:
+        taken.append(batch)
+        if len(taken) == 2:
+            break
     assert (loader.epoch, loader.batches) == (0, 2)
-    assert len(list(loader)) == 5
-    assert (loader.epoch, loader.batches) == (2, 0)
+    taken += list(loader)  # the rest of epoch 0
+    assert (loader.epoch, loader.batches) == (1, 0)
+    for batch in loader:
+        taken.append(batch)
+        if loader.batches == 5:
+            break  # after its last batch: the next iteration starts epoch 2, it does not come up empty
+    assert len(list(loader)) == 5 and loader.epoch == 3
+    assert _equal(expected, taken[:10])
 
 
 def test_an_iterable_dataset_is_refused_with_the_fix():
