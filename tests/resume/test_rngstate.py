@@ -108,3 +108,26 @@ def test_more_generators_than_saved_raise_and_fewer_are_named():
 def test_anything_else_passed_as_a_generator_is_a_type_error():
     with pytest.raises(TypeError, match="generator #1 is a int, not a torch.Generator"):
         ipyrepro.rng_state(5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_states_are_captured_once_initialised_and_restored():
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, ipyrepro\n"
+        "ipyrepro.rng_state()\n"
+        "assert not torch.cuda.is_initialized(), 'capturing initialised CUDA'\n"
+        "torch.cuda.init()\n"
+        "torch.rand(3, device='cuda')\n"
+        "state = ipyrepro.rng_state()\n"
+        "assert len(state['cuda']) == torch.cuda.device_count()\n"
+        "expected = torch.rand(5, device='cuda').tolist()\n"
+        "torch.rand(7, device='cuda')\n"
+        "ipyrepro.set_rng_state(state)\n"
+        "assert torch.rand(5, device='cuda').tolist() == expected\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
