@@ -213,8 +213,13 @@ def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending:
 
 
 def _check_fits(name: str, obj: Any, saved: Any) -> None:
-    """For modules and optimizers: the saved state has the same tensors/groups, so loading cannot half-fail."""
-    if isinstance(obj, torch.nn.Module):
+    """For modules, optimizers and resumable loaders: the saved state fits, so loading cannot half-fail."""
+    if callable(getattr(obj, "check_state_dict", None)):
+        try:
+            obj.check_state_dict(saved)
+        except ValueError as error:
+            raise CheckpointError(f"{name}: {error} Nothing was changed.") from None
+    elif isinstance(obj, torch.nn.Module):
         current = obj.state_dict()
         missing = [key for key in current if key not in saved]
         extra = [key for key in saved if key not in current]

@@ -141,6 +141,21 @@ class ResumableLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put the place back; the next `iter()` continues the epoch it was saved in. Validates first."""
+        self.check_state_dict(state)
+        generators = dict(loader_generators(self.loader))
+        plan = None
+        if state["indices"] is not None:
+            batches = _decode_batches(state["indices"])
+            states = {s[0]: s for s in map(decode_worker_state, state["worker_states"])}
+            plan = Epoch(batches, int(state["base_seed"]), states)
+        self._carried = {s[0]: s for s in map(decode_worker_state, state["carried"])}
+        self._persistent_seed = state.get("persistent_seed")
+        self.epoch, self.batches, self._plan = int(state["epoch"]), int(state["batches"]), plan
+        for label, generator in generators.items():
+            generator.set_state(state["generators"][label])
+
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError, naming cause and fix, if `state` is not a place this loader can take."""
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(
                 "This is not the place of an ipyrepro.resumable loader. Fix: pass what its state_dict() returned."
@@ -158,18 +173,8 @@ class ResumableLoader:
                 f"The place was saved from a loader with generators {sorted(saved_generators) or 'none'}, this one "
                 f"has {sorted(generators) or 'none'}. Fix: build the DataLoader (and its sampler) as the saved run did."
             )
-        plan = None
-        if state["indices"] is not None:
-            batches = _decode_batches(state["indices"])
-            if not 0 <= state["batches"] <= len(batches):
-                raise ValueError(f"The place says {state['batches']} batches consumed of {len(batches)}.")
-            states = {s[0]: s for s in map(decode_worker_state, state["worker_states"])}
-            plan = Epoch(batches, int(state["base_seed"]), states)
-        self._carried = {s[0]: s for s in map(decode_worker_state, state["carried"])}
-        self._persistent_seed = state.get("persistent_seed")
-        self.epoch, self.batches, self._plan = int(state["epoch"]), int(state["batches"]), plan
-        for label, generator in generators.items():
-            generator.set_state(saved_generators[label])
+        if state["indices"] is not None and not 0 <= state["batches"] <= state["length"]:
+            raise ValueError(f"The place says {state['batches']} batches consumed of {state['length']}.")
 
 
 def loader_generators(loader: DataLoader) -> list[tuple[str, torch.Generator]]:

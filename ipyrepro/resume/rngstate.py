@@ -150,16 +150,16 @@ def set_rng_state(state: dict[str, Any], *generators: Any, pending: bool = True)
     """
     validate_state(state)
     report = RngRestore()
-    steps = plan_global_restore(state, report)
-    steps += _plan_generators(state.get("generators", []), generators, report)
+    global_steps = plan_global_restore(state, report)
+    steps = global_steps + _plan_generators(state.get("generators", []), generators, report)
+    if isinstance(state.get("ipyrepro"), dict):
+        steps.append(_plan_ipyrepro(state["ipyrepro"], global_steps if pending else None, report))
     for label, apply in steps:
         try:
             apply()
             report.restored.append(label)
         except Exception as error:  # validated already: a library refused it after all
             report.not_restored.append(f"{label}: {type(error).__name__}: {error}")
-    if "ipyrepro" in state:
-        _restore_ipyrepro(state["ipyrepro"], report, pending=pending)
     if report.not_restored:
         from ..core.state import ReproWarning
 
@@ -283,19 +283,41 @@ def _generator_restorer(generator: Any, entry: dict[str, Any]) -> Any:
     return lambda: generator.set_state(decode_numpy(entry["state"]))
 
 
-def _restore_ipyrepro(saved: dict[str, Any], report: RngRestore, *, pending: bool) -> None:
-    from ..core.state import STATE
+def _plan_ipyrepro(
+    saved: dict[str, Any], global_steps: list[tuple[str, Any]] | None, report: RngRestore
+) -> tuple[str, Any]:
+    """ipyrepro's base seed, mode and rank as at the save, and the cell that was running then: its next
+    run puts the checkpoint's process-wide states back instead of re-seeding (`global_steps`; None: no)."""
+    from ..core.state import STATE, PendingRestore
+    from ..core.validation import validate_reseed_mode, validate_seed
 
-    STATE.restore_reseed_state(
-        seed=saved.get("seed"),
-        reseed=saved.get("reseed", STATE.reseed),
-        rank=saved.get("rank"),
-        rank_seed=saved.get("rank_seed"),
-        cell=saved.get("cell") if pending else None,
-    )
-    report.restored.append("ipyrepro re-seed state")
+    seed = saved.get("seed")
+    if seed is not None:  # ipyrepro had seeded the saving run; else its settings here stay as they are
+        validate_seed(seed)
+        validate_reseed_mode(saved.get("reseed"))
+    cell = saved.get("cell")
+    pending = None
+    if global_steps is not None and isinstance(cell, dict):
+        steps = list(global_steps)
+
+        def put_back() -> None:
+            for _, apply in steps:
+                apply()
+
+        pending = PendingRestore(int(cell["seed"]), cell.get("cell_id"), str(cell["derivation"]), put_back)
     if saved.get("enabled") and not STATE.enabled:
         report.notes.append(
             "ipyrepro was on when this state was saved and is off now: the determinism flags differ. "
             "Fix: run `%repro on` (or ipyrepro.enable()) before loading."
         )
+
+    def apply() -> None:
+        STATE.restore_reseed_state(
+            seed=seed,
+            reseed=saved.get("reseed"),
+            rank=saved.get("rank"),
+            rank_seed=saved.get("rank_seed"),
+            pending=pending,
+        )
+
+    return "ipyrepro re-seed state", apply

@@ -221,3 +221,13 @@ def test_the_checkpoint_loads_with_weights_only_and_names_what_it_holds(tmp_path
         report = ipyrepro.load_checkpoint(path, model=_objects()["model"], sampler_generator=other)
     assert report.loaded == ["model", "sampler_generator"]
     assert torch.equal(torch.rand(3, generator=other), expected)
+
+
+def test_a_loader_place_that_does_not_fit_raises_before_the_model_is_loaded(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    ipyrepro.save_checkpoint(path, **_trained(3))
+    fresh = _objects(workers=2)  # saved with num_workers=0
+    before = _fingerprint(fresh)
+    with pytest.raises(CheckpointError, match=r"loader: The place was saved with num_workers=0.*Nothing was changed"):
+        ipyrepro.load_checkpoint(path, **fresh)
+    assert _same(before, _fingerprint(fresh))
