@@ -87,7 +87,7 @@ def bench_enable(rounds: int) -> None:
     calls = {
         "import ipyrepro + enable(0), after import torch": ("", "import ipyrepro; ipyrepro.enable(0)"),
         "enable(0) alone, after import torch and ipyrepro's modules": (
-            "import ipyrepro, ipyrepro.state, ipyrepro.status",
+            "import ipyrepro, ipyrepro.core.state, ipyrepro.core.status",
             "ipyrepro.enable(0)",
         ),
         "(torch.use_deterministic_algorithms(True), for comparison)": ("", "torch.use_deterministic_algorithms(True)"),

@@ -971,8 +971,8 @@ def trace(
 ) -> Iterator[Tracer]:
     """Trace what runs in the block; `tracer.result()` gives the causes. Settings the block changes
     (cuDNN flags, deterministic algorithms) are put back afterwards."""
-    from .flags import Flags
-    from .numpyrandom import NUMPY_RANDOM
+    from .core.flags import Flags
+    from .core.numpyrandom import NUMPY_RANDOM
 
     NUMPY_RANDOM.settle()  # its import's own entropy read, which ipyrepro's pending seed overrides, is no cause
     from .globalrng import GLOBAL_RNGS
@@ -1021,8 +1021,8 @@ def trace(
 def _restore_flags(flags: Any) -> None:
     import torch
 
-    from .flags import set_deterministic_algorithms
-    from .torchinfo import deterministic_algorithms_mode
+    from .core.flags import set_deterministic_algorithms
+    from .core.torchinfo import deterministic_algorithms_mode
 
     if bool(torch.backends.cudnn.benchmark) != flags.cudnn_benchmark:
         torch.backends.cudnn.benchmark = flags.cudnn_benchmark
@@ -1109,7 +1109,7 @@ def _seed_as_the_cell(cell: str) -> None:
     mode, and `cell` mode without a cell id). Nothing to do (nor any torch to import) without ipyrepro."""
     import sys
 
-    state = getattr(sys.modules.get("ipyrepro.state"), "STATE", None)
+    state = getattr(sys.modules.get("ipyrepro.core.state"), "STATE", None)
     if state is not None and state.shell_hooks:
         last = state.last_cell
         state.before_cell(last.cell_id if last is not None else None, cell)

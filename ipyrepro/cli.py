@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import arguments
+from .core import arguments
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -86,7 +86,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
-    from .validation import RESEED_MODES
+    from .core.validation import RESEED_MODES
 
     parser.add_argument(
         "--reseed",
@@ -98,7 +98,7 @@ def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, whe
 
 
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
-    from .validation import DETERMINISTIC_CUBLAS_VALUES
+    from .core.validation import DETERMINISTIC_CUBLAS_VALUES
 
     check = commands.add_parser(
         "check",
@@ -177,8 +177,8 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
+    from .core.validation import DETERMINISTIC_CUBLAS_VALUES
     from .kernelspec import DEFAULT_NAME
-    from .validation import DETERMINISTIC_CUBLAS_VALUES
 
     kernel = commands.add_parser("kernel", help="install or remove a Jupyter kernel reproducible from its start")
     actions = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)

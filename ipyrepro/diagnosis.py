@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .causes import Cause, Tracer, result, trace
-from .flags import CUBLAS_VAR, inductor_checkpoint, restore_inductor, set_deterministic_algorithms
-from .status import Status
-from .torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
+from .core.flags import CUBLAS_VAR, inductor_checkpoint, restore_inductor, set_deterministic_algorithms
+from .core.status import Status
+from .core.torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
 
 _NO_DETERMINISTIC = re.compile(r"^(.+?) does not have a deterministic implementation")
 _CUBLAS = re.compile(r"^(.+?) is not deterministic because it uses CuBLAS|CUBLAS_WORKSPACE_CONFIG")

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import xxhash
 
-from . import userfiles
 from .comparison import Tolerance, generator_state
-from .flags import Flags
-from .numpyrandom import generator_types
-from .torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
+from .core import userfiles
+from .core.flags import Flags
+from .core.numpyrandom import generator_types
+from .core.torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
 
 FORMAT = "ipyrepro.fingerprint"
 VERSION = 1

@@ -34,7 +34,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from .importhook import ImportHook, after_import
+from .core.importhook import ImportHook, after_import
 
 PYTHON, NUMPY, TORCH = "python", "numpy", "torch"
 
@@ -124,7 +124,7 @@ class GlobalRngWatch:
         """Whether `rng` was seeded since `arm()` (always True when not armed, or under ipyrepro's seeding)."""
         if not self.armed:
             return True
-        state = getattr(sys.modules.get("ipyrepro.state"), "STATE", None)
+        state = getattr(sys.modules.get("ipyrepro.core.state"), "STATE", None)
         if state is not None and getattr(state, "enabled", False):
             return True
         if rng == TORCH:

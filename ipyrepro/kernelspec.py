@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .userfiles import PathProblem, describe, expand, read_regular_file
-from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
+from .core.userfiles import PathProblem, describe, expand, read_regular_file
+from .core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
 DEFAULT_NAME = "ipyrepro"
 _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts as a kernel name

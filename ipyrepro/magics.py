@@ -11,10 +11,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from . import arguments
-from .flags import DETERMINISTIC_CUBLAS_VALUES
-from .seeding import RESEED_MODES
-from .state import ReproState
+from .core import arguments
+from .core.flags import DETERMINISTIC_CUBLAS_VALUES
+from .core.seeding import RESEED_MODES
+from .core.state import ReproState
 
 
 class _HelpShown(Exception):

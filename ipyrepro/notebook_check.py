@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 
 from .causes import Cause
 from .check_causes import CheckCauses, find_causes
+from .core.validation import RESEED_MODES
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
 from .kernelspec import startup_env, startup_lines
-from .validation import RESEED_MODES
 
 RAISES_TAG = "raises-exception"  # nbclient's tag: the error is an expected output, compared like any other
 IGNORE_TAGS = ("ipyrepro-ignore-output", "nbval-ignore-output")  # run the cell, don't compare its outputs
@@ -59,7 +59,7 @@ class Cell:
 
 def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
     """The code cells and the metadata of an nbformat 4 notebook, or a NotebookError saying what is wrong."""
-    from .userfiles import PathProblem, expand, is_missing, read_regular_file
+    from .core.userfiles import PathProblem, expand, is_missing, read_regular_file
 
     try:
         path = expand(path, "notebook")
@@ -479,7 +479,7 @@ def check(
 
     When something differed (and `causes`), one more kernel names the causes (see check_causes.py).
     """
-    from .validation import validate_cublas_value, validate_reseed_mode, validate_seed
+    from .core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
@@ -659,7 +659,7 @@ def notebook_kernel(
     process exported for its children (IPYREPRO_SEED, ...) stays out: the kernel is as fresh as a
     frontend's, and the check's own options say how it is set up.
     """
-    from .validation import CHILD_VARS
+    from .core.validation import CHILD_VARS
 
     with running_kernel(
         kernel_name,

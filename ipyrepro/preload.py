@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .state import STATE
+from .core.state import STATE
 
 NAMES = ("ipyrepro", __name__)
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .core.state import ReproState
     from .notebook_check import Cell, CellResult, CheckReport
-    from .state import ReproState
 
 SEED_LIMIT = 2**32  # ipyrepro's seeds (and its seeder plugins') are 0 <= seed < 2**32
 
@@ -34,14 +34,14 @@ def _lazy(module: str, name: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         from importlib import import_module
 
-        return getattr(import_module(f"ipyrepro.{module}"), name)(text)
+        return getattr(import_module(f"ipyrepro.core.{module}"), name)(text)
 
     parse.__name__ = name
     return parse
 
 
 def _reseed_mode(text: str) -> str:
-    from .seeding import validate_reseed_mode  # the modes `ipyrepro check` and `%repro` accept
+    from .core.seeding import validate_reseed_mode  # the modes `ipyrepro check` and `%repro` accept
 
     try:
         return validate_reseed_mode(text)
@@ -270,7 +270,7 @@ def randomly_seeder(seed: int) -> None:
     """
     if "torch" not in sys.modules:
         return
-    from .state import STATE
+    from .core.state import STATE
 
     seed %= SEED_LIMIT  # pytest-randomly's seeds may exceed 2**32; it reduces NumPy's the same way
     reseeder = STATE.reseeder
@@ -291,7 +291,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("repro")
     if marker is None:
         return
-    from .state import STATE
+    from .core.state import STATE
 
     try:
         seed, warn_only = _marker_arguments(*marker.args, **marker.kwargs)
@@ -308,7 +308,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
     """Seed once more right before the test body, after every other per-test seeding (pytest-randomly's)."""
     seed = pyfuncitem.stash.get(_MARKER_SEED_KEY, None)
     if seed is not None:
-        from .state import STATE
+        from .core.state import STATE
 
         STATE.seed_all(seed)
     yield
@@ -318,7 +318,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     checkpoint = item.stash.get(_CHECKPOINT_KEY, None)
     if checkpoint is not None:
-        from .state import STATE
+        from .core.state import STATE
 
         del item.stash[_CHECKPOINT_KEY]
         STATE.restore(checkpoint)
@@ -328,7 +328,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def repro() -> Iterator[ReproState]:
     """ipyrepro's state object (`repro.enable()`, `repro.compare(fn, runs=2)`, `repro.status()`);
     whatever the test changes through it is restored afterwards."""
-    from .state import STATE
+    from .core.state import STATE
 
     checkpoint = STATE.checkpoint()
     try:

@@ -9,9 +9,9 @@ from typing import Any
 
 from .causes import Cause
 from .comparison import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
+from .core.rendering import TextReport
 from .diagnosis import Diagnosis
 from .fingerprint import CheckResult
-from .rendering import TextReport
 from .snapshot import format_bytes
 
 

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from . import fingerprint as fp
-from . import seeding
 from .aliasing import aliased, keep_run_one
 from .comparison import (
     MISSING,
@@ -39,10 +38,11 @@ from .comparison import (
     compare_values,
     rank,
 )
+from .core import seeding
+from .core.state import STATE, ReproState, ReproWarning
 from .diagnosis import diagnose
 from .report import CompareReport, Entry, RunError
 from .snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes, oversized
-from .state import STATE, ReproState, ReproWarning
 
 LAST_EXPRESSION = "(last expression)"
 RESULT = "result"

@@ -517,7 +517,7 @@ def test_the_diagnostic_helper_traces_the_cell_from_the_cells_own_seed(
     import json
 
     from ipyrepro.check_causes import _helper
-    from ipyrepro.seeding import derive_source_seed
+    from ipyrepro.core.seeding import derive_source_seed
 
     def draw(code: str) -> float:
         return random.Random(derive_source_seed(0, code)).random()

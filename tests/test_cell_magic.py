@@ -13,9 +13,9 @@ import torch
 from IPython.core.error import UsageError
 
 from ipyrepro import rerun
+from ipyrepro.core.state import STATE, ReproWarning
+from ipyrepro.core.torchinfo import deterministic_algorithms_mode
 from ipyrepro.snapshot import cell_names
-from ipyrepro.state import STATE, ReproWarning
-from ipyrepro.torchinfo import deterministic_algorithms_mode
 
 SETUP = """
 import os, random, time
@@ -380,7 +380,7 @@ def test_names_assigned_by_a_line_magic_are_compared_and_undone_on_error(shell: 
 
 
 def test_with_reseeding_on_the_cell_starts_from_its_own_seed_as_without_the_magic(shell: Any) -> None:
-    from ipyrepro.seeding import derive_cell_seed
+    from ipyrepro.core.seeding import derive_cell_seed
 
     shell.run_line_magic("repro", "on --seed 42")
     result = shell.run_cell("%%repro\nx = torch.rand(2)", cell_id="cell-7")
@@ -396,7 +396,7 @@ def test_with_reseeding_on_the_cell_starts_from_its_own_seed_as_without_the_magi
 def test_a_seed_from_the_code_is_the_seed_of_the_code_without_the_magic(shell: Any, mode: str, cell_id: Any) -> None:
     """`source` mode, and `cell` mode without a cell id (nbconvert, a terminal): the `%%repro` line is
     not part of the cell's code, so the cell ends as it does without the magic."""
-    from ipyrepro.seeding import derive_source_seed
+    from ipyrepro.core.seeding import derive_source_seed
 
     shell.run_line_magic("repro", f"on --seed 42 --reseed {mode}")
     result = shell.run_cell("%%repro --runs 2\nx = torch.rand(2)\n", cell_id=cell_id)

@@ -66,8 +66,8 @@ def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
     code = (
         "import sys, ipyrepro\n"
         "assert 'torch' not in sys.modules\n"
-        "from ipyrepro.status import Status\n"  # the submodule named like the function
-        "import ipyrepro.status\n"
+        "from ipyrepro.core.status import Status\n"
+        "assert 'ipyrepro.status' not in sys.modules  # no submodule is named like the function\n"
         "assert ipyrepro.status().enabled is False and ipyrepro.Status is Status\n"
         "print('ok')\n"
     )

@@ -12,7 +12,7 @@ import torch
 
 import ipyrepro
 from ipyrepro.comparison import CLOSE, DIFFERS, IDENTICAL, NOT_COMPARABLE, Tolerance, compare_values
-from ipyrepro.torchinfo import deterministic_algorithms_mode
+from ipyrepro.core.torchinfo import deterministic_algorithms_mode
 
 NAN = float("nan")
 

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.seeding import derive_cell_seed, derive_source_seed
-from ipyrepro.state import STATE
-from ipyrepro.torchinfo import cublas_facts, cudnn_version, gpu_names, late_cublas_message
+from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+from ipyrepro.core.state import STATE
+from ipyrepro.core.torchinfo import cublas_facts, cudnn_version, gpu_names, late_cublas_message
 
 pytestmark = pytest.mark.cuda
 
@@ -94,7 +94,7 @@ def test_seeding_before_cuda_init_reaches_cuda_when_it_starts(scenario: str) -> 
     setup, seed = LAZY_SCENARIOS[scenario]
     ours = run_fresh(f"""
         import json, torch, ipyrepro
-        from ipyrepro.state import STATE
+        from ipyrepro.core.state import STATE
         {setup}
         before = torch.cuda.is_initialized()
         draw = torch.randn(64, device="cuda").cpu().numpy().tobytes().hex()
@@ -158,7 +158,7 @@ def test_status_magics_and_hooks_leave_cuda_uninitialised() -> None:
     seen = run_fresh("""
         import json, torch
         from IPython.testing.globalipapp import start_ipython
-        from ipyrepro import torchinfo
+        from ipyrepro.core import torchinfo
         ip = start_ipython()
         ip.run_line_magic("load_ext", "ipyrepro")
         status = ip.run_line_magic("repro", "")

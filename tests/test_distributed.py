@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.distributed import CHILD_VARS, current_rank, derive_rank_seed
-from ipyrepro.seeding import RESEED_MODES
-from ipyrepro.state import STATE
+from ipyrepro.core.processes import CHILD_VARS, derive_rank_seed
+from ipyrepro.core.seeding import RESEED_MODES
+from ipyrepro.core.state import STATE
+from ipyrepro.distributed.ranks import current_rank
 
 
 def exported() -> dict[str, str | None]:
@@ -219,7 +220,7 @@ def digests(**tensors: torch.Tensor) -> list[tuple[str, str | None, str]]:
 
 
 def test_the_sync_report_names_the_minority_ranks_and_what_is_missing() -> None:
-    from ipyrepro.distributed import _sync_report
+    from ipyrepro.distributed.insync import _sync_report
 
     a, b = torch.zeros(3), torch.ones(3)
     gathered = [
@@ -238,7 +239,7 @@ def test_the_sync_report_names_the_minority_ranks_and_what_is_missing() -> None:
 
 
 def test_values_without_bytes_are_not_comparable_and_do_not_fail_the_check() -> None:
-    from ipyrepro.distributed import _sync_report, leaf_digests
+    from ipyrepro.distributed.insync import _sync_report, leaf_digests
 
     mine = leaf_digests({"f": object(), "t": torch.ones(1)})
     report = _sync_report([(0, mine), (1, mine)], rank=0)
@@ -263,7 +264,7 @@ def test_a_live_persistent_worker_iterator_is_a_status_warning_until_it_is_gone(
     from torch.utils.data import DataLoader
     from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
-    from ipyrepro.distributed import PERSISTENT_WORKERS_WARNING
+    from ipyrepro.core.processes import PERSISTENT_WORKERS_WARNING
 
     ipyrepro.enable(0)
     ipyrepro.enable(0)

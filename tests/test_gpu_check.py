@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ipyrepro.torchinfo import cublas_facts, late_cublas_message
+from ipyrepro.core.torchinfo import cublas_facts, late_cublas_message
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-check"

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from ipyrepro.torchinfo import inductor_follows_deterministic_algorithms
+from ipyrepro.core.torchinfo import inductor_follows_deterministic_algorithms
 
 pytestmark = pytest.mark.skipif(
     not inductor_follows_deterministic_algorithms(),
@@ -157,7 +157,7 @@ def test_a_checkpoint_restore_leaves_no_hook_and_inductor_keeps_its_own_values()
     during the test gets back the value it had before the test (here: the import default)."""
     out = run_fresh(
         """
-        from ipyrepro.state import STATE
+        from ipyrepro.core.state import STATE
         checkpoint = STATE.checkpoint()
         STATE.enable(0)
         STATE.restore(checkpoint)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ipyrepro.seeding import derive_cell_seed
+from ipyrepro.core.seeding import derive_cell_seed
 
 from .kernels import kernel
 

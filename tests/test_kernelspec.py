@@ -13,8 +13,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from ipyrepro import kernelspec
 from ipyrepro.cli import main
+from ipyrepro.core.seeding import derive_cell_seed
 from ipyrepro.kernelrun import running_kernel
-from ipyrepro.seeding import derive_cell_seed
 
 
 @pytest.fixture(autouse=True)

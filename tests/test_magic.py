@@ -11,9 +11,9 @@ import torch
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
-from ipyrepro.flags import Flags
-from ipyrepro.seeding import derive_cell_seed, derive_source_seed
-from ipyrepro.state import STATE
+from ipyrepro.core.flags import Flags
+from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+from ipyrepro.core.state import STATE
 
 
 def run(ip, code: str, cell_id: str | None = None):

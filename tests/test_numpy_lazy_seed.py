@@ -18,15 +18,15 @@ import types
 import numpy as np
 import pytest
 
+from ipyrepro.core.importhook import after_import
+from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.distributed import derive_rank_seed
-from ipyrepro.importhook import after_import
-from ipyrepro.seeding import derive_cell_seed, derive_source_seed
 
 PRELUDE = """
 import json, sys
 import torch
 import ipyrepro
-from ipyrepro.state import STATE
+from ipyrepro.core.state import STATE
 def imported():
     return "numpy.random" in sys.modules
 def hooked():

@@ -12,8 +12,8 @@ import torch
 
 import ipyrepro
 from ipyrepro.controlpanel import ReproPanel
-from ipyrepro.seeding import derive_cell_seed, derive_source_seed
-from ipyrepro.state import STATE
+from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+from ipyrepro.core.state import STATE
 
 from .kernels import kernel
 
@@ -318,7 +318,8 @@ def test_repro_panel_in_a_kernel_displays_the_widget_and_follows_cells() -> None
         assert any("application/vnd.jupyter.widget-view+json" in data for data in reply.data)
         k.ok("import torch\ntorch.backends.cudnn.benchmark = True")
         shown = k.ok(
-            "from ipyrepro.state import STATE\n[ref().__self__.benchmark.value for ref in STATE._listeners if ref()]"
+            "from ipyrepro.core.state import STATE\n"
+            "[ref().__self__.benchmark.value for ref in STATE._listeners if ref()]"
         ).text()
         assert shown == "[True]"
 

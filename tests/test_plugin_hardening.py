@@ -13,8 +13,8 @@ import torch
 from IPython.core.error import UsageError
 
 from ipyrepro import ReproWarning
-from ipyrepro.flags import Flags
-from ipyrepro.state import STATE
+from ipyrepro.core.flags import Flags
+from ipyrepro.core.state import STATE
 
 PLUGIN = """
 import numpy as np
@@ -73,7 +73,7 @@ def test_on_with_a_rank_is_all_or_nothing_for_exported_variables_and_the_inducto
     import os
 
     import ipyrepro
-    from ipyrepro.distributed import CHILD_VARS
+    from ipyrepro.core.processes import CHILD_VARS
 
     ipyrepro.configure(deterministic_algorithms="warn")  # as torch would, inductor follows: a hook waits for it
     exported, hooks = {name: os.environ.get(name) for name in CHILD_VARS}, list(sys.meta_path)

@@ -15,9 +15,9 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from ipyrepro import seeding
+from ipyrepro.core import seeding
+from ipyrepro.core.state import STATE
 from ipyrepro.pytest_plugin import randomly_seeder
-from ipyrepro.state import STATE
 
 
 def write(path: Path, *cells: nbformat.NotebookNode) -> Path:
@@ -220,7 +220,7 @@ def test_the_plugin_is_registered_and_costs_no_torch_import_when_unused(pytester
 
         def test_nothing_heavy_was_imported(pytestconfig):
             assert pytestconfig.pluginmanager.hasplugin("ipyrepro")
-            heavy = [name for name in ("torch", "ipyrepro.state", "ipyrepro.notebook_check", "jupyter_client")
+            heavy = [name for name in ("torch", "ipyrepro.core.state", "ipyrepro.notebook_check", "jupyter_client")
                      if name in sys.modules]
             assert heavy == []
         """
@@ -266,7 +266,7 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
         import pytest
         import torch
         import ipyrepro
-        from ipyrepro.flags import Flags
+        from ipyrepro.core.flags import Flags
 
         BEFORE = (Flags.read(), os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.get_rng_state())
         EXPORTED = {name: value for name, value in os.environ.items() if name.startswith("IPYREPRO_")}

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 from ipyrepro import fingerprint as fp
-from ipyrepro import userfiles
+from ipyrepro.core import userfiles
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -213,8 +213,8 @@ _LINE_WORDS = st.sampled_from(
 @FUZZ
 @given(tokens=st.lists(_LINE_WORDS | _TOKEN, max_size=5))
 def test_fuzzed_repro_lines_apply_or_change_nothing(ip: Any, tokens: list[str]) -> None:
-    from ipyrepro.flags import Flags
-    from ipyrepro.state import STATE
+    from ipyrepro.core.flags import Flags
+    from ipyrepro.core.state import STATE
 
     line = " ".join(tokens)
     if tokens and tokens[0] in ("env", "panel"):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ipyrepro import seeding
-from ipyrepro.seeding import Reseeder, derive_cell_seed, derive_source_seed, seed_all, validate_seed
+from ipyrepro.core import seeding
+from ipyrepro.core.seeding import Reseeder, derive_cell_seed, derive_source_seed, seed_all, validate_seed
 
 
 def draws() -> tuple:
@@ -103,7 +103,7 @@ def test_invalid_seeds_are_rejected_with_the_valid_range(bad: object) -> None:
 
 
 def test_cell_seed_is_stable_across_processes() -> None:
-    code = "from ipyrepro.seeding import derive_cell_seed; print(derive_cell_seed(42, 'cell-a'))"
+    code = "from ipyrepro.core.seeding import derive_cell_seed; print(derive_cell_seed(42, 'cell-a'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(other.stdout) == derive_cell_seed(42, "cell-a")
 
@@ -145,7 +145,7 @@ def test_source_seed_is_the_documented_hash_of_base_and_code() -> None:
         [
             sys.executable,
             "-c",
-            f"from ipyrepro.seeding import derive_source_seed; print(derive_source_seed(7, {code!r}))",
+            f"from ipyrepro.core.seeding import derive_source_seed; print(derive_source_seed(7, {code!r}))",
         ],
         capture_output=True,
         text=True,

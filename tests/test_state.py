@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.flags import Flags
-from ipyrepro.state import STATE
+from ipyrepro.core.flags import Flags
+from ipyrepro.core.state import STATE
 
 
 def test_enable_applies_the_full_recipe() -> None:
@@ -148,7 +148,7 @@ def test_restore_puts_back_exported_variables_the_rank_and_the_import_hook_exact
     """The pytest marker's and fixture's scope: a test that turns ipyrepro on leaves nothing behind."""
     import sys
 
-    from ipyrepro.distributed import CHILD_VARS
+    from ipyrepro.core.processes import CHILD_VARS
 
     for name in CHILD_VARS:
         os.environ.pop(name, None)

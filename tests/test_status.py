@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.state import STATE
-from ipyrepro.torchinfo import CUBLAS_FACTS, cublas_facts, late_cublas_message, parse_version
+from ipyrepro.core.state import STATE
+from ipyrepro.core.torchinfo import CUBLAS_FACTS, cublas_facts, late_cublas_message, parse_version
 
 
 def messages(status) -> str:

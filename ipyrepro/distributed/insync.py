@@ -1,6 +1,6 @@
 """Ranks in sync: `check_in_sync` gathers per-tensor digests over `torch.distributed` and names what differs.
 
-Split from `distributed` (which re-exports these names) so that `%repro on`, which needs only the
+Its own module (`ipyrepro.distributed` imports it lazily) so that `%repro on`, which needs only the
 child-process settings there, does not import the comparison and report machinery.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from .comparison import DIFFERS, IDENTICAL, MISSING, NOT_COMPARABLE, Outcome, Tolerance
-from .report import CompareReport, Entry
+from ..comparison import DIFFERS, IDENTICAL, MISSING, NOT_COMPARABLE, Outcome, Tolerance
+from ..report import CompareReport, Entry
 
 
 @dataclass(repr=False)
@@ -57,7 +57,7 @@ class SyncReport(CompareReport):
 
 def leaf_digests(obj: Any) -> list[tuple[str, str | None, str]]:
     """(name, digest or None, why not) per leaf: tensors digested in 64 MiB chunks, never copied whole."""
-    from .fingerprint import leaf_record, leaves, tensor_digest
+    from ..fingerprint import leaf_record, leaves, tensor_digest
 
     out = []
     for path, leaf in leaves(obj, ""):
@@ -101,7 +101,7 @@ def check_in_sync(obj: Any, group: Any = None) -> SyncReport:
 
 def _sync_report(gathered: list[tuple[int, list[tuple[str, str | None, str]]]], rank: int) -> SyncReport:
     """Compare the digests every rank sent: one entry per name, in the order the lowest rank listed them."""
-    from .state import STATE
+    from ..core.state import STATE
 
     gathered = sorted(gathered, key=lambda item: item[0])
     ranks = [item[0] for item in gathered]

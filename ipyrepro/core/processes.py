@@ -1,10 +1,8 @@
-"""Beyond one process: settings for child processes, per-rank seeds, ranks in sync, DataLoader workers.
+"""What crosses a process boundary: the settings `%repro on` exports to child processes, per-rank seeds,
+and DataLoader workers that outlive a cell.
 
-`%repro on` exports its seed, re-seed mode and deterministic setting as
-environment variables, so a child (a `torch.multiprocessing` worker, a
-`torchrun` rank) that calls `ipyrepro.enable()` applies the same recipe.
-`seed_rank` gives each rank its own documented seed; `check_in_sync`
-gathers per-tensor digests over `torch.distributed` and names what differs.
+The core needs these (``on`` exports the variables, status warns about live workers), so they live here;
+`ipyrepro.distributed` builds the user-facing rank and in-sync tools on them.
 """
 
 from __future__ import annotations
@@ -17,30 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .flags import validate_deterministic_mode
 from .seeding import validate_reseed_mode, validate_seed
 from .validation import CHILD_VARS, DETERMINISTIC_VAR, RESEED_VAR, SEED_VAR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from .insync import SyncReport, check_in_sync, leaf_digests  # noqa: F401
     from .state import ReproState
-
-# The in-sync check lives in `insync`, which imports the comparison machinery (about 30 ms): every
-# `%repro on` imports this module (for the child-process settings), few use check_in_sync.
-_IN_SYNC = ("SyncReport", "leaf_digests", "check_in_sync", "_sync_report", "_leaf_name", "_ranks")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _IN_SYNC:
-        from . import insync
-
-        return getattr(insync, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-RANK_VARS = ("RANK", "LOCAL_RANK")
 
 
 # -- child processes -------------------------------------------------------------
@@ -105,46 +85,11 @@ def derive_rank_seed(base: int, rank: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-def current_rank() -> int:
-    """This process's rank: torch.distributed's global rank when a process group is initialised,
-    else the RANK environment variable, else LOCAL_RANK."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for name in RANK_VARS:
-        text = os.environ.get(name)
-        if text is not None:
-            try:
-                return validate_rank(int(text.strip()), name)
-            except ValueError:
-                raise ValueError(f"environment variable {name} must be a whole number >= 0; got {text!r}") from None
-    raise RuntimeError(
-        "ipyrepro cannot tell this process's rank: torch.distributed is not initialised and neither RANK nor "
-        "LOCAL_RANK is set. Fix: pass it, e.g. ipyrepro.seed_rank(rank) (torch.multiprocessing passes the "
-        "process index as the first argument), or call it after torch.distributed.init_process_group()."
-    )
-
-
 def validate_rank(rank: object, name: str) -> int:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
         raise ValueError(f"{name} must be a whole number >= 0; got {rank!r}")
     return rank
 
-
-def seed_rank(rank: int | None = None, *, state: ReproState | None = None) -> int:
-    """Seed every RNG with `derive_rank_seed(base, rank)` and return that seed; the base seed is unchanged.
-
-    base: the base seed in force (from `enable`/`seed_all`), else IPYREPRO_SEED, else 0.
-    rank: as given, else `current_rank()`.
-    """
-    from .state import STATE
-
-    state = STATE if state is None else state
-    rank = current_rank() if rank is None else validate_rank(rank, "rank")
-    base = state.seed
-    if base is None:
-        base = settings_from_env().seed or 0
-    return state.seed_for_rank(base, rank)
 
 
 # -- DataLoader workers ----------------------------------------------------------

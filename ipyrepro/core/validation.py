@@ -12,7 +12,7 @@ SEED_LIMIT = 2**32
 RESEED_MODES = ("off", "fixed", "cell", "source")
 DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
 
-# What `%repro on` exports for child processes (see distributed.py), named here so the check's client,
+# What `%repro on` exports for child processes (see processes.py), named here so the check's client,
 # which starts kernels without them, imports no torch.
 SEED_VAR = "IPYREPRO_SEED"
 RESEED_VAR = "IPYREPRO_RESEED"

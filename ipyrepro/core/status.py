@@ -152,7 +152,7 @@ class Status(TextReport):
             )
         if self.reseed == "cell" and state.cell_id_missing:
             self.notes.append(NO_CELL_ID_NOTE)
-        from .distributed import PERSISTENT_WORKERS_WARNING, live_persistent_workers
+        from .processes import PERSISTENT_WORKERS_WARNING, live_persistent_workers
 
         if state.enabled and state.reseed != "off" and live_persistent_workers(state.persistent_worker_iterators):
             self.warnings.append(PERSISTENT_WORKERS_WARNING)
@@ -297,7 +297,7 @@ def _env_key() -> tuple[Any, ...]:
 
 
 def _live_workers(state: ReproState) -> int:
-    from .distributed import live_persistent_workers
+    from .processes import live_persistent_workers
 
     return live_persistent_workers(state.persistent_worker_iterators)
 

@@ -16,16 +16,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from . import seeding
-from .distributed import (
-    CHILD_VARS,
-    PERSISTENT_WORKERS_WARNING,
-    ChildSettings,
-    child_environment,
-    derive_rank_seed,
-    settings_from_env,
-    validate_rank,
-    watch_persistent_workers,
-)
 from .flags import (
     CUBLAS_VAR,
     Flags,
@@ -40,6 +30,16 @@ from .flags import (
 )
 from .inductor import INDUCTOR
 from .numpyrandom import NUMPY_RANDOM
+from .processes import (
+    CHILD_VARS,
+    PERSISTENT_WORKERS_WARNING,
+    ChildSettings,
+    child_environment,
+    derive_rank_seed,
+    settings_from_env,
+    validate_rank,
+    watch_persistent_workers,
+)
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 
@@ -107,7 +107,7 @@ class ReproState:
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
-        self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see distributed.py
+        self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see processes.py
         self.observe_cuda()
 
     # -- seeding -------------------------------------------------------------------
@@ -310,7 +310,7 @@ class ReproState:
         self.warn_new(quiet=True)  # asked for on purpose: status and the panel show the drift
 
     def _export_child_env(self) -> None:
-        """While on, keep the variables child processes read (see distributed.py) in step with the state."""
+        """While on, keep the variables child processes read (see processes.py) in step with the state."""
         if self.enabled:
             for name, value in child_environment(self.seed or 0, self.reseed, deterministic_algorithms_mode()).items():
                 set_env_variable(name, value)
@@ -451,7 +451,7 @@ class ReproState:
 
     def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
         """`ipyrepro.compare(fn, runs, ...)`: call `fn` `runs` times from the same seed and compare."""
-        from .rerun import compare
+        from ..rerun import compare
 
         return compare(fn, runs, **options)
 
