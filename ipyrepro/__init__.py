@@ -10,20 +10,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .causes import Cause
+    from .comparison.findings import Cause
+    from .comparison.report import CompareReport
     from .controlpanel import ReproPanel
     from .core.seeding import derive_cell_seed, derive_source_seed
     from .core.state import ReproWarning
     from .core.status import Status
     from .envreport import EnvReport
-    from .report import CompareReport
     from .rerun import compare
 
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
 # plugin, which pytest loads in every session) does not import torch.
 _LAZY = {
-    "Cause": "causes",
-    "CompareReport": "report",
+    "Cause": "comparison.findings",
+    "CompareReport": "comparison.report",
     "compare": "rerun",
     "derive_cell_seed": "core.seeding",
     "derive_source_seed": "core.seeding",

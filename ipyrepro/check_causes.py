@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .causes import KERNEL_MARKER, Cause
+from .causes.shell import KERNEL_MARKER
+from .comparison.findings import Cause
 from .kernelrun import KernelError
 
 SEED_LIMIT = 2**32
@@ -128,14 +129,14 @@ def find_causes(
 
 
 ARM_GLOBAL_RNGS = (
-    "__import__('ipyrepro.globalrng').globalrng.arm_for_kernel(); "
+    "__import__('ipyrepro.causes.globalrng').causes.globalrng.arm_for_kernel(); "
     f"print({KERNEL_MARKER!r} + '[]')"
 )  # sent before the first cell: from here on the kernel knows which global RNGs the notebook seeds
 
 
 def _helper(kind: str, source: str, *, hash_order: bool = False) -> str:
     """The code the diagnostic kernel runs for one cell; it binds no names in the user's namespace."""
-    return f"__import__('ipyrepro.causes').causes.print_for_kernel({kind!r}, {source!r}, {hash_order!r})"
+    return f"__import__('ipyrepro.causes.shell').causes.shell.print_for_kernel({kind!r}, {source!r}, {hash_order!r})"
 
 
 class HelperFailed(Exception):

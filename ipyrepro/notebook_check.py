@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .causes import Cause
 from .check_causes import CheckCauses, find_causes
+from .comparison.findings import Cause
 from .core.validation import RESEED_MODES
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError, running_kernel
 from .kernelspec import startup_env, startup_lines

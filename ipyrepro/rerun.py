@@ -26,9 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from . import fingerprint as fp
-from .aliasing import aliased, keep_run_one
-from .comparison import (
+from .causes.diagnosis import diagnose
+from .comparison import fingerprint as fp
+from .comparison.aliasing import aliased, keep_run_one
+from .comparison.report import CompareReport, Entry, RunError
+from .comparison.snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes, oversized
+from .comparison.values import (
     MISSING,
     NOT_COMPARABLE,
     SINGLE,
@@ -40,9 +43,6 @@ from .comparison import (
 )
 from .core import seeding
 from .core.state import STATE, ReproState, ReproWarning
-from .diagnosis import diagnose
-from .report import CompareReport, Entry, RunError
-from .snapshot import SNAPSHOT_WARN_BYTES, Snapshot, _deep_copy_all, cell_names, format_bytes, oversized
 
 LAST_EXPRESSION = "(last expression)"
 RESULT = "result"
@@ -319,14 +319,6 @@ def _diagnose(runner: _Runner, status_before: Any, seed: int, seeders: list) -> 
     return diagnose(status_before, rerun, cell_code=code, cell_source=source)
 
 
-def _rng_state() -> tuple[Any, ...]:
-    return seeding.capture_rng()  # NumPy's without importing numpy.random (it may wait for its seed)
-
-
-def _set_rng_state(saved: tuple[Any, ...]) -> None:
-    seeding.restore_rng(saved)
-
-
 # -- a callable ------------------------------------------------------------------
 
 
@@ -364,11 +356,11 @@ class _CallableRunner(_Runner):
         return aliased(self._kept, self._by_reference, values)
 
     def begin_diagnosis(self) -> None:
-        self._rng = _rng_state()
+        self._rng = seeding.capture_rng()  # NumPy's without importing numpy.random (it may wait for its seed)
 
     def end_diagnosis(self) -> None:
         if self._rng is not None:
-            _set_rng_state(self._rng)
+            seeding.restore_rng(self._rng)
 
 
 def compare(
@@ -538,7 +530,7 @@ class _CellRunner(_Runner):
         assert self.snapshot is not None
         names = set(self.snapshot.originals) | set(self.snapshot.absent) | set(self.compared)
         self._after = {name: self.ns.get(name, _ABSENT) for name in names}
-        self._rng = _rng_state()
+        self._rng = seeding.capture_rng()  # NumPy's without importing numpy.random (it may wait for its seed)
         self.snapshot.restore(self.ns)
         self._keep_output = self.output
 
@@ -551,7 +543,7 @@ class _CellRunner(_Runner):
                 else:
                     self.ns[name] = value
             if self._rng is not None:
-                _set_rng_state(self._rng)
+                seeding.restore_rng(self._rng)
             self.output = self._keep_output
         if caught:
             raise KeyboardInterrupt
@@ -652,7 +644,7 @@ def rerun_cell(
     snapshot = None
     report = CompareReport("cell", runs, seed, tol, restore=restore)
     if restore:
-        from .snapshot import CellNames
+        from .comparison.snapshot import CellNames
 
         tracked = CellNames(
             tuple(name for name in (*touched.bound, *(explicit or ())) if name not in ignore),

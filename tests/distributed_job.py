@@ -51,8 +51,8 @@ def draws() -> list[float]:
 def train(rank: int, world_size: int, out_dir: str, label: str, mode: str) -> None:
     """Runs inside an initialised process group; writes this rank's results."""
     import ipyrepro
+    from ipyrepro.comparison.fingerprint import tensor_digest
     from ipyrepro.distributed import check_in_sync
-    from ipyrepro.fingerprint import tensor_digest
 
     inherited = draws()  # before any seeding: what the process started with (fork: the parent's state)
     if mode == "ipyrepro":

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro import causes as causes_module
-from ipyrepro import diagnosis
+from ipyrepro.causes import diagnosis
+from ipyrepro.causes.shell import KERNEL_MARKER
+from ipyrepro.comparison import findings
 
 # An earlier cell: functions whose draws sit at known lines of this cell (1-based).
 SETUP = """\
@@ -400,11 +401,11 @@ def test_compare_names_the_file_and_line_of_a_callable(tmp_path: Path) -> None:
 
 
 def test_causes_round_trip_and_rank() -> None:
-    cause = causes_module.Cause("clock", 3, None, "t = time.time()", "d", "f")
-    assert causes_module.Cause.from_dict(cause.to_dict()) == cause
-    ranked = causes_module.ranked([cause, causes_module.Cause("entropy", 9, None, "", "d", "f")])
+    cause = findings.Cause("clock", 3, None, "t = time.time()", "d", "f")
+    assert findings.Cause.from_dict(cause.to_dict()) == cause
+    ranked = findings.ranked([cause, findings.Cause("entropy", 9, None, "", "d", "f")])
     assert [c.kind for c in ranked] == ["entropy", "clock"]
-    assert set(causes_module.KINDS) == {
+    assert set(findings.KINDS) == {
         "unseeded-generator",
         "entropy",
         "clock",
@@ -530,8 +531,8 @@ def test_the_diagnostic_helper_traces_the_cell_from_the_cells_own_seed(
     shell.run_line_magic("repro", f"on --reseed {mode}")
     capsys.readouterr()
     shell.run_cell(helper, store_history=False, cell_id="c1" if mode == "source" else None)
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(causes_module.KERNEL_MARKER))
-    found = json.loads(line[len(causes_module.KERNEL_MARKER) :])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(KERNEL_MARKER))
+    found = json.loads(line[len(KERNEL_MARKER) :])
     assert [(cause["kind"], cause["line"]) for cause in found] == [("unseeded-generator", 3)]
 
 

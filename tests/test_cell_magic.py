@@ -13,9 +13,9 @@ import torch
 from IPython.core.error import UsageError
 
 from ipyrepro import rerun
+from ipyrepro.comparison.snapshot import cell_names
 from ipyrepro.core.state import STATE, ReproWarning
 from ipyrepro.core.torchinfo import deterministic_algorithms_mode
-from ipyrepro.snapshot import cell_names
 
 SETUP = """
 import os, random, time
@@ -300,7 +300,7 @@ def test_save_then_check_in_the_same_shell(shell: Any, tmp_path: Path) -> None:
 
 def test_a_corrupt_check_file_is_a_usage_error(shell: Any, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    path.write_text('{"format": "ipyrepro.fingerprint", "version": 1, "values": {')
+    path.write_text('{"format": "ipyrepro.comparison.fingerprint", "version": 1, "values": {')
     shell.run_cell("marker = 0")
     with pytest.raises(UsageError, match="not valid JSON \\(it looks truncated\\)"):
         repro(shell, f"--check {path}", "marker = 1")
@@ -359,7 +359,7 @@ def test_help_prints_the_options_and_runs_nothing(shell: Any, capsys: pytest.Cap
 
 
 def test_the_memory_threshold_is_the_smaller_of_the_limit_and_a_quarter_of_the_device() -> None:
-    from ipyrepro.snapshot import device_memory, oversized
+    from ipyrepro.comparison.snapshot import device_memory, oversized
 
     total = device_memory("cpu")
     assert total and total > 1 << 20

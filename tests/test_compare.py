@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.comparison import CLOSE, DIFFERS, IDENTICAL, NOT_COMPARABLE, Tolerance, compare_values
+from ipyrepro.comparison.values import CLOSE, DIFFERS, IDENTICAL, NOT_COMPARABLE, Tolerance, compare_values
 from ipyrepro.core.torchinfo import deterministic_algorithms_mode
 
 NAN = float("nan")

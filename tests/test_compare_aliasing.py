@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import ipyrepro
-from ipyrepro.aliasing import keep_run_one
+from ipyrepro.comparison.aliasing import keep_run_one
 
 STATE_TENSOR = torch.zeros(4)
 

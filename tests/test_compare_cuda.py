@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro import fingerprint as fp
-from ipyrepro.comparison import DIFFERS, IDENTICAL, compare_values
+from ipyrepro.comparison import fingerprint as fp
+from ipyrepro.comparison.values import DIFFERS, IDENTICAL, compare_values
 
 pytestmark = pytest.mark.cuda
 

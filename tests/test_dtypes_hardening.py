@@ -16,8 +16,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ipyrepro import fingerprint as fp
-from ipyrepro.comparison import NOT_COMPARABLE, Tolerance, compare_values
+from ipyrepro.comparison import fingerprint as fp
+from ipyrepro.comparison.values import NOT_COMPARABLE, Tolerance, compare_values
 
 TORCH_DTYPES = sorted({value for value in vars(torch).values() if isinstance(value, torch.dtype)}, key=str)
 NUMPY_DTYPES = [

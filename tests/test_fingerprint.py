@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro import fingerprint as fp
-from ipyrepro.comparison import Tolerance
+from ipyrepro.comparison import fingerprint as fp
+from ipyrepro.comparison.values import Tolerance
 
 
 def test_digests_cover_bytes_dtype_and_shape() -> None:
@@ -213,7 +213,7 @@ def test_corrupt_truncated_and_hostile_files_give_a_clear_error(tmp_path: Path) 
         "empty.json": ("", "not valid JSON"),
         "binary.json": (b"\x80\x03}q\x00.", "not UTF-8 text"),  # a pickle
         "nan.json": (text.replace('"runs": 2', '"runs": NaN'), "NaN is not allowed"),
-        "duplicate.json": ('{"format": "ipyrepro.fingerprint", "format": "x"}', "duplicate key 'format'"),
+        "duplicate.json": ('{"format": "ipyrepro.comparison.fingerprint", "format": "x"}', "duplicate key 'format'"),
         "deep.json": ("[" * 100000 + "]" * 100000, "malformed|not an ipyrepro fingerprint"),
         "list.json": ("[1, 2, 3]", "not an ipyrepro fingerprint"),
     }

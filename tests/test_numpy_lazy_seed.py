@@ -249,7 +249,7 @@ def test_a_first_import_under_the_causes_tracer_is_no_cause_and_draws_the_pendin
     user_file = tmp_path / "user_code.py"
     user_file.write_text("import numpy as np\nx = np.random.rand(3).tolist()\n")
     out = run_fresh(f"""
-        from ipyrepro import causes
+        from ipyrepro.causes import tracer as causes
         ipyrepro.enable(6)
         path = {str(user_file)!r}
         code = compile(open(path).read(), path, "exec")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
-from ipyrepro import fingerprint as fp
+from ipyrepro.comparison import fingerprint as fp
 from ipyrepro.core import userfiles
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -174,7 +174,7 @@ def test_restoring_in_place_covers_generators_arrays_and_containers() -> None:
 
     import numpy as np
 
-    from ipyrepro.snapshot import CellNames, Snapshot
+    from ipyrepro.comparison.snapshot import CellNames, Snapshot
 
     objects = np.empty(2, dtype=object)
     objects[:] = [[1], [2]]

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..comparison import DIFFERS, IDENTICAL, MISSING, NOT_COMPARABLE, Outcome, Tolerance
-from ..report import CompareReport, Entry
+from ..comparison.report import CompareReport, Entry
+from ..comparison.values import DIFFERS, IDENTICAL, MISSING, NOT_COMPARABLE, Outcome, Tolerance
 
 
 @dataclass(repr=False)
@@ -57,7 +57,7 @@ class SyncReport(CompareReport):
 
 def leaf_digests(obj: Any) -> list[tuple[str, str | None, str]]:
     """(name, digest or None, why not) per leaf: tensors digested in 64 MiB chunks, never copied whole."""
-    from ..fingerprint import leaf_record, leaves, tensor_digest
+    from ..comparison.fingerprint import leaf_record, leaves, tensor_digest
 
     out = []
     for path, leaf in leaves(obj, ""):

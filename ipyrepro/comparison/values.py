@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .core.numpyrandom import generator_types
+from ..core.numpyrandom import generator_types
 
 IDENTICAL = "identical"
 CLOSE = "within tolerance"

@@ -7,12 +7,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from .causes import Cause
-from .comparison import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
-from .core.rendering import TextReport
-from .diagnosis import Diagnosis
+from ..core.rendering import TextReport
+from .findings import Cause, Diagnosis
 from .fingerprint import CheckResult
 from .snapshot import format_bytes
+from .values import MATCHED, NOT_COMPARABLE, Outcome, Tolerance
 
 
 @dataclass

@@ -8,12 +8,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
-from .causes import Cause, Tracer, result, trace
-from .core.flags import CUBLAS_VAR, inductor_checkpoint, restore_inductor, set_deterministic_algorithms
-from .core.status import Status
-from .core.torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
+from ..comparison.findings import Diagnosis
+from ..core.flags import CUBLAS_VAR, inductor_checkpoint, restore_inductor, set_deterministic_algorithms
+from ..core.status import Status
+from ..core.torchinfo import DETERMINISTIC_CUBLAS_VALUES, cublas_facts, deterministic_algorithms_mode
+from .tracer import Tracer, result, trace
 
 _NO_DETERMINISTIC = re.compile(r"^(.+?) does not have a deterministic implementation")
 _CUBLAS = re.compile(r"^(.+?) is not deterministic because it uses CuBLAS|CUBLAS_WORKSPACE_CONFIG")
@@ -23,43 +23,6 @@ UNSEEDED_HINT = (
     "reach (the clock, os.urandom, np.random.default_rng() or random.Random() without a seed, string hash "
     "order, threads, DataLoader workers) or from operations that are nondeterministic."
 )
-
-
-@dataclass
-class Diagnosis:
-    """Settings that were not deterministic when the cell ran, and the ops the deterministic rerun named."""
-
-    settings: list[str] = field(default_factory=list)
-    ops: list[str] = field(default_factory=list)  # in the order first seen
-    op_counts: dict[str, int] = field(default_factory=dict)
-    other_warnings: list[str] = field(default_factory=list)
-    rerun: str = ""  # what happened to the rerun: "done", or why it was skipped or failed
-    hints: list[str] = field(default_factory=list)
-    causes: list[Cause] = field(default_factory=list)  # strongest first, each at its line (see causes.py)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "settings": self.settings,
-            "ops": self.ops,
-            "op_counts": self.op_counts,
-            "other_warnings": self.other_warnings,
-            "rerun": self.rerun,
-            "hints": self.hints,
-            "causes": [cause.to_dict() for cause in self.causes],
-        }
-
-    def lines(self) -> list[str]:
-        out = [f"setting: {text}" for text in self.settings]
-        if self.ops:
-            shown = ", ".join(f"{op} (x{self.op_counts[op]})" if self.op_counts[op] > 1 else op for op in self.ops)
-            out.append(f"ops without a deterministic implementation (rerun with warn_only=True): {shown}")
-        out += [f"deterministic rerun warned: {text}" for text in self.other_warnings]
-        if self.rerun and self.rerun != "done":
-            out.append(f"deterministic rerun: {self.rerun}")
-        elif self.rerun == "done" and not self.ops:
-            out.append("deterministic rerun: no torch op reported lacking a deterministic implementation")
-        out += self.hints
-        return out
 
 
 def nondeterministic_settings(status: Status) -> list[str]:

@@ -34,7 +34,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from .core.importhook import ImportHook, after_import
+from ..core.importhook import ImportHook, after_import
 
 PYTHON, NUMPY, TORCH = "python", "numpy", "torch"
 

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import xxhash
 
-from .comparison import Tolerance, generator_state
-from .core import userfiles
-from .core.flags import Flags
-from .core.numpyrandom import generator_types
-from .core.torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
+from ..core import userfiles
+from ..core.flags import Flags
+from ..core.numpyrandom import generator_types
+from ..core.torchinfo import cuda_initialized, cudnn_version, gpu_names, precision_flags
+from .values import Tolerance, generator_state
 
-FORMAT = "ipyrepro.fingerprint"
+FORMAT = "ipyrepro.comparison.values.fingerprint"
 VERSION = 1
 MAX_FILE_BYTES = 64 << 20
 _CHUNK = 64 << 20  # bytes per host copy when hashing a tensor that lives on an accelerator
