@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from .core.state import ReproWarning
     from .core.status import Status
     from .envreport import EnvReport
-    from .rerun import compare
+    from .rerun.callables import compare
 
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
 # plugin, which pytest loads in every session) does not import torch.
 _LAZY = {
     "Cause": "comparison.findings",
     "CompareReport": "comparison.report",
-    "compare": "rerun",
+    "compare": "rerun.callables",
     "derive_cell_seed": "core.seeding",
     "derive_source_seed": "core.seeding",
     "STATE": "core.state",

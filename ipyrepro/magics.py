@@ -228,7 +228,7 @@ class ReproMagics(Magics):
         namespace is as after one run. Returns a report with `.ok` and `.differences`.
         `%%repro -h` explains each option.
         """
-        from .rerun import rerun_cell
+        from .rerun.cell import rerun_cell
 
         try:
             args = self.cell_parser.parse_args(shlex.split(line))

@@ -324,14 +324,35 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         STATE.restore(checkpoint)
 
 
+class Repro:
+    """What the `repro` fixture gives: ipyrepro's state object (`repro.enable()`, `repro.status()`, and
+    every other attribute of `repro.state`) plus `repro.compare(fn, runs=2)`, the engine of `ipyrepro.compare`.
+
+    A view, not a copy: the core's state object knows nothing of the rerun engine above it."""
+
+    def __init__(self, state: ReproState) -> None:
+        object.__setattr__(self, "state", state)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.state, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.state, name, value)
+
+    def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
+        from .rerun.callables import compare
+
+        return compare(fn, runs, **options)
+
+
 @pytest.fixture
-def repro() -> Iterator[ReproState]:
-    """ipyrepro's state object (`repro.enable()`, `repro.compare(fn, runs=2)`, `repro.status()`);
-    whatever the test changes through it is restored afterwards."""
+def repro() -> Iterator[Repro]:
+    """ipyrepro's state object with `compare` (see `Repro`); whatever the test changes through it is
+    restored afterwards."""
     from .core.state import STATE
 
     checkpoint = STATE.checkpoint()
     try:
-        yield STATE
+        yield Repro(STATE)
     finally:
         STATE.restore(checkpoint)

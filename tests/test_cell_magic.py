@@ -12,10 +12,10 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 
-from ipyrepro import rerun
 from ipyrepro.comparison.snapshot import cell_names
 from ipyrepro.core.state import STATE, ReproWarning
 from ipyrepro.core.torchinfo import deterministic_algorithms_mode
+from ipyrepro.rerun import cell as rerun_cell_module
 
 SETUP = """
 import os, random, time
@@ -256,7 +256,7 @@ def test_snapshot_size_is_reported_and_a_large_one_suggests_no_restore(
     report = repro(shell, "", "w.add_(1)")
     assert report.snapshot_bytes == 4096
     assert "snapshot of the names the cell reads (w): 4.0 KiB, restored before each run" in str(report)
-    monkeypatch.setattr(rerun, "SNAPSHOT_WARN_BYTES", 1000)
+    monkeypatch.setattr(rerun_cell_module, "SNAPSHOT_WARN_BYTES", 1000)
     with pytest.warns(UserWarning, match="use --no-restore"):
         report = repro(shell, "", "w.add_(1)")
     assert any("4.0 KiB on cpu" in text and "--no-restore" in text for text in report.warnings)

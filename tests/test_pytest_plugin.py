@@ -281,7 +281,7 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
             assert False, "planted failure"
 
         def test_fixture_gives_the_state(repro):
-            assert repro is ipyrepro.STATE and not repro.enabled
+            assert repro.state is ipyrepro.STATE and not repro.enabled
             repro.enable(2)
             report = repro.compare(lambda: torch.rand(2), runs=2)
             assert report.ok

@@ -115,7 +115,7 @@ def _callee(expression: str) -> tuple[str, str, int]:
 
 
 _ENTROPY_FILES = ("/random.py", "/secrets.py", "/uuid.py")
-_LAST_EXPRESSION = re.compile(r"^_ipyrepro_last_value_ = \((.*?)(\))?$")  # how rerun.py captures a last expression
+_LAST_EXPRESSION = re.compile(r"^_ipyrepro_last_value_ = \((.*?)(\))?$")  # how rerun/cell.py captures a last expression
 
 
 def _unwrap_last_expression(line: str) -> str:

@@ -449,12 +449,6 @@ class ReproState:
             torch.cuda.set_rng_state_all(cuda)
         self.notify()
 
-    def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
-        """`ipyrepro.compare(fn, runs, ...)`: call `fn` `runs` times from the same seed and compare."""
-        from ..rerun import compare
-
-        return compare(fn, runs, **options)
-
 
 def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
     """A derived seed, computed once per (base, key): the hook runs before every cell."""
