@@ -131,7 +131,7 @@ NEXT_CELL = "numbers = [[index] for index in range(3000)]"  # a small cell that 
 
 
 def bench_kernel(rounds: int) -> None:
-    from ipyrepro.kernelrun import running_kernel
+    from ipyrepro.notebooks.kernelrun import running_kernel
 
     # As installed packages are: with bytecode caches (this machine sets PYTHONDONTWRITEBYTECODE, so
     # a source checkout would be compiled on every start while torch's caches exist), in an empty folder.

@@ -20,7 +20,8 @@ import pytest
 
 if TYPE_CHECKING:
     from .core.state import ReproState
-    from .notebook_check import Cell, CellResult, CheckReport
+    from .notebooks.notebookfile import Cell
+    from .notebooks.report import CellResult, CheckReport
 
 SEED_LIMIT = 2**32  # ipyrepro's seeds (and its seeder plugins') are 0 <= seed < 2**32
 
@@ -99,7 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """The keyword arguments for `notebook_check.check`, resolved and validated once per process."""
+    """The keyword arguments for `notebooks.check.check`, resolved and validated once per process."""
 
     kwargs: dict[str, Any]
 
@@ -126,7 +127,7 @@ class CheckOptions:
             raise pytest.UsageError(f"--ipyrepro-runs {kwargs['runs']} compares nothing; give 2 or more")
         if "timeout" in kwargs:
             kwargs["timeout"] = kwargs["timeout"] or None  # 0 = no limit, as in `ipyrepro check`
-        from .notebook_check import Comparison
+        from .notebooks.outputs import Comparison
 
         try:  # the same validation `check` does first, so a bad regex stops the session, not each notebook
             Comparison.build(kwargs["sanitize"], kwargs.get("rtol", 0.0), kwargs.get("atol", 0.0))
@@ -186,7 +187,7 @@ class NotebookFile(pytest.File):
     _outcome: tuple[CheckReport, dict[int, CellResult]] | Exception | None = None
 
     def collect(self) -> Iterator[CellItem]:
-        from .notebook_check import NotebookError, load_notebook
+        from .notebooks.notebookfile import NotebookError, load_notebook
 
         try:
             cells, _ = load_notebook(self.path)
@@ -203,7 +204,8 @@ class NotebookFile(pytest.File):
 
     def outcome(self) -> tuple[CheckReport, dict[int, CellResult]]:
         if self._outcome is None:
-            from .notebook_check import cell_results, check
+            from .notebooks.check import check
+            from .notebooks.report import cell_results
 
             try:
                 kwargs = dict(self.config.stash[_OPTIONS_KEY].kwargs)

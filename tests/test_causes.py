@@ -423,7 +423,7 @@ def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Pat
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from ipyrepro.notebook_check import check
+    from ipyrepro.notebooks.check import check
 
     notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
     notebook.cells = [
@@ -463,7 +463,7 @@ def test_check_as_is_without_a_hash_seed_names_hash_order_from_the_code(
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from ipyrepro.notebook_check import check
+    from ipyrepro.notebooks.check import check
 
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)  # every kernel hashes strings differently
     words = [f"word{i}" for i in range(30)]  # 30! orders: two kernels never agree by chance
@@ -517,8 +517,8 @@ def test_the_diagnostic_helper_traces_the_cell_from_the_cells_own_seed(
     cell draws. Here the cell takes an unseeded generator only from its own seed, not from the helper's."""
     import json
 
-    from ipyrepro.check_causes import _helper
     from ipyrepro.core.seeding import derive_source_seed
+    from ipyrepro.notebooks.checkcauses import _helper
 
     def draw(code: str) -> float:
         return random.Random(derive_source_seed(0, code)).random()
@@ -620,7 +620,7 @@ def _matches(found: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> b
 
 @pytest.mark.kernel
 def test_check_as_is_names_draws_from_global_rngs_that_nothing_seeded(tmp_path: Path) -> None:
-    from ipyrepro.notebook_check import check
+    from ipyrepro.notebooks.check import check
 
     report = check(_global_rng_notebook(tmp_path / "unseeded.ipynb", seeded=False), as_is=True)
     found = _found_causes(report)
@@ -634,7 +634,7 @@ def test_check_as_is_names_draws_from_global_rngs_that_nothing_seeded(tmp_path: 
 
 @pytest.mark.kernel
 def test_check_as_is_does_not_accuse_global_rngs_an_earlier_cell_seeded(tmp_path: Path) -> None:
-    from ipyrepro.notebook_check import check
+    from ipyrepro.notebooks.check import check
 
     report = check(_global_rng_notebook(tmp_path / "seeded.ipynb", seeded=True), as_is=True)
     found = _found_causes(report)

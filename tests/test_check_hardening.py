@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ipyrepro.cli import main
-from ipyrepro.notebook_check import NotebookError, check, load_notebook, short_diff
+from ipyrepro.notebooks.check import check
+from ipyrepro.notebooks.notebookfile import NotebookError, load_notebook
+from ipyrepro.notebooks.outputs import short_diff
 
 
 def write(path: Path, *cells, **metadata) -> Path:
@@ -150,10 +152,10 @@ def test_a_symlink_to_a_regular_notebook_is_read(tmp_path: Path) -> None:
 
 
 def test_notebook_reads_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipyrepro.notebook_check as notebook_check
+    import ipyrepro.notebooks.notebookfile as notebookfile
 
     path = write(tmp_path / "n.ipynb", new_code_cell("x" * 5000))
-    monkeypatch.setattr(notebook_check, "MAX_NOTEBOOK_BYTES", 1000)
+    monkeypatch.setattr(notebookfile, "MAX_NOTEBOOK_BYTES", 1000)
     with pytest.raises(NotebookError, match="more than the 1,000 allowed"):
         load_notebook(path)
 
@@ -248,7 +250,7 @@ def test_json_carries_the_full_diff_of_both_runs(tmp_path: Path, capsys) -> None
 def test_as_is_runs_a_plain_kernel_instead_of_an_ipyrepro_kernel(tmp_path: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from ipyrepro.kernelspec import install
+    from ipyrepro.notebooks.kernelspec import install
 
     install("repro-kernel", seed=5, prefix=tmp_path)
     path = write(
@@ -280,7 +282,7 @@ def test_default_mode_on_an_ipyrepro_kernel_runs_with_the_checks_own_hash_seed_a
     hash with the check's seed, and the causes kernel could not change it to prove hash order."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from ipyrepro.kernelspec import install
+    from ipyrepro.notebooks.kernelspec import install
 
     install("repro-kernel", seed=5, reseed="source", prefix=tmp_path)
     path = write(

@@ -9,7 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from ipyrepro.cli import main
-from ipyrepro.notebook_check import check, default_jobs
+from ipyrepro.notebooks.check import check, default_jobs
 
 
 def notebook(tmp_path: Path) -> Path:

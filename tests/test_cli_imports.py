@@ -78,7 +78,7 @@ def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
 def test_kernel_install_writes_where_jupyter_client_looks(tmp_path: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from ipyrepro.kernelspec import install
+    from ipyrepro.notebooks.kernelspec import install
 
     folder = install("My-Repro", prefix=tmp_path, seed=3)
     assert folder == tmp_path / "share" / "jupyter" / "kernels" / "my-repro"  # lower-cased, as jupyter_client does

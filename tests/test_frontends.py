@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from ipyrepro.kernelspec import startup_lines
-from ipyrepro.notebook_check import check
+from ipyrepro.notebooks.check import check
+from ipyrepro.notebooks.kernelspec import startup_lines
 
 from .jupyterlab import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Lab, command, notebook_json, open_notebook
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipyrepro.kernelrun import CellTimeout, KernelStartError, running_kernel
+from ipyrepro.notebooks.kernelrun import CellTimeout, KernelStartError, running_kernel
 
 pytestmark = pytest.mark.kernel
 

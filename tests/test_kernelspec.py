@@ -11,10 +11,10 @@ import pytest
 import torch
 from jupyter_client.kernelspec import KernelSpecManager
 
-from ipyrepro import kernelspec
 from ipyrepro.cli import main
 from ipyrepro.core.seeding import derive_cell_seed
-from ipyrepro.kernelrun import running_kernel
+from ipyrepro.notebooks import kernelspec
+from ipyrepro.notebooks.kernelrun import running_kernel
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipyrepro import kernelspec
 from ipyrepro.cli import main
+from ipyrepro.notebooks import kernelspec
 
 
 @pytest.fixture(autouse=True)

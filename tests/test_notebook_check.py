@@ -14,7 +14,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ipyrepro.cli import main
 from ipyrepro.core.seeding import derive_cell_seed
-from ipyrepro.notebook_check import Comparison, NotebookError, check, load_notebook, output_items
+from ipyrepro.notebooks.check import check
+from ipyrepro.notebooks.notebookfile import NotebookError, load_notebook
+from ipyrepro.notebooks.outputs import Comparison, output_items
 
 
 def write(path: Path, *cells, nbformat_version: int = 4, **metadata) -> Path:

@@ -220,7 +220,7 @@ def test_the_plugin_is_registered_and_costs_no_torch_import_when_unused(pytester
 
         def test_nothing_heavy_was_imported(pytestconfig):
             assert pytestconfig.pluginmanager.hasplugin("ipyrepro")
-            heavy = [name for name in ("torch", "ipyrepro.core.state", "ipyrepro.notebook_check", "jupyter_client")
+            heavy = [name for name in ("torch", "ipyrepro.core.state", "ipyrepro.notebooks.check", "jupyter_client")
                      if name in sys.modules]
             assert heavy == []
         """

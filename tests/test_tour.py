@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ipyrepro.notebook_check import check
+from ipyrepro.notebooks.check import check
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .causes.shell import KERNEL_MARKER
-from .comparison.findings import Cause
+from ..causes.shell import KERNEL_MARKER
+from ..comparison.findings import Cause
 from .kernelrun import KernelError
 
 SEED_LIMIT = 2**32
@@ -63,7 +63,8 @@ def find_causes(
     say: Callable[[str], None],
 ) -> CheckCauses:
     """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed."""
-    from .notebook_check import IGNORE_TAGS, RAISES_TAG, notebook_kernel, output_items
+    from .kernels import notebook_kernel
+    from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
 
     found = CheckCauses()
     first = next(run for run in report.runs if run.complete)
