@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .comparison.findings import Cause
     from .comparison.report import CompareReport
-    from .controlpanel import ReproPanel
     from .core.seeding import derive_cell_seed, derive_source_seed
     from .core.state import ReproWarning
     from .core.status import Status
-    from .envreport import EnvReport
+    from .env.report import EnvReport
+    from .jupyter.panel import ReproPanel
     from .rerun.callables import compare
 
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
@@ -121,15 +121,15 @@ def status() -> Status:
 def env_report() -> EnvReport:
     """Everything that decides whether a result reproduces elsewhere; reading it never initialises CUDA."""
     from .core.state import STATE
-    from .envreport import collect
+    from .env.report import collect
 
     return collect(STATE)
 
 
 def panel() -> ReproPanel:
     """The control panel widget (ipywidgets) over the same state as `%repro`; leave it last in a cell."""
-    from .controlpanel import panel as make_panel
     from .core.state import STATE
+    from .jupyter.panel import panel as make_panel
 
     return make_panel(STATE)
 
@@ -153,13 +153,13 @@ def configure(**settings: Any) -> Status:
 
 def load_ipython_extension(ipython: Any) -> None:
     from .core.state import STATE
-    from .hooks import install
+    from .jupyter.hooks import install
 
     install(ipython, STATE)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     from .core.state import STATE
-    from .hooks import uninstall
+    from .jupyter.hooks import uninstall
 
     uninstall(ipython, STATE)

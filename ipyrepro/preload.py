@@ -38,7 +38,7 @@ class _UnloadEitherName:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .hooks import install
+    from .jupyter.hooks import install
 
     install(ipython, STATE)
     manager = getattr(ipython, "extension_manager", None)
@@ -47,6 +47,6 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .hooks import uninstall
+    from .jupyter.hooks import uninstall
 
     uninstall(ipython, STATE)

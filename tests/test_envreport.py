@@ -15,8 +15,8 @@ import torch
 from IPython.core.error import UsageError
 
 import ipyrepro
-from ipyrepro import nvml
-from ipyrepro.envreport import ENV_VARS, collect
+from ipyrepro.env import nvml
+from ipyrepro.env.report import ENV_VARS, collect
 
 FAKE_NVML = r"""
 #include <string.h>
@@ -155,7 +155,7 @@ def test_cli_prints_json_for_the_environment_it_runs_in(tmp_path: Path) -> None:
 
 REAL_GPU_SCRIPT = """
 import json, torch
-from ipyrepro.envreport import collect
+from ipyrepro.env.report import collect
 before = collect().to_dict()
 initialised_by_reading = torch.cuda.is_initialized()
 torch.zeros(1, device="cuda")

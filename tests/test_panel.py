@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import ipyrepro
-from ipyrepro.controlpanel import ReproPanel
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.core.state import STATE
+from ipyrepro.jupyter.panel import ReproPanel
 
 from .kernels import kernel
 

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ipyrepro.core import seeding
 from ipyrepro.core.state import STATE
-from ipyrepro.pytest_plugin import randomly_seeder
+from ipyrepro.testing.pytest_plugin import randomly_seeder
 
 
 def write(path: Path, *cells: nbformat.NotebookNode) -> Path:
@@ -307,7 +307,7 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
 
 
 def test_loading_the_plugin_module_imports_no_torch() -> None:
-    code = "import sys, ipyrepro.pytest_plugin; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    code = "import sys, ipyrepro.testing.pytest_plugin; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

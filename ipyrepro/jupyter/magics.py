@@ -11,10 +11,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from .core import arguments
-from .core.flags import DETERMINISTIC_CUBLAS_VALUES
-from .core.seeding import RESEED_MODES
-from .core.state import ReproState
+from ..core import arguments
+from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
+from ..core.seeding import RESEED_MODES
+from ..core.state import ReproState
 
 
 class _HelpShown(Exception):
@@ -194,7 +194,7 @@ class ReproMagics(Magics):
         print(f"Seeded random, NumPy and torch with {seed}; re-seeding now starts from it.")
 
     def _env(self, args: argparse.Namespace) -> Any:
-        from .envreport import collect
+        from ..env.report import collect
 
         report = collect(self.state)
         if args.json or args.markdown:
@@ -203,7 +203,7 @@ class ReproMagics(Magics):
         return report
 
     def _panel(self, args: argparse.Namespace) -> Any:
-        from .controlpanel import in_widget_frontend, panel
+        from .panel import in_widget_frontend, panel
 
         if not in_widget_frontend(self.shell):
             print("The panel needs JupyterLab or Notebook; this frontend can't draw widgets. The status:")
@@ -228,7 +228,7 @@ class ReproMagics(Magics):
         namespace is as after one run. Returns a report with `.ok` and `.differences`.
         `%%repro -h` explains each option.
         """
-        from .rerun.cell import rerun_cell
+        from ..rerun.cell import rerun_cell
 
         try:
             args = self.cell_parser.parse_args(shlex.split(line))

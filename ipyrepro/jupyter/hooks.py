@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core.state import ReproState
+from ..core.state import ReproState
 
 
 class CellHooks:
@@ -54,8 +54,8 @@ def install(shell: Any, state: ReproState) -> None:
 
 def uninstall(shell: Any, state: ReproState) -> None:
     """Remove what `install` registered; the settings in force stay as they are."""
-    from .core.inductor import INDUCTOR
-    from .core.numpyrandom import NUMPY_RANDOM
+    from ..core.inductor import INDUCTOR
+    from ..core.numpyrandom import NUMPY_RANDOM
 
     INDUCTOR.remove_hook()  # nothing of ipyrepro stays in the import system
     NUMPY_RANDOM.cancel()

@@ -16,11 +16,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .core.flags import DETERMINISTIC_MODES
-from .core.seeding import RESEED_MODES, SEED_LIMIT, validate_seed
-from .core.state import STATE, ReproState
-from .core.status import Status
-from .core.torchinfo import DETERMINISTIC_CUBLAS_VALUES
+from ..core.flags import DETERMINISTIC_MODES
+from ..core.seeding import RESEED_MODES, SEED_LIMIT, validate_seed
+from ..core.state import STATE, ReproState
+from ..core.status import Status
+from ..core.torchinfo import DETERMINISTIC_CUBLAS_VALUES
 
 UNSET = "unset"  # the cuBLAS choice that removes the variable; ToggleButtons can't hold None as a value
 CUBLAS_CHOICES = (UNSET, *DETERMINISTIC_CUBLAS_VALUES)

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.flags import Flags
+from ..core.rendering import TextReport
+from ..core.torchinfo import cuda_available, cuda_initialized, cudnn_version, gpu_names, precision_flags, torch_version
 from . import nvml
-from .core.flags import Flags
-from .core.rendering import TextReport
-from .core.torchinfo import cuda_available, cuda_initialized, cudnn_version, gpu_names, precision_flags, torch_version
 
 if TYPE_CHECKING:
-    from .core.state import ReproState
+    from ..core.state import ReproState
 
 ENV_VARS = ("CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING", "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR")

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .core.state import ReproState
-    from .notebooks.notebookfile import Cell
-    from .notebooks.report import CellResult, CheckReport
+    from ..core.state import ReproState
+    from ..notebooks.notebookfile import Cell
+    from ..notebooks.report import CellResult, CheckReport
 
 SEED_LIMIT = 2**32  # ipyrepro's seeds (and its seeder plugins') are 0 <= seed < 2**32
 
@@ -42,7 +42,7 @@ def _lazy(module: str, name: str) -> Callable[[str], Any]:
 
 
 def _reseed_mode(text: str) -> str:
-    from .core.seeding import validate_reseed_mode  # the modes `ipyrepro check` and `%repro` accept
+    from ..core.seeding import validate_reseed_mode  # the modes `ipyrepro check` and `%repro` accept
 
     try:
         return validate_reseed_mode(text)
@@ -127,7 +127,7 @@ class CheckOptions:
             raise pytest.UsageError(f"--ipyrepro-runs {kwargs['runs']} compares nothing; give 2 or more")
         if "timeout" in kwargs:
             kwargs["timeout"] = kwargs["timeout"] or None  # 0 = no limit, as in `ipyrepro check`
-        from .notebooks.outputs import Comparison
+        from ..notebooks.outputs import Comparison
 
         try:  # the same validation `check` does first, so a bad regex stops the session, not each notebook
             Comparison.build(kwargs["sanitize"], kwargs.get("rtol", 0.0), kwargs.get("atol", 0.0))
@@ -187,7 +187,7 @@ class NotebookFile(pytest.File):
     _outcome: tuple[CheckReport, dict[int, CellResult]] | Exception | None = None
 
     def collect(self) -> Iterator[CellItem]:
-        from .notebooks.notebookfile import NotebookError, load_notebook
+        from ..notebooks.notebookfile import NotebookError, load_notebook
 
         try:
             cells, _ = load_notebook(self.path)
@@ -204,8 +204,8 @@ class NotebookFile(pytest.File):
 
     def outcome(self) -> tuple[CheckReport, dict[int, CellResult]]:
         if self._outcome is None:
-            from .notebooks.check import check
-            from .notebooks.report import cell_results
+            from ..notebooks.check import check
+            from ..notebooks.report import cell_results
 
             try:
                 kwargs = dict(self.config.stash[_OPTIONS_KEY].kwargs)
@@ -255,7 +255,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With `-n N` (xdist's default `--dist load`), send each notebook's cells to one worker."""
     if _OPTIONS_KEY not in config.stash or config.getoption("dist") != "load":
         return None
-    from .pytest_xdist import NotebookScheduling
+    from .xdist import NotebookScheduling
 
     return NotebookScheduling(config, log)
 
@@ -272,7 +272,7 @@ def randomly_seeder(seed: int) -> None:
     """
     if "torch" not in sys.modules:
         return
-    from .core.state import STATE
+    from ..core.state import STATE
 
     seed %= SEED_LIMIT  # pytest-randomly's seeds may exceed 2**32; it reduces NumPy's the same way
     reseeder = STATE.reseeder
@@ -293,7 +293,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("repro")
     if marker is None:
         return
-    from .core.state import STATE
+    from ..core.state import STATE
 
     try:
         seed, warn_only = _marker_arguments(*marker.args, **marker.kwargs)
@@ -310,7 +310,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
     """Seed once more right before the test body, after every other per-test seeding (pytest-randomly's)."""
     seed = pyfuncitem.stash.get(_MARKER_SEED_KEY, None)
     if seed is not None:
-        from .core.state import STATE
+        from ..core.state import STATE
 
         STATE.seed_all(seed)
     yield
@@ -320,7 +320,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     checkpoint = item.stash.get(_CHECKPOINT_KEY, None)
     if checkpoint is not None:
-        from .core.state import STATE
+        from ..core.state import STATE
 
         del item.stash[_CHECKPOINT_KEY]
         STATE.restore(checkpoint)
@@ -342,7 +342,7 @@ class Repro:
         setattr(self.state, name, value)
 
     def compare(self, fn: Callable[[], Any], runs: int = 2, **options: Any) -> Any:
-        from .rerun.callables import compare
+        from ..rerun.callables import compare
 
         return compare(fn, runs, **options)
 
@@ -351,7 +351,7 @@ class Repro:
 def repro() -> Iterator[Repro]:
     """ipyrepro's state object with `compare` (see `Repro`); whatever the test changes through it is
     restored afterwards."""
-    from .core.state import STATE
+    from ..core.state import STATE
 
     checkpoint = STATE.checkpoint()
     try:
