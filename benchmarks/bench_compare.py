@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from ipyrepro.comparison.fingerprint import leaf_record, tensor_digest
+from ipyrepro.comparison.digests import leaf_record, tensor_digest
 from ipyrepro.comparison.snapshot import CellNames, Snapshot, format_bytes
 from ipyrepro.comparison.values import Tolerance, compare_tensors
 

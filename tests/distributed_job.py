@@ -51,7 +51,7 @@ def draws() -> list[float]:
 def train(rank: int, world_size: int, out_dir: str, label: str, mode: str) -> None:
     """Runs inside an initialised process group; writes this rank's results."""
     import ipyrepro
-    from ipyrepro.comparison.fingerprint import tensor_digest
+    from ipyrepro.comparison.digests import tensor_digest
     from ipyrepro.distributed import check_in_sync
 
     inherited = draws()  # before any seeding: what the process started with (fork: the parent's state)

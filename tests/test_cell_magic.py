@@ -300,7 +300,7 @@ def test_save_then_check_in_the_same_shell(shell: Any, tmp_path: Path) -> None:
 
 def test_a_corrupt_check_file_is_a_usage_error(shell: Any, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    path.write_text('{"format": "ipyrepro.comparison.fingerprint", "version": 1, "values": {')
+    path.write_text('{"format": "ipyrepro.fingerprint", "version": 1, "values": {')
     shell.run_cell("marker = 0")
     with pytest.raises(UsageError, match="not valid JSON \\(it looks truncated\\)"):
         repro(shell, f"--check {path}", "marker = 1")

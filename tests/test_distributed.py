@@ -214,7 +214,7 @@ def test_check_in_sync_digests_modules_optimizers_and_containers_on_a_real_group
 
 
 def digests(**tensors: torch.Tensor) -> list[tuple[str, str | None, str]]:
-    from ipyrepro.comparison.fingerprint import tensor_digest
+    from ipyrepro.comparison.digests import tensor_digest
 
     return [(name, tensor_digest(tensor), "") for name, tensor in tensors.items()]
 

@@ -12,30 +12,32 @@ import pytest
 import torch
 
 import ipyrepro
+from ipyrepro.comparison import digests
 from ipyrepro.comparison import fingerprint as fp
 from ipyrepro.comparison.values import Tolerance
 
 
 def test_digests_cover_bytes_dtype_and_shape() -> None:
     x = torch.arange(12, dtype=torch.float32)
-    digest = fp.tensor_digest(x)
+    digest = digests.tensor_digest(x)
     assert digest.startswith("xxh3_128:") and len(digest) == len("xxh3_128:") + 32
-    assert fp.tensor_digest(x.clone()) == digest
-    assert fp.tensor_digest(x.reshape(3, 4)) != digest  # same bytes, other shape
-    assert fp.tensor_digest(x.view(torch.int32)) != digest  # same bytes, other dtype
+    assert digests.tensor_digest(x.clone()) == digest
+    assert digests.tensor_digest(x.reshape(3, 4)) != digest  # same bytes, other shape
+    assert digests.tensor_digest(x.view(torch.int32)) != digest  # same bytes, other dtype
     changed = x.clone()
     changed[11] = 11.000001
-    assert fp.tensor_digest(changed) != digest
-    assert fp.tensor_digest(x.reshape(3, 4).t()) == fp.tensor_digest(x.reshape(3, 4).t().contiguous())
-    assert fp.tensor_digest(torch.ones(3, dtype=torch.bfloat16)) != fp.tensor_digest(torch.ones(3, dtype=torch.float16))
-    assert fp.tensor_digest(torch.tensor(1.5)) != fp.tensor_digest(torch.tensor([1.5]))
-    assert fp.array_digest(np.arange(3.0)) == fp.array_digest(np.arange(3.0))
+    assert digests.tensor_digest(changed) != digest
+    assert digests.tensor_digest(x.reshape(3, 4).t()) == digests.tensor_digest(x.reshape(3, 4).t().contiguous())
+    bf16, f16 = torch.ones(3, dtype=torch.bfloat16), torch.ones(3, dtype=torch.float16)
+    assert digests.tensor_digest(bf16) != digests.tensor_digest(f16)
+    assert digests.tensor_digest(torch.tensor(1.5)) != digests.tensor_digest(torch.tensor([1.5]))
+    assert digests.array_digest(np.arange(3.0)) == digests.array_digest(np.arange(3.0))
 
 
 def test_leaves_walk_containers_modules_and_optimizers() -> None:
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    records = fp.fingerprint({"model": model, "opt": optimizer, "hist": {"loss": [1.0, 2.0]}, "tag": "v1"})
+    records = digests.fingerprint({"model": model, "opt": optimizer, "hist": {"loss": [1.0, 2.0]}, "tag": "v1"})
     assert {"model['weight']", "model['bias']", "hist['loss'][0]", "hist['loss'][1]", "tag"} <= set(records)
     assert records["opt['param_groups'][0]['lr']"] == {
         "kind": "float",
@@ -49,7 +51,7 @@ def test_leaves_walk_containers_modules_and_optimizers() -> None:
 
 
 def test_stats_count_nonfinite_values_and_summarise_the_finite_ones() -> None:
-    stats = fp.tensor_stats(torch.tensor([1.0, -3.0, float("nan"), float("inf"), float("-inf")]))
+    stats = digests.tensor_stats(torch.tensor([1.0, -3.0, float("nan"), float("inf"), float("-inf")]))
     assert stats == {
         "numel": 5,
         "nan": 1,
@@ -60,11 +62,11 @@ def test_stats_count_nonfinite_values_and_summarise_the_finite_ones() -> None:
         "mean": -1.0,
         "abs_mean": 2.0,
     }
-    assert fp.tensor_stats(torch.tensor([True, False]))["mean"] == 0.5
+    assert digests.tensor_stats(torch.tensor([True, False]))["mean"] == 0.5
 
 
 def _save(path: Path, values: dict, seed: int = 0) -> str:
-    return fp.save(path, fp.fingerprint(values), seed=seed, runs=2, reproducible=True)
+    return fp.save(path, digests.fingerprint(values), seed=seed, runs=2, reproducible=True)
 
 
 def test_save_and_check_round_trip(tmp_path: Path) -> None:
@@ -75,9 +77,9 @@ def test_save_and_check_round_trip(tmp_path: Path) -> None:
     assert saved.seed == 7 and saved.runs == 2 and set(saved.values) == {"x", "n", "name"}
     assert saved.environment["torch"] == torch.__version__ and saved.environment["seed"] == 7
     assert saved.environment["flags"]["deterministic_algorithms"] == "off"
-    same = fp.check(saved, fp.fingerprint(values), Tolerance(), fp.environment(7))
+    same = fp.check(saved, digests.fingerprint(values), Tolerance(), fp.environment(7))
     assert same.ok and {entry.status for entry in same.entries} == {"matches"}
-    other = fp.check(saved, fp.fingerprint({**values, "n": 4}), Tolerance(), fp.environment(7))
+    other = fp.check(saved, digests.fingerprint({**values, "n": 4}), Tolerance(), fp.environment(7))
     assert not other.ok
     assert [(entry.path, entry.detail) for entry in other.entries if entry.failed] == [("n", "'4' now, '3' saved")]
 
@@ -88,16 +90,16 @@ def test_check_within_a_tolerance_uses_the_saved_statistics(tmp_path: Path) -> N
     _save(path, {"x": x, "lr": 0.1})
     saved = fp.load(path)
     nudged = {"x": x + 1e-6, "lr": 0.1 + 1e-12}
-    exact = fp.check(saved, fp.fingerprint(nudged), Tolerance(), fp.environment(0))
+    exact = fp.check(saved, digests.fingerprint(nudged), Tolerance(), fp.environment(0))
     assert not exact.ok
-    close = fp.check(saved, fp.fingerprint(nudged), Tolerance(atol=1e-5), fp.environment(0))
+    close = fp.check(saved, digests.fingerprint(nudged), Tolerance(atol=1e-5), fp.environment(0))
     assert close.ok and {entry.status for entry in close.entries} == {"within tolerance"}
-    far = fp.check(saved, fp.fingerprint({"x": x + 1e-3, "lr": 0.1}), Tolerance(atol=1e-5), fp.environment(0))
+    far = fp.check(saved, digests.fingerprint({"x": x + 1e-3, "lr": 0.1}), Tolerance(atol=1e-5), fp.environment(0))
     failed = [entry for entry in far.entries if entry.failed]
     assert [entry.path for entry in failed] == ["x"] and "allowed difference" in failed[0].detail
     nan = x.clone()
     nan[0] = float("nan")
-    with_nan = fp.check(saved, fp.fingerprint({"x": nan, "lr": 0.1}), Tolerance(atol=1.0), fp.environment(0))
+    with_nan = fp.check(saved, digests.fingerprint({"x": nan, "lr": 0.1}), Tolerance(atol=1.0), fp.environment(0))
     assert not with_nan.ok and "nan count 1 now, 0 saved" in with_nan.entries[0].detail
 
 
@@ -108,7 +110,7 @@ def test_a_mismatch_lists_environment_fields_that_changed(tmp_path: Path) -> Non
     document["environment"]["torch"] = "1.0.0"
     document["environment"]["flags"]["cudnn_benchmark"] = True
     path.write_text(json.dumps(document))
-    result = fp.check(fp.load(path), fp.fingerprint({"x": torch.zeros(2)}), Tolerance(), fp.environment(0))
+    result = fp.check(fp.load(path), digests.fingerprint({"x": torch.zeros(2)}), Tolerance(), fp.environment(0))
     assert not result.ok
     changed = {name: (old, new) for name, old, new in result.environment_changes}
     assert changed["torch"] == ("1.0.0", torch.__version__)
@@ -118,7 +120,7 @@ def test_a_mismatch_lists_environment_fields_that_changed(tmp_path: Path) -> Non
 def test_names_missing_now_fail_and_new_names_are_only_noted(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
     _save(path, {"a": 1, "b": 2})
-    result = fp.check(fp.load(path), fp.fingerprint({"a": 1, "c": 3}), Tolerance(), fp.environment(0))
+    result = fp.check(fp.load(path), digests.fingerprint({"a": 1, "c": 3}), Tolerance(), fp.environment(0))
     statuses = {entry.path: entry.status for entry in result.entries}
     assert statuses == {"a": "matches", "b": "missing in this run", "c": "not in the file"}
     assert not result.ok
@@ -213,7 +215,7 @@ def test_corrupt_truncated_and_hostile_files_give_a_clear_error(tmp_path: Path) 
         "empty.json": ("", "not valid JSON"),
         "binary.json": (b"\x80\x03}q\x00.", "not UTF-8 text"),  # a pickle
         "nan.json": (text.replace('"runs": 2', '"runs": NaN'), "NaN is not allowed"),
-        "duplicate.json": ('{"format": "ipyrepro.comparison.fingerprint", "format": "x"}', "duplicate key 'format'"),
+        "duplicate.json": ('{"format": "ipyrepro.fingerprint", "format": "x"}', "duplicate key 'format'"),
         "deep.json": ("[" * 100000 + "]" * 100000, "malformed|not an ipyrepro fingerprint"),
         "list.json": ("[1, 2, 3]", "not an ipyrepro fingerprint"),
     }

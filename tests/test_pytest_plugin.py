@@ -307,7 +307,9 @@ def test_marker_applies_the_recipe_and_restores_it_even_when_the_test_fails(pyte
 
 
 def test_loading_the_plugin_module_imports_no_torch() -> None:
-    code = "import sys, ipyrepro.testing.pytest_plugin; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    code = (
+        "import sys, ipyrepro.testing.pytest_plugin; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

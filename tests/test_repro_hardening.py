@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
+from ipyrepro.comparison import digests
 from ipyrepro.comparison import fingerprint as fp
 from ipyrepro.core import userfiles
 
@@ -93,7 +94,7 @@ def test_numbers_that_overflow_a_float_and_digests_with_a_newline_are_rejected(
     tmp_path: Path, edit: Any, message: str
 ) -> None:
     path = tmp_path / "f.json"
-    fp.save(path, fp.fingerprint({"x": torch.ones(3), "f": 1.5}), seed=0, runs=2, reproducible=True)
+    fp.save(path, digests.fingerprint({"x": torch.ones(3), "f": 1.5}), seed=0, runs=2, reproducible=True)
     document = json.loads(path.read_text())
     edit(document["values"])
     path.write_text(json.dumps(document))
@@ -114,7 +115,7 @@ _MUTATION = st.recursive(
 def test_fuzzed_fingerprint_files_load_and_check_or_fail_clearly(tmp_path: Path, data: st.DataObject) -> None:
     """Replace any one field of a valid file with anything: load() and check() give a result or a clear error."""
     path = tmp_path / "f.json"
-    records = fp.fingerprint({"x": torch.arange(4.0), "f": 1.5, "i": 3, "s": "text", "c": 1j})
+    records = digests.fingerprint({"x": torch.arange(4.0), "f": 1.5, "i": 3, "s": "text", "c": 1j})
     fp.save(path, records, seed=1, runs=2, reproducible=True)
     document = json.loads(path.read_text())
     target = document

@@ -57,7 +57,7 @@ class SyncReport(CompareReport):
 
 def leaf_digests(obj: Any) -> list[tuple[str, str | None, str]]:
     """(name, digest or None, why not) per leaf: tensors digested in 64 MiB chunks, never copied whole."""
-    from ..comparison.fingerprint import leaf_record, leaves, tensor_digest
+    from ..comparison.digests import leaf_record, leaves, tensor_digest
 
     out = []
     for path, leaf in leaves(obj, ""):

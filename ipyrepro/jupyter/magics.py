@@ -121,7 +121,7 @@ def _raised_by_ipyrepro(error: BaseException) -> bool:
         traceback = traceback.tb_next
     if traceback is None:
         return True
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # ipyrepro itself
     return os.path.abspath(traceback.tb_frame.f_code.co_filename).startswith(package + os.sep)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..causes.diagnosis import diagnose
+from ..comparison import digests
 from ..comparison import fingerprint as fp
 from ..comparison.report import CompareReport, Entry, RunError
 from ..comparison.snapshot import _deep_copy_all
@@ -241,7 +242,7 @@ def _run_all(
     if saved is None and save is None:  # digests and statistics only serve --save and --check
         runner.show_output()
         return report
-    records = fp.fingerprint(
+    records = digests.fingerprint(
         {
             entry.name: reference[entry.name]
             for entry in report.entries
