@@ -30,6 +30,7 @@ _LAZY = {
     "STATE": "core.state",
     "ReproWarning": "core.state",
     "Status": "core.status",
+    "__version__": "core",
 }
 
 
@@ -39,7 +40,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
 __all__ = [
     "Cause",
     "CompareReport",

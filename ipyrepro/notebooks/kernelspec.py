@@ -47,7 +47,7 @@ def kernel_json(
     seed: int = 0, cublas: str = ":4096:8", display_name: str | None = None, reseed: str = "cell"
 ) -> dict[str, Any]:
     """The kernel.json of a reproducible kernel running this Python."""
-    from .. import __version__
+    from ..core import __version__
 
     seed = validate_seed(seed)
     cublas = _validate_cublas(cublas)
