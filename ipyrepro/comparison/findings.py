@@ -76,7 +76,7 @@ class Diagnosis:
     other_warnings: list[str] = field(default_factory=list)
     rerun: str = ""  # what happened to the rerun: "done", or why it was skipped or failed
     hints: list[str] = field(default_factory=list)
-    causes: list[Cause] = field(default_factory=list)  # strongest first, each at its line (see causes.py)
+    causes: list[Cause] = field(default_factory=list)  # strongest first, each at its line (see causes/tracer.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -62,7 +62,7 @@ class LazyNumpySeed:
     def settle(self) -> None:
         """Import `numpy.random` now if a seed waits for it (the hook seeds it at once).
 
-        For the tracer of causes.py: creating NumPy's global generator on import reads OS
+        For the tracer of causes/shell.py: creating NumPy's global generator on import reads OS
         entropy, which would be blamed on the user's line that imported it, although ipyrepro's
         seed replaces that state right away. Nothing draws in between, so the states are the same.
         """

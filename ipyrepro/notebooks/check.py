@@ -49,7 +49,7 @@ def check(
     does not depend on it. `reseed=None` keeps the re-seed mode of a reproducible kernel
     (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
 
-    When something differed (and `causes`), one more kernel names the causes (see check_causes.py).
+    When something differed (and `causes`), one more kernel names the causes (see checkcauses.py).
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 

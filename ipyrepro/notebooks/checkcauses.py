@@ -3,7 +3,7 @@
 That kernel runs the whole notebook again (later cells need what earlier ones
 made). Before each cell that differed it sends, with the same cell id, a helper
 that re-seeds as the hook seeds the cell itself (in `source` mode the hook seeded
-the helper's own code), reruns the cell once under the tracer of `causes.py` and
+the helper's own code), reruns the cell once under the tracer of `causes/tracer.py` and
 restores the namespace and RNG states; then
 it runs the cell itself. The kernel also gets another PYTHONHASHSEED than the
 checked runs: when those shared a fixed one, a cell that matched in every

@@ -26,7 +26,7 @@ from ipyrepro.core.torchinfo import cublas_facts, cudnn_version, gpu_names, late
 
 pytestmark = pytest.mark.cuda
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_fresh(code: str) -> Any:

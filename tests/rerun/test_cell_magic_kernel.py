@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .kernels import kernel
+from ..kernels import kernel
 
 pytestmark = pytest.mark.kernel
 

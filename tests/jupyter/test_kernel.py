@@ -8,7 +8,7 @@ import pytest
 
 from ipyrepro.core.seeding import derive_cell_seed
 
-from .kernels import kernel
+from ..kernels import kernel
 
 pytestmark = pytest.mark.kernel
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .jupyterlab import (
+from ..jupyterlab import (
     CHROMIUM,
     CHROMIUM_ARGS,
     FRONTENDS,

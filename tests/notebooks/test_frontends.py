@@ -25,7 +25,7 @@ import pytest
 from ipyrepro.notebooks.check import check
 from ipyrepro.notebooks.kernelspec import startup_lines
 
-from .jupyterlab import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Lab, command, notebook_json, open_notebook
+from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Lab, command, notebook_json, open_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 

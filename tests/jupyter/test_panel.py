@@ -15,7 +15,7 @@ from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.core.state import STATE
 from ipyrepro.jupyter.panel import ReproPanel
 
-from .kernels import kernel
+from ..kernels import kernel
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from ipyrepro.notebooks.check import check
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
 def test_the_tour_has_its_six_stops() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .kernels import Kernel, kernel
+from ..kernels import Kernel, kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(sys.platform != "linux", reason="fork and /proc: Linux")]
 
