@@ -1,5 +1,6 @@
-"""One digest over a nested structure of tensors and plain values: a checkpoint's integrity check, and
-verify_resume's comparison of states (equal digests: bitwise equal tensors, equal values)."""
+"""One digest over a nested structure of tensors and plain values, its structure (order, containers) included:
+a checkpoint's integrity check, and verify_resume's comparison of states (equal digests: bitwise equal
+tensors, equal values). Each tensor's bytes go through comparison.digests, the one tensor digest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import torch
 import xxhash
+
+from ..comparison.digests import tensor_digest
 
 
 def digest(value: Any) -> str:
@@ -17,13 +20,7 @@ def digest(value: Any) -> str:
 
 def _feed(hasher: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
-        tensor = value.detach()
-        hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)}|".encode())
-        if tensor.numel():
-            if tensor.layout != torch.strided or tensor.is_quantized:
-                tensor = tensor.dequantize() if tensor.is_quantized else tensor.to_dense()
-            flat = tensor.cpu().contiguous().reshape(-1)
-            hasher.update(flat.view(torch.uint8).numpy().tobytes())  # the bits: -0.0 and NaN payloads count
+        hasher.update(b"T" + tensor_digest(value).encode() + b"|")
         return
     if isinstance(value, dict):
         hasher.update(f"D{len(value)}|".encode())
