@@ -89,8 +89,8 @@ def test_an_interrupted_training_cell_rerun_after_a_restart_ends_with_the_uninte
     _ok(resumed)
     load, status_before, status_after = resumed[2], resumed[3], resumed[-1]
     assert "will not be re-seeded when it runs next" in load.stdout
-    assert "pending restore" in status_before.stdout
-    assert "pending restore" not in status_after.stdout
+    assert "pending restore" in status_before.text()
+    assert "pending restore" not in status_after.text() and "ipyrepro is ON" in status_after.text()
     assert resumed[-2].text() == uninterrupted
 
 
