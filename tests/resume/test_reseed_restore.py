@@ -86,3 +86,13 @@ def test_a_restore_brings_back_the_base_seed_and_mode_of_the_save(ip):
     ipyrepro.set_rng_state(saved)
     status = ipyrepro.status()
     assert (status.seed, status.reseed) == (11, "source")
+
+
+def test_the_panel_shows_the_pending_restore_until_its_cell_runs(ip):
+    panel = ipyrepro.panel()
+    _cell(ip, "%repro on --seed 5", "setup")
+    continued = _drawn(ip, TRAIN, "train")
+    _cell(ip, "ipyrepro.set_rng_state(saved)", "load")
+    assert "pending restore" in panel.status_view.value
+    assert _drawn(ip, TRAIN, "train") == continued
+    assert "pending restore" not in panel.status_view.value
