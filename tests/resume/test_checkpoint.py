@@ -231,3 +231,15 @@ def test_a_loader_place_that_does_not_fit_raises_before_the_model_is_loaded(tmp_
     with pytest.raises(CheckpointError, match=r"loader: The place was saved with num_workers=0.*Nothing was changed"):
         ipyrepro.load_checkpoint(path, **fresh)
     assert _same(before, _fingerprint(fresh))
+
+
+def test_a_grad_scaler_and_a_scheduler_come_back(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    objects = _trained(3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=128.0)
+    ipyrepro.save_checkpoint(path, scheduler=objects["scheduler"], scaler=scaler)
+    fresh = _objects()
+    other = torch.amp.GradScaler("cpu", init_scale=2.0)
+    ipyrepro.load_checkpoint(path, scheduler=fresh["scheduler"], scaler=other)
+    assert other.state_dict() == scaler.state_dict()
+    assert fresh["scheduler"].state_dict() == objects["scheduler"].state_dict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-TESTS = '''
+TESTS = """
 from tests.resume import training
 
 
@@ -19,7 +19,7 @@ def test_own_checkpoint_code(resume_check):
         training.build, training.step, steps=8, at=5,
         save=training.save_model_and_optimizer, load=training.load_model_and_optimizer,
     )
-'''
+"""
 
 
 def test_resume_check_passes_a_good_resume_and_fails_a_bad_one_with_the_report(pytester: pytest.Pytester) -> None:
