@@ -86,8 +86,10 @@ def verify_resume(
     default to ipyrepro's checkpoints. The caller's RNG states are as before when it returns.
     """
     _validate(build, step, steps, at, save, load)
+    from ..core.state import STATE
+
+    caller = STATE.checkpoint()  # flags, re-seed settings, a pending restore and RNG states, put back after
     start = global_rng_state()
-    reseed = _reseed_snapshot()
     try:
         reference = _train(_fresh(build, start), step, 0, steps)
         _restore(start)
@@ -103,7 +105,7 @@ def verify_resume(
                 after_load, rest = resume_and_train(build, step, load, path, start, at, steps)
     finally:
         _restore(start)
-        _restore_reseed(reseed)
+        STATE.restore(caller)
     trace += rest
     first = next((index + 1 for index, (a, b) in enumerate(zip(reference, trace)) if a != b), None)
     report = ResumeReport(first is None, first, steps=steps, at=at, fresh_process=fresh_process)
@@ -268,25 +270,13 @@ def _explain(report: ResumeReport, at_save: dict[str, Any], after_load: dict[str
             report.details[label] = f"{label} not restored: its state after the load differs from the save's"
 
 
-# -- the caller's states, put back afterwards ---------------------------------------------------------
+# -- RNG states between the runs ---------------------------------------------------------
 
 
 def _restore(state: dict[str, Any]) -> None:
     """Put back the process-wide RNG states (no pending restore for a cell: this is verify's own work)."""
     for _, apply in plan_global_restore(state, RngRestore()):
         apply()
-
-
-def _reseed_snapshot() -> tuple[Any, ...]:
-    from ..core.state import STATE
-
-    return STATE.seed, STATE.reseed, STATE.rank, STATE.rank_seed, STATE.pending_restore
-
-
-def _restore_reseed(saved: tuple[Any, ...]) -> None:
-    from ..core.state import STATE
-
-    STATE.seed, STATE.reseed, STATE.rank, STATE.rank_seed, STATE.pending_restore = saved
 
 
 # -- a fresh process ------------------------------------------------------------------------------

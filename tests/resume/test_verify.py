@@ -13,11 +13,14 @@ from . import training
 
 
 def test_ipyrepros_checkpoints_resume_identically():
+    ipyrepro.enable(4, reseed="source")
     random_before, torch_before = random.getstate(), torch.get_rng_state()
     report = ipyrepro.verify_resume(training.build, training.step, steps=12, at=7)
     assert report.identical and report.first_divergent_step is None and report.missing == []
     assert str(report).startswith("Resume verified: the resumed run equals the uninterrupted one at every step")
     assert random.getstate() == random_before and torch.equal(torch.get_rng_state(), torch_before)
+    status = ipyrepro.status()
+    assert (status.enabled, status.seed, status.reseed, status.pending_restore) == (True, 4, "source", None)
 
 
 def test_a_checkpoint_of_model_and_optimizer_only_names_the_step_and_the_rng_it_lacks():
