@@ -131,3 +131,14 @@ def test_cuda_states_are_captured_once_initialised_and_restored():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_capturing_and_restoring_never_initialise_cuda(fake_gpu):
+    """With a GPU available but not initialised, nothing has drawn from CUDA: its states are not read
+    (reading them would initialise it), and a state holding some is restored without initialising it."""
+    state = ipyrepro.rng_state()
+    assert state["cuda"] is None
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 2
+    with pytest.warns(ipyrepro.ReproWarning, match=r"saved with 2 devices, this process sees"):
+        ipyrepro.set_rng_state(state)
+    assert fake_gpu.lazy_init_calls == []
