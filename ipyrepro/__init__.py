@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from .env.report import EnvReport
     from .jupyter.panel import ReproPanel
     from .rerun.callables import compare
+    from .resume.checkpoint import load_checkpoint, save_checkpoint
+    from .resume.loader import resumable
+    from .resume.rngstate import rng_state, set_rng_state
+    from .resume.verify import verify_resume
 
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
 # plugin, which pytest loads in every session) does not import torch.
@@ -31,6 +35,13 @@ _LAZY = {
     "ReproWarning": "core.state",
     "Status": "core.status",
     "__version__": "core",
+    # resume where you stopped (docs/resume.md)
+    "rng_state": "resume.rngstate",
+    "set_rng_state": "resume.rngstate",
+    "save_checkpoint": "resume.checkpoint",
+    "load_checkpoint": "resume.checkpoint",
+    "resumable": "resume.loader",
+    "verify_resume": "resume.verify",
 }
 
 
@@ -57,6 +68,13 @@ __all__ = [
     "seed_rank",
     "set_reseed",
     "status",
+    # resume where you stopped
+    "load_checkpoint",
+    "resumable",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "verify_resume",
 ]
 
 

@@ -63,6 +63,26 @@ class CellSeed(NamedTuple):
     derivation: str = "fixed"
 
 
+class PendingRestore(NamedTuple):
+    """RNG states a checkpoint restored, waiting for the cell that was running when it was saved.
+
+    That cell's next run continues from them instead of being re-seeded (docs/resume.md). `apply` puts
+    the checkpoint's process-wide states back: cells that run in between re-seed as usual.
+    """
+
+    seed: int
+    cell_id: str | None
+    derivation: str
+    apply: Callable[[], None]
+
+    def matches(self, seed: int, cell_id: str | None, derivation: str) -> bool:
+        """The same cell: the same seed, derived the same way (by its code in `source` mode; when both
+        runs sent cell ids, the same id)."""
+        if seed != self.seed or derivation != self.derivation:
+            return False
+        return derivation == "source" or not (cell_id and self.cell_id) or cell_id == self.cell_id
+
+
 @dataclass(frozen=True)
 class Saved:
     """What was in force before the first `on`, for `off` to restore."""
@@ -94,6 +114,7 @@ class ReproState:
         self.target: Flags | None = None
         self.saved: Saved | None = None
         self.last_cell: CellSeed | None = None
+        self.pending_restore: PendingRestore | None = None  # set by ipyrepro.load_checkpoint / set_rng_state
         self.cell_id_missing = False
         self.hook_errors: list[str] = []
         self._hook_error_keys: set[tuple[str, str | None, str]] = set()
@@ -140,6 +161,25 @@ class ReproState:
         self._export_child_env()
         self.notify()
 
+    def restore_reseed_state(
+        self,
+        *,
+        seed: int | None,
+        reseed: str | None,
+        rank: int | None,
+        rank_seed: int | None,
+        pending: PendingRestore | None,
+    ) -> None:
+        """A checkpoint's re-seed state back (`set_rng_state`): the base seed, mode and rank as at the save
+        (when ipyrepro had seeded that run; else these stay), and the restore waiting for its cell."""
+        if seed is not None:
+            self.seed = seeding.validate_seed(seed)
+            self.reseed = seeding.validate_reseed_mode(reseed or self.reseed)
+            self.rank, self.rank_seed = rank, rank_seed
+            self._export_child_env()
+        self.pending_restore = pending
+        self.notify()
+
     def before_cell(self, cell_id: str | None, code: str = "") -> None:
         """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us).
 
@@ -151,7 +191,12 @@ class ReproState:
             return
         seed, derivation = self.CELL_SEED[mode](self, cell_id, code)
         self.cell_id_missing = mode == "cell" and not cell_id
-        (self._reseeder or self.reseeder).reseed(seed)
+        pending = self.pending_restore
+        if pending is not None and pending.matches(seed, cell_id, derivation):
+            self.pending_restore = None  # the cell that was running at the save: it continues, not re-seeded
+            pending.apply()
+        else:
+            (self._reseeder or self.reseeder).reseed(seed)
         last = self.last_cell
         if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
             self.last_cell = CellSeed(seed, cell_id, derivation)
@@ -424,7 +469,18 @@ class ReproState:
             inductor_checkpoint(),
         )
 
-    _SETTINGS = ("enabled", "seed", "reseed", "target", "saved", "last_cell", "cell_id_missing", "rank", "rank_seed")
+    _SETTINGS = (
+        "enabled",
+        "seed",
+        "reseed",
+        "target",
+        "saved",
+        "last_cell",
+        "cell_id_missing",
+        "rank",
+        "rank_seed",
+        "pending_restore",
+    )
 
     def _settings(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._SETTINGS)

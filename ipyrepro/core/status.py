@@ -70,6 +70,7 @@ class Status(TextReport):
     python_version: str
     precision: dict[str, Any]
     inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
+    pending_restore: dict[str, Any] | None = None  # a checkpoint's RNG states waiting for their cell: seed, id, how
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -98,6 +99,9 @@ class Status(TextReport):
             precision=precision_flags(),
             inductor_deterministic=inductor_deterministic(),
         )
+        pending = state.pending_restore
+        if pending is not None:
+            status.pending_restore = dict(seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation)
         if state.enabled and state.target is not None:
             for name, (expected, actual) in state.target.differences(flags).items():
                 status.drift[name] = {"expected": expected, "actual": actual}
@@ -133,6 +137,7 @@ class Status(TextReport):
             inductor_deterministic(),
             state.rank,
             state.rank_seed,
+            None if state.pending_restore is None else state.pending_restore.seed,
             _live_workers(state) if state.persistent_worker_iterators else 0,
         )
 
@@ -227,6 +232,7 @@ class Status(TextReport):
         return [
             ("seed", "not set" if self.seed is None else str(self.seed), None),
             ("re-seed before each cell", reseed, None),
+            *([("pending restore", self._pending_text(), None)] if self.pending_restore else []),
             ("cudnn.benchmark", str(self.cudnn_benchmark), drift("cudnn_benchmark")),
             ("cudnn.deterministic", str(self.cudnn_deterministic), drift("cudnn_deterministic")),
             ("deterministic algorithms", self.deterministic_algorithms, drift("deterministic_algorithms")),
@@ -242,6 +248,14 @@ class Status(TextReport):
             ("precision", precision, None),
             ("versions", versions, None),
         ]
+
+    def _pending_text(self) -> str:
+        pending = self.pending_restore or {}
+        return (
+            f"a checkpoint's RNG states wait for the cell that was running at its save (seed {pending.get('seed')}, "
+            f"{DERIVED_FROM.get(pending.get('derivation'), '')}): when it runs next it continues from them, "
+            "not re-seeded"
+        )
 
     def headline(self) -> str:
         return f"ipyrepro is {'ON' if self.enabled else 'OFF'}"

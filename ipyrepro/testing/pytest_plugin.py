@@ -1,4 +1,4 @@
-"""pytest plugin: notebooks as reproducibility tests, torch for pytest-randomly, and a `repro` marker.
+"""pytest plugin: notebooks as reproducibility tests, torch for pytest-randomly, a `repro` marker, and `resume_check`.
 
 `pytest --ipyrepro notebooks/` collects every .ipynb file and checks it with `ipyrepro check`
 semantics; each code cell is one test item (nbval's granularity) whose verdict is that cell's
@@ -358,3 +358,23 @@ def repro() -> Iterator[Repro]:
         yield Repro(STATE)
     finally:
         STATE.restore(checkpoint)
+
+
+# -- the `resume_check` fixture -----------------------------------------------------------------
+
+
+@pytest.fixture
+def resume_check() -> Callable[..., Any]:
+    """`resume_check(build, step, steps, at, save=None, load=None, fresh_process=False)`: ipyrepro.verify_resume,
+    failing the test with its report when the resumed run differs from the uninterrupted one or the load
+    left something unrestored; returns the report (see docs/resume.md)."""
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        from ..resume.verify import verify_resume
+
+        report = verify_resume(*args, **kwargs)
+        if not report.identical or report.missing:
+            pytest.fail(str(report), pytrace=False)
+        return report
+
+    return check

@@ -1,0 +1,248 @@
+"""`save_checkpoint` / `load_checkpoint`: state dicts, every RNG and the DataLoader's place in one file.
+
+The file is written to a temporary name beside the target and renamed over it (an interrupted save leaves
+the previous checkpoint as it was), read back with `torch.load(weights_only=True)` (no pickle of arbitrary
+objects), and carries a digest of everything it holds: torch's zip reader does not notice a flipped byte in
+a tensor, so the digest does, before any object is touched. Its manifest names what it holds, so a load
+given fewer or other objects says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .digest import digest
+from .rngstate import RngRestore, encode_generator, rng_state, set_rng_state
+
+FORMAT = "ipyrepro-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the objects given; nothing was changed."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_checkpoint` restored, and what the checkpoint held that was not given."""
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    not_loaded: list[str] = field(default_factory=list)
+    rng: RngRestore = field(default_factory=RngRestore)
+    cell: dict[str, Any] | None = None  # the cell that was running at the save (re-seeding waits for it)
+
+    def __str__(self) -> str:
+        lines = [f"Loaded {', '.join(self.loaded) or 'no objects'} and the RNG states from {self.path}."]
+        if self.not_loaded:
+            lines.append(f"In the checkpoint but not given, so not loaded: {', '.join(self.not_loaded)}.")
+        lines += [f"Not restored: {text}" for text in self.rng.not_restored]
+        lines += [f"Note: {text}" for text in self.rng.notes]
+        if self.cell is not None:
+            lines.append(
+                f"The cell that was running at the save (seed {self.cell['seed']}) will not be re-seeded when it "
+                "runs next: it continues from these states."
+            )
+        return "\n".join(lines)
+
+
+def _kind(obj: Any) -> str:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _classify(objects: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(objects with state_dict, generators); raises TypeError naming the first that is neither."""
+    from torch.utils.data import DataLoader
+
+    stateful, generators = {}, {}
+    for name, obj in objects.items():
+        if isinstance(obj, DataLoader):
+            raise TypeError(
+                f"{name} is a plain DataLoader, which does not know its place in an epoch. "
+                f"Fix: wrap it once with `{name} = ipyrepro.resumable({name})`, iterate that, and pass it here."
+            )
+        if callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None)):
+            stateful[name] = obj
+            continue
+        try:
+            encode_generator(obj, name)
+        except TypeError:
+            raise TypeError(
+                f"{name} is a {type(obj).__qualname__}: it has no state_dict/load_state_dict and is not a generator. "
+                "Fix: pass models, optimizers, schedulers, GradScalers, ipyrepro.resumable loaders or generators."
+            ) from None
+        generators[name] = obj
+    return stateful, generators
+
+
+def save_checkpoint(path: str | os.PathLike[str], **objects: Any) -> Path:
+    """Save every object's state_dict, every RNG state and the loaders' places to `path`, atomically."""
+    if not objects:
+        raise TypeError("save_checkpoint needs the objects to save as keywords, e.g. model=model, optimizer=opt")
+    stateful, generators = _classify(objects)
+    body = {
+        "manifest": {name: _kind(obj) for name, obj in objects.items()},
+        "objects": {name: obj.state_dict() for name, obj in stateful.items()},
+        "generators": list(generators),
+        "rng": rng_state(*generators.values()),
+    }
+    payload = {"format": FORMAT, "digest": digest(body), "body": body}
+    target = Path(path)
+    _write_atomically(target, payload)
+    return target
+
+
+def _write_atomically(target: Path, payload: dict[str, Any]) -> None:
+    folder = target.parent if str(target.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's body, checked whole; raises CheckpointError (or FileNotFoundError) otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Fix: check the path, or save one with save_checkpoint.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        unsafe = isinstance(error, __import__("pickle").UnpicklingError) and "weights_only" in str(error)
+        reason = (
+            "it holds objects other than tensors and plain values (was it written by ipyrepro.save_checkpoint?)"
+            if unsafe
+            else "it is truncated or corrupted"
+        )
+        detail = next((line for line in str(error).splitlines() if "WeightsUnpickler error" in line), str(error))
+        raise CheckpointError(
+            f"Cannot read the checkpoint {path}: {reason} ({type(error).__name__}: {detail.strip()[:300]}). "
+            "Nothing was changed. Fix: load an earlier checkpoint, or save a new one."
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an ipyrepro checkpoint (written by something other than ipyrepro.save_checkpoint). "
+            "Nothing was changed. Fix: load it with the code that saved it."
+        )
+    body = payload.get("body")
+    if not isinstance(body, dict) or digest(body) != payload.get("digest"):
+        raise CheckpointError(
+            f"The checkpoint {path} is corrupted: what it holds does not match the digest written with it. "
+            "Nothing was changed. Fix: load an earlier checkpoint, or save a new one."
+        )
+    return body
+
+
+def load_checkpoint(path: str | os.PathLike[str], **objects: Any) -> LoadReport:
+    """Load the state dicts, the loaders' places and every RNG state saved in `path` into `objects`.
+
+    Reads and checks the whole file, and checks the objects against its manifest, before changing
+    anything. A name that was not saved raises; a saved name not given is left out and warned about.
+    The cell that was running at the save is not re-seeded when it runs next (see docs/resume.md).
+    """
+    return load_into(path, objects, pending=True)
+
+
+def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending: bool) -> LoadReport:
+    """load_checkpoint's work; `pending=False` (verify_resume's own loads) leaves per-cell re-seeding alone."""
+    stateful, generators = _classify(objects)
+    body = read_checkpoint(path)
+    manifest: dict[str, str] = body["manifest"]
+    unknown = [name for name in objects if name not in manifest]
+    if unknown:
+        raise CheckpointError(
+            f"The checkpoint {path} holds no {', '.join(unknown)}; it holds {', '.join(manifest)}. "
+            "Nothing was changed. Fix: pass the objects under the names they were saved with."
+        )
+    for name, obj in objects.items():
+        if manifest[name] != _kind(obj):
+            raise CheckpointError(
+                f"{name} was saved from a {manifest[name]}, and this is a {_kind(obj)}. Nothing was changed. "
+                f"Fix: build {name} the way the saved run did."
+            )
+    for name, obj in stateful.items():
+        _check_fits(name, obj, body["objects"][name])
+    saved_generators: list[str] = body["generators"]
+    order = [name for name in saved_generators if name in generators]
+    report = LoadReport(str(path), not_loaded=[name for name in manifest if name not in objects])
+    rng = dict(body["rng"])
+    rng["generators"] = [rng["generators"][saved_generators.index(name)] for name in order]
+    for name, obj in stateful.items():
+        try:
+            obj.load_state_dict(body["objects"][name])
+        except Exception as error:
+            done = f" ({', '.join(report.loaded)} were loaded already)" if report.loaded else ""
+            with contextlib.suppress(AttributeError, TypeError):
+                error.add_note(f"(ipyrepro.load_checkpoint: loading {name} from {path} failed{done})")
+            raise
+        report.loaded.append(name)
+    report.rng = set_rng_state(rng, *(generators[name] for name in order), pending=pending)
+    report.loaded += order
+    report.cell = rng.get("ipyrepro", {}).get("cell") if pending else None
+    if report.not_loaded:
+        from ..core.state import ReproWarning
+
+        warnings.warn(
+            f"The checkpoint {path} also holds {', '.join(report.not_loaded)}, which were not given and stay as "
+            "they are. Fix: pass them to load_checkpoint too, if the run needs them.",
+            ReproWarning,
+            stacklevel=3,
+        )
+    return report
+
+
+def _check_fits(name: str, obj: Any, saved: Any) -> None:
+    """For modules, optimizers and resumable loaders: the saved state fits, so loading cannot half-fail."""
+    if callable(getattr(obj, "check_state_dict", None)):
+        try:
+            obj.check_state_dict(saved)
+        except ValueError as error:
+            raise CheckpointError(f"{name}: {error} Nothing was changed.") from None
+    elif isinstance(obj, torch.nn.Module):
+        current = obj.state_dict()
+        missing = [key for key in current if key not in saved]
+        extra = [key for key in saved if key not in current]
+        shapes = [
+            key
+            for key, value in current.items()
+            if key in saved and isinstance(value, torch.Tensor) and tuple(value.shape) != tuple(saved[key].shape)
+        ]
+        if missing or extra or shapes:
+            details = "; ".join(
+                f"{label}: {', '.join(keys[:5])}"
+                for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shapes))
+                if keys
+            )
+            raise CheckpointError(
+                f"{name}'s saved state does not fit this {type(obj).__qualname__} ({details}). Nothing was changed. "
+                f"Fix: build {name} with the architecture the saved run used."
+            )
+    elif isinstance(obj, torch.optim.Optimizer):
+        groups = [len(group["params"]) for group in obj.param_groups]
+        saved_groups = [len(group["params"]) for group in saved.get("param_groups", [])]
+        if groups != saved_groups:
+            raise CheckpointError(
+                f"{name}'s saved state has parameter groups of sizes {saved_groups}, this optimizer {groups}. "
+                f"Nothing was changed. Fix: build {name} over the same parameters as the saved run."
+            )
