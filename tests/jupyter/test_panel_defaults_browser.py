@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.jupyterlab import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Lab, accept_dialogs, notebook_json, open_notebook
+from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Lab, accept_dialogs, notebook_json, open_notebook
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from ipyrepro.cli import main
 from ipyrepro.core.seeding import derive_source_seed
-from ipyrepro.kernelrun import running_kernel
+from ipyrepro.notebooks.kernelrun import running_kernel
 from ipyrepro.notebooks.check import check
 
 pytestmark = pytest.mark.kernel
