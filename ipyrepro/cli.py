@@ -41,8 +41,8 @@ def _kernel_install(args: argparse.Namespace) -> int:
     print(
         f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
         f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed} --reseed {args.reseed}` "
-        "before the first cell. "
-        "Pick it in Jupyter's kernel list."
+        "before the first cell (IPYREPRO_SEED and IPYREPRO_RESEED too, so a notebook's own `%repro on` keeps "
+        "them). Pick it in Jupyter's kernel list."
     )
     return 0
 

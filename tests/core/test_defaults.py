@@ -46,7 +46,8 @@ def run(ip, code: str, cell_id: str | None = None):
 def test_each_setting_comes_from_the_first_source_that_says() -> None:
     kernel = ChildSettings(seed=42, reseed="source", deterministic="warn")
     assert resolve_settings(ChildSettings(), None, kernel) == Settings(42, "source", "warn")
-    assert resolve_settings(ChildSettings(seed=7), ChildSettings(reseed="fixed"), kernel) == Settings(7, "fixed", "warn")
+    in_force = ChildSettings(reseed="fixed")
+    assert resolve_settings(ChildSettings(seed=7), in_force, kernel) == Settings(7, "fixed", "warn")
     assert resolve_settings(ChildSettings(), ChildSettings(seed=3), ChildSettings()) == Settings(3, "cell", "error")
     assert resolve_settings(ChildSettings(), None, ChildSettings()) == BUILT_IN == Settings(0, "cell", "error")
     # seed 0 and `off` are answers, not gaps

@@ -48,7 +48,8 @@ def test_a_typed_seed_wins_over_the_kernels(ip, panel, monkeypatch: pytest.Monke
     assert STATE.seed == 7 and panel.seed.value == "7"
     result = ip.run_cell("import torch\nx = torch.rand(2)", cell_id="c1")
     assert result.success
-    assert torch.equal(ip.user_ns["x"], torch.rand(2, generator=torch.Generator().manual_seed(derive_cell_seed(7, "c1"))))
+    generator = torch.Generator().manual_seed(derive_cell_seed(7, "c1"))
+    assert torch.equal(ip.user_ns["x"], torch.rand(2, generator=generator))
 
 
 def test_a_bad_typed_seed_changes_nothing(ip, panel) -> None:

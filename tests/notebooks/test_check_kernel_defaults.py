@@ -13,8 +13,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from ipyrepro.cli import main
 from ipyrepro.core.seeding import derive_source_seed
-from ipyrepro.notebooks.kernelrun import running_kernel
 from ipyrepro.notebooks.check import check
+from ipyrepro.notebooks.kernelrun import running_kernel
 
 pytestmark = pytest.mark.kernel
 
