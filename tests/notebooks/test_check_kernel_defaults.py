@@ -107,3 +107,16 @@ def test_check_on_that_kernel_runs_the_notebook_with_the_kernels_settings(jupyte
     assert "ipyrepro ON: seed 42, re-seed source" in outputs[0][0]["text"]
     assert outputs[2][0]["text"] == "STATUS 42 source error\n"
     assert json.loads(outputs[4][0]["text"]) == expected_draw(42)
+
+
+def test_a_bad_variable_in_the_kernelspec_stops_the_check_before_any_kernel_starts(
+    jupyter_data: Path, tmp_path: Path, capsys
+) -> None:
+    spec_file = jupyter_data / "kernels" / KERNEL / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["env"]["IPYREPRO_RESEED"] = "sometimes"
+    spec_file.write_text(json.dumps(spec))
+    path = old_notebook(tmp_path / "old.ipynb")
+    assert main(["check", str(path), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert f"kernelspec {KERNEL!r}" in error and "IPYREPRO_RESEED='sometimes'" in error and "fix or unset it" in error
