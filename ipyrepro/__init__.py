@@ -97,10 +97,10 @@ def enable(
 ) -> Status:
     """Apply the full determinism recipe (see README); `disable()` restores what was before.
 
-    `reseed`: "cell", "source", "fixed" or "off"; None keeps the mode in force when already on.
-    Settings not given come from a parent's `%repro on` (IPYREPRO_SEED, IPYREPRO_RESEED,
-    IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only False. `rank`: then seed
-    with that rank's seed (see `seed_rank`).
+    `reseed`: "cell", "source", "fixed" or "off". A setting not given keeps the value in force (a
+    second `on`, a re-seed mode chosen while off, the base seed), else takes the kernel's or a parent's
+    (IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only
+    False (docs/defaults.md). `rank`: then seed with that rank's seed (see `seed_rank`).
     """
     from .core.state import STATE
 

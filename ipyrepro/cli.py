@@ -41,8 +41,8 @@ def _kernel_install(args: argparse.Namespace) -> int:
     print(
         f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
         f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed} --reseed {args.reseed}` "
-        "before the first cell. "
-        "Pick it in Jupyter's kernel list."
+        "before the first cell (IPYREPRO_SEED and IPYREPRO_RESEED too, so a notebook's own `%repro on` keeps "
+        "them). Pick it in Jupyter's kernel list."
     )
     return 0
 
@@ -114,7 +114,11 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         help="how many fresh kernels to run it in (2 or more; default 2)",
     )
     check.add_argument(
-        "--seed", type=arguments.seed, default=0, help="the seed for `%%repro on` and PYTHONHASHSEED (default 0)"
+        "--seed",
+        type=arguments.seed,
+        default=None,
+        help="the seed for `%%repro on` and PYTHONHASHSEED (default: the kernel's, i.e. IPYREPRO_SEED in its "
+        "kernelspec or the seed `ipyrepro kernel install` wrote, else 0)",
     )
     check.add_argument(
         "--as-is",
@@ -125,7 +129,8 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
     _add_reseed_option(
         check,
         None,
-        "Default: the mode of a kernel installed with `ipyrepro kernel install`, else cell; ignored with --as-is",
+        "Default: the kernel's (IPYREPRO_RESEED in its kernelspec, or the mode `ipyrepro kernel install` wrote), "
+        "else cell; ignored with --as-is",
     )
     check.add_argument(
         "--jobs",

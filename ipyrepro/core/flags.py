@@ -9,10 +9,14 @@ from typing import Any
 import torch
 
 from .torchinfo import deterministic_algorithms_mode
-from .validation import DETERMINISTIC_CUBLAS_VALUES, validate_cublas_value  # noqa: F401  (re-exported)
+from .validation import (  # noqa: F401  (re-exported)
+    DETERMINISTIC_CUBLAS_VALUES,
+    DETERMINISTIC_MODES,
+    validate_cublas_value,
+    validate_deterministic_mode,
+)
 
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
-DETERMINISTIC_MODES = ("off", "warn", "error")
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,6 @@ def set_env_variable(name: str, value: str | None) -> None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
-
-
-def validate_deterministic_mode(mode: str) -> str:
-    if mode not in DETERMINISTIC_MODES:
-        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
-    return mode
 
 
 def recipe(*, warn_only: bool, cublas: str, current: Flags) -> Flags:

@@ -8,15 +8,12 @@ The core needs these (``on`` exports the variables, status warns about live work
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .flags import validate_deterministic_mode
-from .seeding import validate_reseed_mode, validate_seed
+from .defaults import ChildSettings, settings_from_env  # noqa: F401  (re-exported: the child-process settings)
+from .seeding import validate_seed
 from .validation import CHILD_VARS, DETERMINISTIC_VAR, RESEED_VAR, SEED_VAR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
@@ -29,45 +26,6 @@ if TYPE_CHECKING:
 def child_environment(seed: int, reseed: str, deterministic: str) -> dict[str, str]:
     """The variables `on` exports so that `enable()` in a child process applies the same settings."""
     return {SEED_VAR: str(seed), RESEED_VAR: reseed, DETERMINISTIC_VAR: deterministic}
-
-
-@dataclass(frozen=True)
-class ChildSettings:
-    """What a parent exported (None: that variable is unset)."""
-
-    seed: int | None = None
-    reseed: str | None = None
-    deterministic: str | None = None
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> ChildSettings:
-    """Read and validate the exported variables; a bad value raises ValueError naming the variable."""
-    environ = os.environ if environ is None else environ
-
-    def read(name: str, parse: Any) -> Any:
-        text = environ.get(name)
-        if text is None:
-            return None
-        try:
-            return parse(text.strip())
-        except ValueError as error:
-            raise ValueError(
-                f"environment variable {name}={text!r}: {error}. `%repro on` in the parent process sets it; "
-                "fix or unset it, or pass the setting to enable() explicitly."
-            ) from None
-
-    return ChildSettings(
-        seed=read(SEED_VAR, lambda text: validate_seed(_int(text))),
-        reseed=read(RESEED_VAR, validate_reseed_mode),
-        deterministic=read(DETERMINISTIC_VAR, validate_deterministic_mode),
-    )
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("seed must be an integer with 0 <= seed < 2**32") from None
 
 
 # -- per-rank seeds --------------------------------------------------------------

@@ -12,10 +12,11 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any, NamedTuple
 
 from . import seeding
+from .defaults import ChildSettings, resolve_settings
 from .flags import (
     CUBLAS_VAR,
     Flags,
@@ -33,10 +34,8 @@ from .numpyrandom import NUMPY_RANDOM
 from .processes import (
     CHILD_VARS,
     PERSISTENT_WORKERS_WARNING,
-    ChildSettings,
     child_environment,
     derive_rank_seed,
-    settings_from_env,
     validate_rank,
     watch_persistent_workers,
 )
@@ -54,8 +53,8 @@ _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means 
 class CellSeed(NamedTuple):
     """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
 
-    `derivation` is "cell" (from the cell id), "source" (from the cell's code)
-    or "fixed" (the base seed).
+    `derivation` is "cell" (from the cell id), "source" (from the cell's code),
+    "fixed" (the base seed) or "given" (`%%repro --seed`, or the seed of a `--check` file).
     """
 
     seed: int
@@ -248,25 +247,20 @@ class ReproState:
     ) -> None:
         """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
 
-        `reseed=None` keeps the re-seed mode in force when ipyrepro is already on (a notebook's
-        own `%repro on` in a kernel installed with `--reseed source` stays `source`). Otherwise a
-        setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
-        IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, `cell`, `error`.
+        A setting not given follows the one rule of core/defaults.py: what is in force (a second
+        `on`, a re-seed mode chosen while off, the base seed), else the kernel's IPYREPRO_SEED,
+        IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC, else seed 0, `cell`, `error`.
         With `rank`, every RNG is then seeded with that rank's derived seed.
         """
-        given = seed is not None and warn_only is not None and reseed is not None
-        inherited = ChildSettings() if given else settings_from_env()
-        seed = seeding.validate_seed(next(v for v in (seed, inherited.seed, 0) if v is not None))
+        if seed is not None:
+            seeding.validate_seed(seed)
         validate_cublas_value(cublas)
-        if reseed is None and self.enabled and self.reseed != "off":
-            reseed = self.reseed
-        reseed = seeding.validate_reseed_mode(reseed or inherited.reseed or "cell")
-        if warn_only is None:
-            deterministic = inherited.deterministic or "error"
-        elif isinstance(warn_only, bool):
-            deterministic = "warn" if warn_only else "error"
-        else:
+        if reseed is not None:
+            seeding.validate_reseed_mode(reseed)
+        if warn_only is not None and not isinstance(warn_only, bool):
             raise ValueError(f"warn_only must be True or False; got {warn_only!r}")
+        explicit = ChildSettings(seed, reseed, None if warn_only is None else "warn" if warn_only else "error")
+        seed, reseed, deterministic = astuple(resolve_settings(explicit, self.in_force()))
         if rank is not None:
             validate_rank(rank, "rank")
         current = Flags.read()
@@ -299,6 +293,23 @@ class ReproState:
             raise
         watch_persistent_workers(self)
         self.warn_new()
+
+    def in_force(self) -> ChildSettings:
+        """What a setting left out of `on` keeps (the second source of core/defaults.py's rule): the base
+        seed; the re-seed mode while on, or one chosen while off (`off` is the resting mode then, not a
+        choice); the deterministic mode while on (torch's own while off was not chosen)."""
+        return ChildSettings(
+            seed=self.seed,
+            reseed=self.reseed if self.enabled or self.reseed != "off" else None,
+            deterministic=self.target.deterministic_algorithms if self.enabled and self.target is not None else None,
+        )
+
+    def cell_ran_from(self, seed: int, derivation: str) -> None:
+        """`%%repro` ran this cell's body from `seed`: status shows that seed, not the one the re-seed
+        hook derived from the cell's text with its `%%repro` line ("given": `%%repro --seed` or a file's)."""
+        last = self.last_cell
+        if last is not None and (last.seed, last.derivation) != (seed, derivation):
+            self.last_cell = CellSeed(seed, last.cell_id, derivation)
 
     def disable(self) -> None:
         """Restore every flag, env var and the re-seed mode to what they were before `on`.

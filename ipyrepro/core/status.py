@@ -56,7 +56,7 @@ class Status(TextReport):
     reseed: str
     cell_seed: int | None
     cell_id: str | None
-    derivation: str | None  # how the last cell's seed was derived: "cell", "source", "fixed"; None before any
+    derivation: str | None  # how the last cell's seed was derived: "cell", "source", "fixed", "given"; None before any
     cudnn_benchmark: bool
     cudnn_deterministic: bool
     deterministic_algorithms: str
@@ -294,6 +294,7 @@ DERIVED_FROM = {
     "cell": "from its cell id",
     "source": "from its code",
     "fixed": "the base seed",
+    "given": "given to %%repro",
 }
 
 

@@ -11,6 +11,7 @@ import numbers
 SEED_LIMIT = 2**32
 RESEED_MODES = ("off", "fixed", "cell", "source")
 DETERMINISTIC_CUBLAS_VALUES = (":4096:8", ":16:8")
+DETERMINISTIC_MODES = ("off", "warn", "error")
 
 # What `%repro on` exports for child processes (see processes.py), named here so the check's client,
 # which starts kernels without them, imports no torch.
@@ -32,6 +33,12 @@ def validate_seed(seed: object) -> int:
 def validate_reseed_mode(mode: str) -> str:
     if mode not in RESEED_MODES:
         raise ValueError(f"re-seed mode must be one of {', '.join(RESEED_MODES)}; got {mode!r}")
+    return mode
+
+
+def validate_deterministic_mode(mode: str) -> str:
+    if mode not in DETERMINISTIC_MODES:
+        raise ValueError(f"deterministic algorithms mode must be one of {', '.join(DETERMINISTIC_MODES)}; got {mode!r}")
     return mode
 
 

@@ -38,12 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what is in force now, and warnings (the default)")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    on = commands.add_parser("on", help="apply the full recipe and re-seed before each cell")
-    on.add_argument("--seed", type=arguments.seed, default=0, help="base seed, 0 <= seed < 2**32 (default 0)")
+    on = commands.add_parser(
+        "on",
+        help="apply the full recipe and re-seed before each cell",
+        description="An option left out keeps the value in force (a second `on`), else takes the kernel's "
+        "(IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else the built-in default.",
+    )
+    on.add_argument(
+        "--seed",
+        type=arguments.seed,
+        default=None,
+        help="base seed, 0 <= seed < 2**32 (default: the seed in force, else IPYREPRO_SEED, else 0)",
+    )
     on.add_argument(
         "--warn-only",
-        action="store_true",
-        help="ops without a deterministic implementation warn instead of raising (default: raise)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ops without a deterministic implementation warn instead of raising; --no-warn-only: raise "
+        "(default: as in force, else IPYREPRO_DETERMINISTIC, else raise)",
     )
     on.add_argument(
         "--cublas",
@@ -57,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
         "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
-        "in force when ipyrepro is already on (as in the reproducible kernel), else cell",
+        "in force (already on, or chosen while off), else IPYREPRO_RESEED (the reproducible kernel's), else cell",
     )
 
     commands.add_parser("off", help="restore everything to what it was before `on`")
@@ -141,7 +153,7 @@ class ReproMagics(Magics):
 
         %repro                        status: what is in force now, and warnings
         %repro status [--json]        the same; --json for machines
-        %repro on [--seed N] [--warn-only] [--cublas :4096:8|:16:8] [--reseed cell|source|fixed|off]
+        %repro on [--seed N] [--[no-]warn-only] [--cublas :4096:8|:16:8] [--reseed cell|source|fixed|off]
         %repro off                    restore everything to what it was before `on`
         %repro seed N                 seed every RNG now (and use N as the base seed)
         %repro reseed cell|source|fixed|off  re-seed mode before each cell

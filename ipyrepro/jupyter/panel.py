@@ -255,8 +255,11 @@ class ReproPanel(widgets.VBox):
 
     def _on_master(self, change: Any) -> None:
         if change["new"]:
-            seed = self._typed_seed(default=0 if self.state.seed is None else self.state.seed)
-            if seed is None:
+            # An empty field leaves the seed to `on`'s rule (in force, the kernel's, 0), as `%repro on` does;
+            # the re-seed mode is never passed, so one chosen while off is kept.
+            typed = bool(self.seed.value.strip())
+            seed = self._typed_seed() if typed else None
+            if typed and seed is None:
                 self.refresh()
                 return
             self.state.enable(seed)

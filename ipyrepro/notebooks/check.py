@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..core.defaults import ChildSettings, resolve_settings
 from .checkcauses import find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
-from .kernels import notebook_kernel, plain_kernel_for
+from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison
 from .report import CheckReport, Run, _compare, _current, traceback_tail
@@ -28,7 +29,7 @@ def check(
     path: str | Path,
     *,
     runs: int = 2,
-    seed: int = 0,
+    seed: int | None = None,
     as_is: bool = False,
     kernel: str | None = None,
     timeout: float | None = 600,
@@ -46,8 +47,9 @@ def check(
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
     `jobs` kernels run at once (default: as many as runs, capped by the usable CPUs); the report
-    does not depend on it. `reseed=None` keeps the re-seed mode of a reproducible kernel
-    (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
+    does not depend on it. `seed` and `reseed` left out follow the rule of core/defaults.py: the
+    kernelspec it runs (IPYREPRO_SEED / IPYREPRO_RESEED in its env, or what `ipyrepro kernel install`
+    wrote), else 0 and `cell`, as the notebook's own `%repro on` would in that kernel.
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py).
     """
@@ -59,7 +61,8 @@ def check(
         raise ValueError(f"--jobs must be an integer >= 1; got {jobs!r}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"--timeout must be a number of seconds > 0; got {timeout!r}")
-    seed = validate_seed(seed)
+    if seed is not None:
+        validate_seed(seed)
     validate_cublas_value(cublas)
     if reseed is not None:
         validate_reseed_mode(reseed)
@@ -69,11 +72,15 @@ def check(
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
     plain = plain_kernel_for(kernel_name, kernel_spec_manager, as_is=as_is)
-    if plain is not None and not as_is and reseed is None:
-        reseed = plain.reseed
-    reseeding = "" if reseed is None else f", re-seed {reseed}"
-    mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
-    report = CheckReport(str(path), kernel_name, mode, [], cells)
+    report = CheckReport(str(path), kernel_name, "as written (--as-is)", [], cells)
+    if not as_is:  # the kernel's settings unless given, as the notebook's own `%repro on` there
+        given = ChildSettings(seed, reseed)
+        settings = resolve_settings(given, None, lambda: kernelspec_settings(kernel_name, kernel_spec_manager))
+        seed, reseed = report.seed, report.reseed = settings.seed, settings.reseed
+        strict = "" if settings.deterministic == "error" else f", deterministic algorithms {settings.deterministic}"
+        report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{strict})"
+    else:
+        seed = 0 if seed is None else seed  # unused: --as-is sets nothing up
     say = progress or (lambda text: None)
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note

@@ -3,12 +3,13 @@ plain kernel of the same Python."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..core.validation import RESEED_MODES
+from ..core.defaults import ChildSettings, settings_from_env
+from ..core.validation import CHILD_VARS, validate_reseed_mode, validate_seed
 from .kernelrun import running_kernel
 from .kernelspec import startup_env, startup_lines
 
@@ -16,13 +17,46 @@ PLAIN_KERNEL = "python-plain"  # the in-memory spec that runs instead of an ipyr
 
 
 class PlainKernel(NamedTuple):
-    """What runs instead of an ipyrepro kernel: a kernel name, the spec manager that knows it, the report's
-    note, and the ipyrepro kernel's re-seed mode (None when its kernelspec does not say)."""
+    """What runs instead of an ipyrepro kernel: a kernel name, the spec manager that knows it, and the report's
+    note."""
 
     name: str
     manager: Any
     note: str
-    reseed: str | None
+
+
+def kernelspec_settings(kernel_name: str, kernel_spec_manager: Any) -> ChildSettings:
+    """The settings the kernelspec gives (the third source of core/defaults.py's rule): its env's
+    IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC, else what `ipyrepro kernel install` wrote
+    in its metadata (kernels installed before it wrote the variables). Nothing for a kernel not installed
+    (starting it reports that); a bad variable raises ValueError naming it."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = (kernel_spec_manager or KernelSpecManager()).get_kernel_spec(kernel_name)
+    except (NoSuchKernel, OSError, ValueError):
+        return ChildSettings()
+    try:
+        given = settings_from_env(spec.env or {})
+    except ValueError as error:
+        raise ValueError(f"kernelspec {kernel_name!r} ({spec.resource_dir}): {error}") from None
+    installed = spec.metadata.get("ipyrepro") if isinstance(spec.metadata, dict) else None
+    if not isinstance(installed, dict):
+        return given
+    seed, reseed = installed.get("seed"), installed.get("reseed")
+    return ChildSettings(
+        seed=given.seed if given.seed is not None else _valid(validate_seed, seed),
+        reseed=given.reseed if given.reseed is not None else _valid(validate_reseed_mode, reseed),
+        deterministic=given.deterministic,
+    )
+
+
+def _valid(validate: Callable[[Any], Any], value: Any) -> Any:
+    """`value` if valid, else None: a hand-edited metadata entry is ignored, as before the variables."""
+    try:
+        return validate(value)
+    except (ValueError, TypeError):
+        return None
 
 
 def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool = True) -> PlainKernel | None:
@@ -44,7 +78,7 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool 
     if not isinstance(spec.metadata, dict) or "ipyrepro" not in spec.metadata or not spec.argv:
         return None
     python = spec.argv[0]
-    managed = set(startup_env(0, ":4096:8"))
+    managed = set(startup_env(0, ":4096:8", "cell")) | (set(CHILD_VARS) if as_is else set())
     plain = KernelSpec(
         argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         display_name=f"{spec.display_name} (plain, for ipyrepro check)",
@@ -52,10 +86,6 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool 
         env={key: value for key, value in (spec.env or {}).items() if key not in managed},
         resource_dir=spec.resource_dir,
     )
-    settings = spec.metadata["ipyrepro"]
-    reseed = settings.get("reseed") if isinstance(settings, dict) else None
-    if reseed not in RESEED_MODES:
-        reseed = None
     if as_is:
         note = (
             f"--as-is: {kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran "
@@ -64,7 +94,7 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool 
     else:
         note = (
             f"{kernel_name!r} is an ipyrepro kernel, so a plain kernel of its Python ({python}) ran instead, "
-            "set up by the check (its seed and PYTHONHASHSEED; the kernel's re-seed mode unless --reseed)"
+            "set up by the check (the kernel's seed and re-seed mode unless --seed / --reseed, and PYTHONHASHSEED)"
         )
 
     class SingleSpec(KernelSpecManager):
@@ -78,7 +108,7 @@ def plain_kernel_for(kernel_name: str, kernel_spec_manager: Any, *, as_is: bool 
         def find_kernel_specs(self) -> dict[str, str]:
             return {PLAIN_KERNEL: plain.resource_dir}
 
-    return PlainKernel(PLAIN_KERNEL, SingleSpec(), note, reseed)
+    return PlainKernel(PLAIN_KERNEL, SingleSpec(), note)
 
 
 @contextmanager
@@ -101,11 +131,9 @@ def notebook_kernel(
     process exported for its children (IPYREPRO_SEED, ...) stays out: the kernel is as fresh as a
     frontend's, and the check's own options say how it is set up.
     """
-    from ..core.validation import CHILD_VARS
-
     with running_kernel(
         kernel_name,
-        env={**({} if as_is else startup_env(seed, cublas)), **(env or {})},
+        env={**({} if as_is else startup_env(seed, cublas, reseed)), **(env or {})},
         unset=CHILD_VARS,
         cwd=path.absolute().parent,
         startup_timeout=startup_timeout,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.userfiles import PathProblem, describe, expand, read_regular_file
-from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
+from ..core.validation import RESEED_VAR, SEED_VAR, validate_cublas_value, validate_reseed_mode, validate_seed
 
 DEFAULT_NAME = "ipyrepro"
 _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client accepts as a kernel name
@@ -38,9 +38,14 @@ def startup_lines(seed: int, reseed: str | None = None) -> list[str]:
     return ["%load_ext ipyrepro.preload", f"%repro on --seed {seed}{reseed_option}"]
 
 
-def startup_env(seed: int, cublas: str) -> dict[str, str]:
-    """The variables that only take effect when set before the process (or cuBLAS) starts."""
-    return {"PYTHONHASHSEED": str(seed), "CUBLAS_WORKSPACE_CONFIG": cublas}
+def startup_env(seed: int, cublas: str, reseed: str | None = None) -> dict[str, str]:
+    """The variables that only take effect when set before the process (or cuBLAS) starts, and the
+    kernel's own settings (IPYREPRO_SEED, IPYREPRO_RESEED), which a notebook's `%repro on` follows
+    even after `%repro off` (see core/defaults.py)."""
+    env = {"PYTHONHASHSEED": str(seed), "CUBLAS_WORKSPACE_CONFIG": cublas, SEED_VAR: str(seed)}
+    if reseed is not None:
+        env[RESEED_VAR] = reseed
+    return env
 
 
 def kernel_json(
@@ -59,7 +64,7 @@ def kernel_json(
         "argv": argv,
         "display_name": display_name or f"Python 3 (ipyrepro, seed {seed}{mode})",
         "language": "python",
-        "env": startup_env(seed, cublas),
+        "env": startup_env(seed, cublas, reseed),
         "interrupt_mode": "signal",
         "metadata": {
             "debugger": True,

@@ -75,6 +75,8 @@ class CheckReport:
     differences: list[Difference] = field(default_factory=list)
     causes: CheckCauses | None = None  # from the diagnostic kernel, run only when something differed
     kernel_note: str = ""  # e.g. --as-is replaced an ipyrepro kernel with a plain one
+    seed: int | None = None  # the seed and re-seed mode the runs were set up with (None: --as-is)
+    reseed: str | None = None
 
     @property
     def errors(self) -> list[str]:
@@ -145,6 +147,8 @@ class CheckReport:
             "notebook": self.notebook,
             "kernel": self.kernel,
             "mode": self.mode,
+            "seed": self.seed,
+            "reseed": self.reseed,
             "kernel_note": self.kernel_note,
             "runs": len(self.runs),
             "ok": self.ok,

@@ -264,6 +264,7 @@ def rerun_cell(
             + ")"
         ) from None
     saved = _prepare_files(save, check)
+    given_seed = seed
     seed = _resolve_seed(seed, state, saved, cell=True, code=cell)
     namespace = shell.user_ns
     touched = cell_names(tree, namespace)
@@ -305,6 +306,9 @@ def rerun_cell(
     runner.source = cell  # the causes show the cell's lines as written
     runner.explicit = tuple(explicit or ())
     runner.ignore = frozenset(ignore | hidden)
+    if state.reseed != "off" and state.last_cell is not None:  # the hook re-seeded this cell: show the runs' seed
+        given = given_seed is not None or (saved is not None and saved.seed is not None)
+        state.cell_ran_from(seed, "given" if given else state.last_cell.derivation)
     return _run_all(
         runner,
         runs=runs,

@@ -60,7 +60,12 @@ class _Option:
 
 OPTIONS = (
     _Option("runs", _lazy("arguments", "runs"), "fresh kernels per notebook (default 2)", "N"),
-    _Option("seed", _lazy("arguments", "seed"), "seed for `%%repro on` and PYTHONHASHSEED (default 0)", "N"),
+    _Option(
+        "seed",
+        _lazy("arguments", "seed"),
+        "seed for `%%repro on` and PYTHONHASHSEED (default: the kernel's, as `ipyrepro check`, else 0)",
+        "N",
+    ),
     _Option("reseed", _reseed_mode, "re-seed mode before each cell (default: the kernel's own, else cell)", "MODE"),
     _Option("rtol", _lazy("arguments", "tolerance"), "relative tolerance for numbers in text outputs (default 0)", "X"),
     _Option("atol", _lazy("arguments", "tolerance"), "absolute tolerance for numbers in text outputs (default 0)", "X"),
@@ -144,8 +149,9 @@ _MARKER_SEED_KEY = pytest.StashKey[int]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "repro(seed=0, warn_only=False): run this test under ipyrepro's full recipe (`ipyrepro.enable`), "
-        "seeded right before it runs; everything is restored afterwards, even when it fails",
+        "repro(seed=None, warn_only=None): run this test under ipyrepro's full recipe (`ipyrepro.enable`), "
+        "seeded right before it runs; everything is restored afterwards, even when it fails. A setting left "
+        "out is enable()'s: IPYREPRO_SEED / IPYREPRO_DETERMINISTIC, else seed 0 and raising",
     )
     if config.getoption("ipyrepro"):
         config.stash[_OPTIONS_KEY] = CheckOptions.from_config(config)
@@ -284,7 +290,7 @@ def randomly_seeder(seed: int) -> None:
 # -- the `repro` marker and fixture -------------------------------------------------------------
 
 
-def _marker_arguments(seed: Any = 0, warn_only: Any = False) -> tuple[Any, Any]:
+def _marker_arguments(seed: Any = None, warn_only: Any = None) -> tuple[Any, Any]:
     return seed, warn_only
 
 
@@ -298,7 +304,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     try:
         seed, warn_only = _marker_arguments(*marker.args, **marker.kwargs)
     except TypeError as error:
-        pytest.fail(f"@pytest.mark.repro takes (seed=0, warn_only=False): {error}", pytrace=False)
+        pytest.fail(f"@pytest.mark.repro takes (seed=None, warn_only=None): {error}", pytrace=False)
     checkpoint = STATE.checkpoint()
     item.stash[_CHECKPOINT_KEY] = checkpoint
     STATE.enable(seed, warn_only=warn_only)  # validates first; teardown restores either way

@@ -37,7 +37,12 @@ def test_install_writes_env_and_startup_lines(tmp_path: Path, capsys) -> None:
     assert main(["kernel", "install", "--prefix", str(tmp_path), "--seed", "9", "--cublas", ":16:8"]) == 0
     assert "Installed kernelspec 'ipyrepro'" in capsys.readouterr().out
     spec = read_spec(tmp_path)
-    assert spec["env"] == {"PYTHONHASHSEED": "9", "CUBLAS_WORKSPACE_CONFIG": ":16:8"}
+    assert spec["env"] == {
+        "PYTHONHASHSEED": "9",
+        "CUBLAS_WORKSPACE_CONFIG": ":16:8",
+        "IPYREPRO_SEED": "9",  # the kernel's settings, which a notebook's own `%repro on` follows
+        "IPYREPRO_RESEED": "cell",
+    }
     assert spec["argv"][:5] == [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     assert spec["argv"][5:] == [
         "--IPKernelApp.exec_lines=%load_ext ipyrepro.preload",
