@@ -2,9 +2,10 @@
 
     python benchmarks/bench_lazy_torch.py [--rounds 3] [--only kernel,check]
 
-1. kernel: a fresh kernel running `%load_ext ipyrepro` + `%repro on` and then a NumPy-only cell,
-   against a plain fresh kernel running the same NumPy-only cell.        Target: <= 1.1x.
-   Also whether torch was imported in the ipyrepro kernel (it must not be).
+1. kernel: a fresh kernel running `%load_ext ipyrepro` + `%repro on` and the NumPy-only code in one
+   cell, against a plain fresh kernel running the same NumPy-only cell.        Target: <= 1.1x.
+   Also the same as two cells (one more execute request: its round trip counts too), and whether
+   torch was imported in the ipyrepro kernels (it must not be).
 2. check: `ipyrepro check NB` (2 runs) on a NumPy-only notebook against two plain nbclient runs of
    NB one after the other in one process.        Target: --jobs 1 <= 1.2x, --jobs 2 <= 0.75x.
    The same on a small torch training notebook: no change expected (torch is imported by the
@@ -99,11 +100,12 @@ def bench_kernel(rounds: int) -> None:
         return run
 
     plain = "plain kernel: the NumPy cell (baseline)"
+    one_cell = "one cell: %load_ext ipyrepro + %repro on + the NumPy code"
+    two_cells = "a cell %load_ext ipyrepro + %repro on, then the NumPy cell"
     cases = {
         plain: fresh_kernel(plain, [NUMPY_CELL]),
-        "%load_ext ipyrepro + %repro on, then the NumPy cell": fresh_kernel(
-            "%load_ext ipyrepro + %repro on, then the NumPy cell", ["%load_ext ipyrepro\n%repro on", NUMPY_CELL]
-        ),
+        one_cell: fresh_kernel(one_cell, ["%load_ext ipyrepro\n%repro on\n" + NUMPY_CELL]),
+        two_cells: fresh_kernel(two_cells, ["%load_ext ipyrepro\n%repro on", NUMPY_CELL]),
     }
     for case in cases.values():
         case()  # warm up: bytecode caches, the OS file cache

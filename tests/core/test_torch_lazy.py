@@ -19,8 +19,8 @@ import textwrap
 import pytest
 import torch
 
-from ipyrepro.core.children import derive_rank_seed
 from ipyrepro.core.lazytorch import PENDING_TEXT
+from ipyrepro.core.processes import derive_rank_seed
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
 
 PRELUDE = """
