@@ -63,6 +63,9 @@ class LazyTorch:
         self._extra: dict[str, Callable[[ModuleType], None]] = {}
         self.inductor_follows = True  # False after unloading: inductor's own import hook is gone then
         self.on_error: Callable[[str, BaseException], None] | None = None  # the state records hook errors
+        # How settings are put in force in an imported torch: flags.py sets it (`Flags.apply` does the same
+        # eagerly), so that this module needs nothing above it.
+        self.apply_settings: Callable[[ModuleType, Settings, bool], None] | None = None
 
     # -- what waits ----------------------------------------------------------------
 
@@ -122,8 +125,9 @@ class LazyTorch:
         self._hook, self._settings, self._seed = None, None, None
         self._extra.clear()
         steps: list[tuple[str, Callable[[], Any]]] = []
-        if settings is not None:
-            steps.append(("torch settings", lambda: apply_settings(torch, settings, inductor=self.inductor_follows)))
+        if settings is not None and self.apply_settings is not None:
+            apply, follows = self.apply_settings, self.inductor_follows
+            steps.append(("torch settings", lambda: apply(torch, settings, follows)))
         steps += [(name, lambda step=step: step(torch)) for name, step in extra]
         if seed is not None:
             steps.append(("torch seed", lambda: torch.manual_seed(seed)))
@@ -180,19 +184,6 @@ class LazyTorch:
             return
         self._settings, self._seed, self._extra = settings, seed, dict(extra)
         self._sync_hook()
-
-
-def apply_settings(torch: ModuleType, settings: Settings, *, inductor: bool = True) -> None:
-    """Put `settings` in force in an imported torch, as `Flags.apply` does (inductor follows lazily)."""
-    from .flags import set_deterministic_algorithms
-
-    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-    torch.backends.cudnn.deterministic = settings.cudnn_deterministic
-    if inductor:
-        set_deterministic_algorithms(settings.deterministic_algorithms)
-    else:
-        mode = settings.deterministic_algorithms
-        torch._C._set_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
 
 
 TORCH = LazyTorch()
