@@ -92,3 +92,28 @@ def test_pytest_plugin_checks_a_numpy_notebook_without_importing_torch(
     result.assert_outcomes(passed=2)
     assert (pytester.path / "session-torch.txt").read_text() == "False"
     assert probes(probe) == ["False", "False"]
+
+
+@pytest.mark.kernel
+def test_a_differing_numpy_notebook_is_diagnosed_without_importing_torch(tmp_path: Path) -> None:
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [
+        new_code_cell("import numpy as np\nprint(np.random.default_rng().random())", id="unseeded"),
+        new_markdown_cell("The probe runs after the traced cell"),
+        new_code_cell(PROBE, id="probe"),
+    ]
+    path = tmp_path / "differs.ipynb"
+    nbformat.write(notebook, path)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyrepro", "check", str(path), "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IPYREPRO_TEST_PROBE": str(probe)},
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "np.random.default_rng()" in done.stdout  # the causes kernel named the line
+    assert len(probes(probe)) == 3 and set(probes(probe)) == {"False"}  # two runs and the causes kernel
