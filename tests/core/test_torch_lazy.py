@@ -330,3 +330,23 @@ def test_preloaded_kernel_setup_and_loading_the_extension_do_not_import_torch() 
         shell=True,
     )
     assert out["imported"] is False
+
+
+def test_an_extra_step_runs_after_the_flags_and_a_failing_one_never_breaks_the_import() -> None:
+    out = run_fresh(
+        """
+        from ipyrepro.core.lazytorch import TORCH
+        ipyrepro.enable(8)
+        seen = []
+        TORCH.apply_on_import("profile", lambda torch: seen.append(torch.backends.cudnn.deterministic))
+        TORCH.apply_on_import("broken", lambda torch: 1 / 0)
+        out["x"] = draw()  # imports torch
+        out["seen"], out["flags"] = seen, flags()
+        out["errors"] = STATE.status().warnings
+        """,
+        eager=False,
+    )
+    assert out["seen"] == [True]  # the flags were in force when the extra step ran
+    assert out["x"] == drawn(8) and out["flags"] == ON  # the seed still applied after the failing step
+    assert len(out["errors"]) == 1 and "import torch (broken)" in out["errors"][0]
+    assert "ZeroDivisionError" in out["errors"][0]
