@@ -10,6 +10,8 @@ from .core import arguments
 
 
 def _status(args: argparse.Namespace) -> int:
+    import torch  # noqa: F401  (the settings a new process starts with, CUDA's availability included: torch's)
+
     from . import status
 
     report = status()

@@ -547,16 +547,15 @@ def trace(
 
 
 def _restore_flags(flags: Any) -> None:
-    import torch
+    """Put back the torch flags the traced code changed; never imports torch (before its import they wait)."""
+    from ..core.flags import Flags, set_cudnn, set_deterministic_algorithms
 
-    from ..core.flags import set_deterministic_algorithms
-    from ..core.torchinfo import deterministic_algorithms_mode
-
-    if bool(torch.backends.cudnn.benchmark) != flags.cudnn_benchmark:
-        torch.backends.cudnn.benchmark = flags.cudnn_benchmark
-    if bool(torch.backends.cudnn.deterministic) != flags.cudnn_deterministic:
-        torch.backends.cudnn.deterministic = flags.cudnn_deterministic
-    if deterministic_algorithms_mode() != flags.deterministic_algorithms:
+    now = Flags.read()
+    if now.cudnn_benchmark != flags.cudnn_benchmark:
+        set_cudnn(benchmark=flags.cudnn_benchmark)
+    if now.cudnn_deterministic != flags.cudnn_deterministic:
+        set_cudnn(deterministic=flags.cudnn_deterministic)
+    if now.deterministic_algorithms != flags.deterministic_algorithms:
         set_deterministic_algorithms(flags.deterministic_algorithms)
 
 

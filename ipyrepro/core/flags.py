@@ -1,13 +1,19 @@
-"""The determinism settings that `%repro on` changes: read live, applied and restored as one unit."""
+"""The determinism settings that `%repro on` changes: read live, applied and restored as one unit.
+
+Before torch is imported, the torch flags are what its import will give (what waits in
+lazytorch.py, else torch's defaults), and applying them leaves them waiting for that import;
+the cuBLAS variable, which torch reads when it starts, is set at once either way.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import Any
 
-import torch
-
+from .lazytorch import TORCH, Settings
+from .lazytorch import imported as imported_torch
 from .torchinfo import deterministic_algorithms_mode
 from .validation import (  # noqa: F401  (re-exported)
     DETERMINISTIC_CUBLAS_VALUES,
@@ -30,7 +36,10 @@ class Flags:
 
     @classmethod
     def read(cls) -> Flags:
-        """The settings in force right now, read from torch and the environment."""
+        """The settings in force right now, read from torch (or what its import will give) and the environment."""
+        torch = imported_torch()
+        if torch is None:
+            return cls(*TORCH.settings_at_import(), cublas_workspace_config=os.environ.get(CUBLAS_VAR))
         return cls(
             cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
             cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
@@ -40,6 +49,9 @@ class Flags:
 
     def is_live(self) -> bool:
         """Whether these are the settings in force; cheap enough to ask after every cell."""
+        torch = imported_torch()
+        if torch is None:
+            return self == Flags.read()
         return (
             torch.backends.cudnn.benchmark == self.cudnn_benchmark
             and torch.backends.cudnn.deterministic == self.cudnn_deterministic
@@ -48,11 +60,17 @@ class Flags:
         )
 
     def apply(self) -> None:
-        """Put these settings in force; the env var is removed when the value is None."""
-        torch.backends.cudnn.benchmark = self.cudnn_benchmark
-        torch.backends.cudnn.deterministic = self.cudnn_deterministic
-        set_deterministic_algorithms(self.deterministic_algorithms)
+        """Put these settings in force (torch's when it is imported); the env var is removed when the value is None."""
+        validate_deterministic_mode(self.deterministic_algorithms)
         set_cublas_variable(self.cublas_workspace_config)
+        torch = imported_torch()
+        if torch is None:
+            TORCH.set_on_import(self.torch_settings())
+        else:
+            apply_settings(torch, self.torch_settings())
+
+    def torch_settings(self) -> Settings:
+        return Settings(self.cudnn_benchmark, self.cudnn_deterministic, self.deterministic_algorithms)
 
     def differences(self, other: Flags) -> dict[str, tuple[object, object]]:
         """Fields where `other` differs from self, as name -> (self's value, other's value)."""
@@ -60,13 +78,52 @@ class Flags:
         return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
 
 
+def apply_settings(torch: ModuleType, settings: Settings, inductor: bool = True) -> None:
+    """Put `settings` in force in an imported torch; inductor follows lazily unless `inductor` is False
+    (after unloading, when inductor's own import hook is gone)."""
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    torch.backends.cudnn.deterministic = settings.cudnn_deterministic
+    if inductor:
+        set_deterministic_algorithms(settings.deterministic_algorithms)
+    else:
+        mode = settings.deterministic_algorithms
+        torch._C._set_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
+
+
+TORCH.apply_settings = apply_settings  # what the import hook does with settings that waited (lazytorch.py)
+
+
 def set_deterministic_algorithms(mode: str) -> None:
-    """`torch.use_deterministic_algorithms`, without its 2 s import of inductor: inductor follows lazily."""
+    """`torch.use_deterministic_algorithms`, without its 2 s import of inductor: inductor follows lazily.
+
+    Before torch is imported, the mode waits for its import with the other torch flags."""
     from .inductor import INDUCTOR
 
     validate_deterministic_mode(mode)
+    torch = imported_torch()
+    if torch is None:
+        TORCH.set_on_import(TORCH.settings_at_import()._replace(deterministic_algorithms=mode))
+        return
     torch._C._set_deterministic_algorithms(mode != "off", warn_only=mode == "warn")
     INDUCTOR.follow(mode != "off")
+
+
+def set_cudnn(*, benchmark: bool | None = None, deterministic: bool | None = None) -> None:
+    """Set cuDNN's flags (None leaves one as it is); before torch is imported, they wait for its import."""
+    torch = imported_torch()
+    if torch is None:
+        pending = TORCH.settings_at_import()
+        TORCH.set_on_import(
+            pending._replace(
+                cudnn_benchmark=pending.cudnn_benchmark if benchmark is None else benchmark,
+                cudnn_deterministic=pending.cudnn_deterministic if deterministic is None else deterministic,
+            )
+        )
+        return
+    if benchmark is not None:
+        torch.backends.cudnn.benchmark = benchmark
+    if deterministic is not None:
+        torch.backends.cudnn.deterministic = deterministic
 
 
 def set_cublas_variable(value: str | None) -> None:
@@ -103,4 +160,4 @@ def restore_inductor(checkpoint: tuple[Any, ...]) -> None:
     """Put back what `inductor_checkpoint` saw; call it after the flags are back."""
     from .inductor import INDUCTOR
 
-    INDUCTOR.restore_checkpoint(checkpoint, enabled=bool(torch.are_deterministic_algorithms_enabled()))
+    INDUCTOR.restore_checkpoint(checkpoint, enabled=deterministic_algorithms_mode() != "off")

@@ -43,13 +43,17 @@ class ImportHook(MetaPathFinder):
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
         if fullname != self.name or not self.active:
             return None
+        # Several hooks may wait for one module (`on`'s and the causes watch's, for torch): the first on
+        # sys.meta_path answers for all of them, in the order they were installed, and none asks another
+        # (two hooks asking each other would never end).
+        hooks = [f for f in sys.meta_path if isinstance(f, ImportHook) and f.name == fullname and f.active]
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if isinstance(finder, ImportHook) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _CallbackLoader(spec.loader, self)
+                    spec.loader = _CallbackLoader(spec.loader, hooks[::-1])
                 return spec
         return None
 
@@ -60,9 +64,9 @@ class ImportHook(MetaPathFinder):
 
 
 class _CallbackLoader(Loader):
-    def __init__(self, loader: Loader, hook: ImportHook) -> None:
+    def __init__(self, loader: Loader, hooks: list[ImportHook]) -> None:
         self.loader = loader
-        self.hook = hook
+        self.hooks = hooks  # fired in this order: the first installed first
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
@@ -75,7 +79,14 @@ class _CallbackLoader(Loader):
         spec = module.__dict__.get("__spec__")
         if spec is not None:
             spec.loader = self.loader
-        self.hook._fire(module)
+        failed: list[BaseException] = []
+        for hook in self.hooks:  # each hook fires, even after another one's callback raised
+            try:
+                hook._fire(module)
+            except BaseException as error:
+                failed.append(error)
+        if failed:
+            raise failed[0]
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ...: the real loader's
         return getattr(self.loader, name)

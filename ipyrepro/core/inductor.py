@@ -15,8 +15,6 @@ import sys
 from types import ModuleType
 from typing import Any
 
-import torch
-
 from .importhook import ImportHook, after_import
 from .torchinfo import inductor_follows_deterministic_algorithms
 
@@ -59,7 +57,7 @@ class InductorDeterminism:
         self.remove_hook()
         self._default_at_import = getattr(config, "deterministic", _NOTHING)
         # The live flag, not a remembered one: whatever set it last (on, off, configure) wins, as in torch.
-        config.deterministic = bool(torch.are_deterministic_algorithms_enabled())
+        config.deterministic = bool(sys.modules["torch"].are_deterministic_algorithms_enabled())  # inductor needs torch
 
     def remove_hook(self) -> None:
         if self._hook is not None:

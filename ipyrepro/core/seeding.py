@@ -4,8 +4,8 @@
 `torch.manual_seed`. `Reseeder` leaves exactly the same RNG states but skips
 the slow part of `torch.manual_seed` (which formats a stack trace each call
 to queue CUDA's lazy seeding), because it runs before every cell. Neither
-imports `numpy.random`: until the notebook imports it, its seed waits for
-the import (numpyrandom.py).
+imports `numpy.random` or torch: until the notebook imports one, its seed
+waits for the import (numpyrandom.py, lazytorch.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import random
 import re
 import sys
 from collections.abc import Callable
-from importlib.metadata import PathDistribution
 from pathlib import Path
+from typing import Any
 
-import torch
-
+from .lazytorch import TORCH
+from .lazytorch import imported as imported_torch
 from .numpyrandom import MODULE as NUMPY_RANDOM_MODULE
 from .numpyrandom import NUMPY_RANDOM
 from .validation import RESEED_MODES, SEED_LIMIT, validate_reseed_mode, validate_seed  # noqa: F401  (re-exported)
@@ -96,6 +96,8 @@ def load_seeders() -> list[Seeder]:
                         continue
             except OSError:
                 continue
+            from importlib.metadata import PathDistribution  # only for a package that registers seeders
+
             entries = PathDistribution(Path(path)).entry_points.select(group=SEEDER_GROUP)
             found += [NamedSeeder(entry.name, entry.load()) for entry in entries]
     return found
@@ -141,31 +143,36 @@ def call_seeders(seeders: list[Seeder] | tuple[Seeder, ...], seed: int) -> None:
 
 def capture_rng() -> tuple[object, ...]:
     """The states `seed_all` changes (CUDA's only when initialised: reading it would initialise it;
-    NumPy's, or its pending seed, without importing `numpy.random`)."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    return random.getstate(), NUMPY_RANDOM.capture(), torch.get_rng_state(), cuda
+    NumPy's and torch's, or their pending seeds, without importing `numpy.random` or torch)."""
+    return random.getstate(), NUMPY_RANDOM.capture(), TORCH.capture()
 
 
 def restore_rng(saved: tuple[object, ...]) -> None:
     random.setstate(saved[0])  # type: ignore[arg-type]
     NUMPY_RANDOM.restore(saved[1])
-    torch.set_rng_state(saved[2])  # type: ignore[arg-type]
-    if saved[3] is not None:
-        torch.cuda.set_rng_state_all(saved[3])  # type: ignore[arg-type]
+    TORCH.restore(saved[2])
 
 
 def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
-    """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders."""
+    """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders.
+
+    torch, when not imported yet, is seeded the moment it is (with the seed applied last)."""
     seed = validate_seed(seed)
     random.seed(seed)
     NUMPY_RANDOM.seed(seed)
-    torch.manual_seed(seed)
+    torch = imported_torch()
+    if torch is None:
+        TORCH.seed_on_import(seed)
+    else:
+        torch.manual_seed(seed)
     call_seeders(seeders, seed)
     return seed
 
 
 def _other_accelerators() -> bool:
     """Whether an accelerator other than CUDA could hold a generator torch.manual_seed would seed."""
+    import torch  # only called once torch is imported
+
     checks = (
         lambda: torch.backends.mps.is_available(),
         lambda: torch.xpu.is_available(),
@@ -192,7 +199,7 @@ class Reseeder:
     `init_by_array`, 3x the work of NumPy's and torch's seeding, and the
     cached copy measured 2-3x faster. NumPy's and torch's CPU generators are
     seeded directly: restoring their state costs more than computing it.
-    Until `numpy.random` is imported, NumPy's seed is left for its import.
+    Until `numpy.random` (or torch) is imported, its seed is left for its import.
     """
 
     CACHE_SIZE = 1024
@@ -201,11 +208,21 @@ class Reseeder:
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
         self._cuda_callbacks: dict[int, Callable[[], None]] = {}
-        self._full_torch_seed = _other_accelerators()
         self._python_states: dict[int, tuple[int, ...]] = {}
         self._python = random._inst  # the generator behind random.random() & co.
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
+        self._full_torch_seed = False
+        self._torch_seed: Callable[[int], Any] | None = None  # None: torch not imported yet
+        self._bind_torch()
+
+    def _bind_torch(self) -> bool:
+        """Look up torch's fast seeding path once torch is imported; False while it is not."""
+        torch = imported_torch()
+        if torch is None:
+            return False
+        self._full_torch_seed = _other_accelerators()
         self._torch_seed = torch.default_generator.manual_seed
+        return True
 
     def reseed(self, seed: int) -> None:
         self._seed_python(seed)
@@ -214,10 +231,12 @@ class Reseeder:
             numpy_seed(seed)
         else:
             self._seed_numpy_lazily(seed)
-        if self._full_torch_seed:
-            torch.manual_seed(seed)
+        if self._torch_seed is None and not self._bind_torch():
+            TORCH.seed_on_import(seed)
+        elif self._full_torch_seed:
+            imported_torch().manual_seed(seed)  # type: ignore[union-attr]
         else:
-            self._torch_seed(seed)
+            self._torch_seed(seed)  # type: ignore[misc]
             self._seed_cuda(seed)
         if self.seeders:
             call_seeders(self.seeders, seed)
@@ -246,13 +265,17 @@ class Reseeder:
     def reseed_torch(self, seed: int) -> None:
         """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
         that seed `random` and NumPy themselves, from seeds that may not fit NumPy's range."""
-        if self._full_torch_seed:
-            torch.manual_seed(seed)
+        if self._torch_seed is None and not self._bind_torch():
+            TORCH.seed_on_import(seed)
+        elif self._full_torch_seed:
+            imported_torch().manual_seed(seed)  # type: ignore[union-attr]
         else:
-            torch.default_generator.manual_seed(seed)
+            self._torch_seed(seed)  # type: ignore[misc]
             self._seed_cuda(seed)
 
     def _seed_cuda(self, seed: int) -> None:
+        import torch
+
         cuda = torch.cuda
         if cuda.is_initialized():
             for generator in cuda.default_generators:
@@ -277,6 +300,8 @@ class Reseeder:
         if callback is None:
 
             def callback() -> None:  # the same work as torch.cuda.manual_seed_all's callback
+                import torch
+
                 for index in range(torch.cuda.device_count()):
                     torch.cuda.default_generators[index].manual_seed(seed)
 

@@ -24,12 +24,15 @@ from .flags import (
     recipe,
     restore_inductor,
     set_cublas_variable,
+    set_cudnn,
     set_deterministic_algorithms,
     set_env_variable,
     validate_cublas_value,
     validate_deterministic_mode,
 )
 from .inductor import INDUCTOR
+from .lazytorch import TORCH
+from .lazytorch import imported as imported_torch
 from .numpyrandom import NUMPY_RANDOM
 from .processes import (
     CHILD_VARS,
@@ -101,6 +104,7 @@ class Checkpoint:
     rng: tuple[Any, ...]
     env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
     inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
+    torch: tuple[Any, ...] = (None, None, {}, True)  # what waits for torch's import: see LazyTorch.checkpoint
 
 
 class ReproState:
@@ -291,7 +295,10 @@ class ReproState:
                 error.add_note("(`on` was undone: flags, env vars, re-seed mode, seed and RNG states are as before)")
             self.notify()
             raise
-        watch_persistent_workers(self)
+        if imported_torch() is None:  # torch's DataLoader can exist only once torch is imported
+            TORCH.apply_on_import("persistent-workers watch", lambda torch: watch_persistent_workers(self))
+        else:
+            watch_persistent_workers(self)
         self.warn_new()
 
     def in_force(self) -> ChildSettings:
@@ -351,12 +358,7 @@ class ReproState:
             validate_deterministic_mode(deterministic_algorithms)
         if cublas_workspace_config is not _KEEP:
             validate_cublas_value(cublas_workspace_config)
-        import torch
-
-        if cudnn_benchmark is not None:
-            torch.backends.cudnn.benchmark = cudnn_benchmark
-        if cudnn_deterministic is not None:
-            torch.backends.cudnn.deterministic = cudnn_deterministic
+        set_cudnn(benchmark=cudnn_benchmark, deterministic=cudnn_deterministic)  # when torch is imported, if not yet
         if deterministic_algorithms is not None:
             set_deterministic_algorithms(deterministic_algorithms)
         if cublas_workspace_config is not _KEEP:
@@ -467,17 +469,13 @@ class ReproState:
         """Everything `on` and seeding change, as it is now: flags, env vars (the exported ones too),
         this object's settings, inductor's setting and import hook, and every RNG state, for `restore`
         to put back exactly."""
-        import random
-
-        import torch
-
-        cuda = torch.cuda.get_rng_state_all() if cuda_initialized() else None
         return Checkpoint(
             Flags.read(),
             self._settings(),
-            (random.getstate(), NUMPY_RANDOM.capture(), torch.get_rng_state(), cuda),
+            seeding.capture_rng(),
             {name: os.environ.get(name) for name in CHILD_VARS},
             inductor_checkpoint(),
+            TORCH.checkpoint(),
         )
 
     _SETTINGS = (
@@ -498,22 +496,14 @@ class ReproState:
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Put back what `checkpoint` saw, whatever happened in between (even another `on`)."""
-        import random
-
-        import torch
-
         self._apply_flags(checkpoint.flags)
         restore_inductor(checkpoint.inductor)
         for name, value in checkpoint.env.items():
             set_env_variable(name, value)
         for name, value in zip(self._SETTINGS, checkpoint.settings):
             setattr(self, name, value)
-        python, numpy, cpu, cuda = checkpoint.rng
-        random.setstate(python)
-        NUMPY_RANDOM.restore(numpy)
-        torch.set_rng_state(cpu)
-        if cuda is not None and cuda_initialized():
-            torch.cuda.set_rng_state_all(cuda)
+        seeding.restore_rng(checkpoint.rng)
+        TORCH.restore_checkpoint(checkpoint.torch)  # what waited for torch's import (if it still does)
         self.notify()
 
 
@@ -533,3 +523,4 @@ def _emit(text: str) -> None:
 
 
 STATE = ReproState()
+TORCH.on_error = STATE.record_hook_error  # a failing step at `import torch` is reported, never raised

@@ -6,24 +6,26 @@ import html
 import json
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
 from .flags import CUBLAS_VAR, Flags
 from .inductor import inductor_deterministic
+from .lazytorch import PENDING_TEXT, TORCH
+from .lazytorch import imported as imported_torch
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
     cublas_facts,
     cuda_available,
     cuda_initialized,
+    installed_version,
     late_cublas_message,
     precision_flags,
     precision_key,
     torch_version,
+    torch_version_text,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +65,7 @@ class Status(TextReport):
     cublas_workspace_config: str | None
     cuda_launch_blocking: str | None
     python_hash_seed: str | None
-    cuda_available: bool
+    cuda_available: bool | None  # None: torch is not imported yet (asking would import it)
     cuda_initialized: bool
     torch_version: str
     numpy_version: str
@@ -71,6 +73,7 @@ class Status(TextReport):
     precision: dict[str, Any]
     inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
     pending_restore: dict[str, Any] | None = None  # a checkpoint's RNG states waiting for their cell: seed, id, how
+    torch_imported: bool = True  # False: the torch flags shown are what its import will get (lazytorch.py)
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -93,11 +96,12 @@ class Status(TextReport):
             python_hash_seed=os.environ.get("PYTHONHASHSEED"),
             cuda_available=cuda_available(),
             cuda_initialized=cuda_initialized(),
-            torch_version=torch.__version__,
-            numpy_version=np.__version__,
+            torch_version=torch_version_text(),
+            numpy_version=_numpy_version(),
             python_version=platform.python_version(),
             precision=precision_flags(),
             inductor_deterministic=inductor_deterministic(),
+            torch_imported=imported_torch() is not None,
         )
         pending = state.pending_restore
         if pending is not None:
@@ -117,7 +121,6 @@ class Status(TextReport):
         A new line in `read` or `_diagnose` needs its inputs here too.
         """
         last = state.last_cell
-        C = torch._C
         return (
             state.enabled,
             state.seed,
@@ -127,10 +130,7 @@ class Status(TextReport):
             state.target,
             len(state.hook_errors),
             state._cublas_at_cuda_init,
-            C._get_cudnn_benchmark(),
-            C._get_cudnn_deterministic(),
-            C._get_deterministic_algorithms(),
-            C._get_deterministic_algorithms_warn_only(),
+            *_torch_key(),
             *_env_key(),
             cuda_initialized(),
             precision_key(),
@@ -223,16 +223,21 @@ class Status(TextReport):
             reseed = f"{self.reseed} (no cell run yet)"
         else:
             reseed = f"{self.reseed} (last cell seed {self.cell_seed}, {DERIVED_FROM.get(self.derivation, '')})"
-        if not self.cuda_available:
+        if self.cuda_available is None:
+            cuda = "not known until torch is imported"
+        elif not self.cuda_available:
             cuda = "not available"
         else:
             cuda = "initialised" if self.cuda_initialized else "available, not initialised"
         precision = ", ".join(f"{name}={value}" for name, value in self.precision.items())
+        precision = precision if self.torch_imported else "read when torch is imported"
         versions = f"torch {self.torch_version}, NumPy {self.numpy_version}, Python {self.python_version}"
+        pending = [] if self.torch_imported else [("torch", PENDING_TEXT, None)]
         return [
             ("seed", "not set" if self.seed is None else str(self.seed), None),
             ("re-seed before each cell", reseed, None),
             *([("pending restore", self._pending_text(), None)] if self.pending_restore else []),
+            *pending,
             ("cudnn.benchmark", str(self.cudnn_benchmark), drift("cudnn_benchmark")),
             ("cudnn.deterministic", str(self.cudnn_deterministic), drift("cudnn_deterministic")),
             ("deterministic algorithms", self.deterministic_algorithms, drift("deterministic_algorithms")),
@@ -309,6 +314,26 @@ def _env_key() -> tuple[Any, ...]:
     if data is not None and _ENV_KEYS:
         return tuple([data.get(key) for key in _ENV_KEYS])
     return tuple([os.environ.get(name) for name in _SHOWN_ENV])
+
+
+def _torch_key() -> tuple[Any, ...]:
+    """torch's flags through its C getters (a few us), or what waits for its import."""
+    torch = imported_torch()
+    if torch is None:
+        return (None, TORCH.settings_at_import())
+    C = torch._C
+    return (
+        C._get_cudnn_benchmark(),
+        C._get_cudnn_deterministic(),
+        C._get_deterministic_algorithms(),
+        C._get_deterministic_algorithms_warn_only(),
+    )
+
+
+def _numpy_version() -> str:
+    """NumPy's version without importing it when nothing has yet (a kernel that never uses it)."""
+    numpy = sys.modules.get("numpy")
+    return str(numpy.__version__) if numpy is not None else installed_version("numpy")
 
 
 def _live_workers(state: ReproState) -> int:

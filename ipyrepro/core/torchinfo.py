@@ -7,14 +7,18 @@ table, so that status, warnings and tests agree on what applies.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from .lazytorch import TORCH
+from .lazytorch import imported as imported_torch
 from .validation import DETERMINISTIC_CUBLAS_VALUES  # noqa: F401  (re-exported)
+
+# Nothing here imports torch: each read asks `imported_torch()` and answers for a torch not imported
+# yet (what its import will give, or None where that cannot be known without importing it).
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -26,7 +30,45 @@ def parse_version(text: str) -> tuple[int, int]:
 
 
 def torch_version() -> tuple[int, int]:
-    return parse_version(torch.__version__)
+    return parse_version(torch_version_text())
+
+
+def torch_version_text() -> str:
+    """torch's version: `torch.__version__` once imported, else its installed metadata (never imports it)."""
+    torch = imported_torch()
+    if torch is not None:
+        return str(torch.__version__)
+    return _installed_torch_version()
+
+
+def _installed_torch_version() -> str:
+    return installed_version("torch")
+
+
+_VERSION_LINE = re.compile(r"""^(?:__version__|version)\s*(?::\s*str\s*)?=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+@functools.cache
+def installed_version(package: str) -> str:
+    """An installed package's `__version__` without importing it: from its `version.py` (torch and NumPy
+    write one, with the local suffix such as +cpu that metadata may lack), else its metadata."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)  # a top-level name: finds, never imports
+        if spec is not None and spec.origin:
+            with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as file:
+                match = _VERSION_LINE.search(file.read())
+            if match:
+                return match.group(1)
+    except (OSError, ImportError, ValueError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 @dataclass(frozen=True)
@@ -104,12 +146,16 @@ def late_cublas_message(value: str | None, version: tuple[int, int] | None = Non
 
 
 def cuda_initialized() -> bool:
-    """True once this process has created a CUDA context; reading it creates none."""
-    return bool(torch.cuda.is_initialized())
+    """True once this process has created a CUDA context; reading it creates none (nor imports torch)."""
+    torch = imported_torch()
+    return torch is not None and bool(torch.cuda.is_initialized())
 
 
-def cuda_available() -> bool:
-    """Whether torch sees a GPU; asks the driver for a count and creates no context."""
+def cuda_available() -> bool | None:
+    """Whether torch sees a GPU; asks the driver for a count and creates no context. None: torch not imported."""
+    torch = imported_torch()
+    if torch is None:
+        return None
     try:
         return bool(torch.cuda.is_available())
     except Exception:  # a broken driver should not break a status read
@@ -127,14 +173,17 @@ def inductor_follows_deterministic_algorithms(version: tuple[int, int] | None = 
 
 
 def deterministic_algorithms_mode() -> str:
-    """'off', 'warn' or 'error', as torch.use_deterministic_algorithms left it."""
+    """'off', 'warn' or 'error', as torch.use_deterministic_algorithms left it (or will, once torch is imported)."""
+    torch = imported_torch()
+    if torch is None:
+        return TORCH.settings_at_import().deterministic_algorithms
     if not torch.are_deterministic_algorithms_enabled():
         return "off"
     return "warn" if torch.is_deterministic_algorithms_warn_only_enabled() else "error"
 
 
 def _read_attr(path: str) -> Any:
-    obj: Any = torch
+    obj: Any = imported_torch()
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
@@ -155,7 +204,10 @@ PRECISION_FLAGS = (
 
 
 def precision_flags() -> dict[str, Any]:
-    """TF32 / fp32-precision flags this torch has, read live; none of them touches CUDA."""
+    """TF32 / fp32-precision flags this torch has, read live; none of them touches CUDA. Empty: torch not imported."""
+    torch = imported_torch()
+    if torch is None:
+        return {}
     flags: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
     for path in PRECISION_FLAGS:
         try:
@@ -183,6 +235,8 @@ _PRECISION_GETTERS: dict[str, tuple[str, ...]] = {
 
 @functools.cache
 def _precision_readers() -> tuple[tuple[Callable[..., Any], tuple[Any, ...]], ...]:
+    import torch  # only called once torch is imported
+
     readers: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(torch.get_float32_matmul_precision, ())]
     for path in PRECISION_FLAGS:
         try:
@@ -201,6 +255,8 @@ def _precision_readers() -> tuple[tuple[Callable[..., Any], tuple[Any, ...]], ..
 
 def precision_key() -> tuple[Any, ...]:
     """Changes whenever `precision_flags()` would; a few C calls, for the per-cell change check."""
+    if imported_torch() is None:
+        return ()
     readers = _precision_readers()
     try:
         return tuple([read(*arguments) for read, arguments in readers])
@@ -218,11 +274,16 @@ def gpu_names() -> list[str] | None:
     """GPU names, read through torch only when CUDA is already initialised; else None."""
     if not cuda_initialized():
         return None
+    import torch
+
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
 def cudnn_version() -> int | None:
-    """cuDNN version when reading it is safe (on torch >= 2.10 the read initialises CUDA)."""
+    """cuDNN version when reading it is safe (on torch >= 2.10 the read initialises CUDA); never imports torch."""
+    torch = imported_torch()
+    if torch is None:
+        return None
     if not torch.backends.cudnn.is_available():
         return None
     if torch_version() >= (2, 10) and not cuda_initialized():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
-
-import torch
 
 from ..core.processes import settings_from_env, validate_rank
 
@@ -18,8 +17,8 @@ RANK_VARS = ("RANK", "LOCAL_RANK")
 def current_rank() -> int:
     """This process's rank: torch.distributed's global rank when a process group is initialised,
     else the RANK environment variable, else LOCAL_RANK."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")  # a process group needs it imported: never import torch to ask
+    if dist is not None and dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     for name in RANK_VARS:
         text = os.environ.get(name)

@@ -42,10 +42,12 @@ class CellHooks:
 
 def install(shell: Any, state: ReproState) -> None:
     """Register the magics and hooks on `shell`, once: a second load changes nothing."""
+    from ..core.lazytorch import TORCH
     from .magics import ReproMagics
 
     if id(shell) in state.shell_hooks:
         return
+    TORCH.inductor_follows = True
     hooks = CellHooks(shell, state)
     hooks.register()
     shell.register_magics(ReproMagics(shell, state=state))
@@ -55,10 +57,14 @@ def install(shell: Any, state: ReproState) -> None:
 def uninstall(shell: Any, state: ReproState) -> None:
     """Remove what `install` registered; the settings in force stay as they are."""
     from ..core.inductor import INDUCTOR
+    from ..core.lazytorch import TORCH
     from ..core.numpyrandom import NUMPY_RANDOM
 
-    INDUCTOR.remove_hook()  # nothing of ipyrepro stays in the import system
+    INDUCTOR.remove_hook()  # inductor's and NumPy's hooks leave the import system
     NUMPY_RANDOM.cancel()
+    # torch's settings and seed stay in force, as they would had torch been imported before `on`: they
+    # still wait for its import, but inductor no longer follows them there (its hook is gone, as above).
+    TORCH.inductor_follows = False
     hooks = state.shell_hooks.pop(id(shell), None)
     if hooks is not None:
         hooks.unregister()

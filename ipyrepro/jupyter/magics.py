@@ -13,6 +13,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..core import arguments
 from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
+from ..core.lazytorch import PENDING_TEXT
 from ..core.seeding import RESEED_MODES
 from ..core.state import ReproState
 
@@ -186,8 +187,8 @@ class ReproMagics(Magics):
         status = self.state.status()
         print(
             f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
-            f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}. "
-            "`%repro` shows status; `%repro off` restores."
+            f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}"
+            f"{'' if status.torch_imported else f' ({PENDING_TEXT})'}. `%repro` shows status; `%repro off` restores."
         )
         for note in status.setup_notes():
             print(f"Note: {note}")

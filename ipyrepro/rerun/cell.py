@@ -67,9 +67,14 @@ class _CellRunner(_Runner):
         if self.snapshot is None:
             return
         if run < runs:
-            # Fresh copies: the user's own objects stay untouched. The last run on copies gets the
-            # snapshot's own: with 2 runs, one copy of what the cell reads is in memory, not two.
-            self.snapshot.restore(self.ns, hand_over=run == runs - 1)
+            # Every run but the last works on the snapshot's own copies, handed over: the user's objects
+            # stay untouched, and one copy of what the cell reads is in memory, not two. From run 2 on,
+            # the previous run's copies are let go (the originals go back first) before the originals,
+            # still as before the cell, are copied again: still one copy, whatever the number of runs.
+            if run > 1:
+                self.snapshot.restore_originals(self.ns)
+                self.snapshot.retake()
+            self.snapshot.restore(self.ns, hand_over=True)
         else:
             self.snapshot.restore_originals(self.ns)  # the last run works on the user's objects
             # Copied again while the originals are still as before the cell (and the handed-over

@@ -213,6 +213,7 @@ def _run_all(
     entries: dict[str, Entry] = {}
     last: dict[str, Any] = {}
     for run in range(1, runs + 1):
+        last = {}  # the previous run's values are compared: let them (and the copies they hold) go first
         runner.prepare(run, runs)
         seeding.seed_all(seed, seeders)
         try:
@@ -232,6 +233,7 @@ def _run_all(
                 entries[name] = Entry(name, Outcome(NOT_COMPARABLE, name, _ALIASED.format(run=run)))
             _compare_run(entries, reference, values, run, tol)
         last = values
+        del values
     assert reference is not None
     report.value = runner.last_value(last)
     del last
