@@ -123,7 +123,12 @@ class CellTrace:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell": self.cell, "cap": self.cap, "truncated": self.truncated, "ops": [op.to_dict() for op in self.ops]}
+        return {
+            "cell": self.cell,
+            "cap": self.cap,
+            "truncated": self.truncated,
+            "ops": [op.to_dict() for op in self.ops],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellTrace:

@@ -86,7 +86,8 @@ class PortableReport:
         lines = [f"Portable profile: {', '.join(self.applied)}."]
         if self.missing:
             shown = ", ".join(
-                f"{name}={wanted} (now {'unset' if now is None else now})" for name, (now, wanted) in self.missing.items()
+                f"{name}={wanted} (now {'unset' if now is None else now})"
+                for name, (now, wanted) in self.missing.items()
             )
             lines.append(
                 f"Not in force until the kernel restarts: {shown}. These are read only when the process starts; "

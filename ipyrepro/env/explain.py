@@ -126,7 +126,7 @@ def explain(here: dict[str, Any], there: dict[str, Any], names: tuple[str, str] 
             irrelevant.append(path)
             continue
         found.append(EnvDifference(path, a, b, weight, kind, reason))
-    found.sort(key=lambda d: (-d.weight, _KIND_ORDER.get(d.kind, 99), d.field))
+    found.sort(key=lambda d: (-d.weight, _KIND_ORDER.get(d.kind, 99), _FIELD_ORDER.get(d.field, 9), d.field))
     return Explanation(names, found, irrelevant)
 
 
@@ -136,6 +136,8 @@ _KIND_ORDER = {
         ("seed", "cpu_capability", "tf32", "gpu", "cuda_libraries", "torch", "cpu_isa", "threads", "determinism")
     )
 }
+
+_FIELD_ORDER = {"gpu.names": 0, "cpu.capability": 0, "threads.intra_op": 0}
 
 # ignored entirely: they describe the reading, not the numerics
 _IGNORED = {"schema", "gpu.source", "ipyrepro.enabled", "ipyrepro.portable", "variables.CUDA_VISIBLE_DEVICES"}
@@ -192,12 +194,20 @@ def _rule(path: str, gpu: bool) -> tuple[int, str, str] | None:
     if path == "cpu.model":
         return RARE, "cpu", "same ISA; only MKL may choose per CPU model (MKL_CBWR pins it)"
     if path in ("gpu.driver", "gpu.cuda_driver"):
-        return (RARE, "cuda_libraries", "the driver JIT-compiles PTX only for GPUs the wheel was not built for") if gpu else None
+        return (
+            (RARE, "cuda_libraries", "the driver JIT-compiles PTX only for GPUs the wheel was not built for")
+            if gpu
+            else None
+        )
     if path in ("software.python", "cpu.machine"):
-        return (LIKELY, "cpu_capability", "another CPU architecture") if path == "cpu.machine" else (
-            RARE,
-            "software",
-            "Python's own float formatting and math are stable",
+        return (
+            (LIKELY, "cpu_capability", "another CPU architecture")
+            if path == "cpu.machine"
+            else (
+                RARE,
+                "software",
+                "Python's own float formatting and math are stable",
+            )
         )
     return RARE, "other", "not known to change numbers"
 

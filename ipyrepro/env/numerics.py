@@ -48,7 +48,9 @@ GPU_VARS = (
 OTHER_VARS = ("PYTHONHASHSEED",)
 
 
-def numerics_environment(state: ReproState | None = None, *, nvml_library: str = nvml.DEFAULT_LIBRARY) -> dict[str, Any]:
+def numerics_environment(
+    state: ReproState | None = None, *, nvml_library: str = nvml.DEFAULT_LIBRARY
+) -> dict[str, Any]:
     """One JSON-ready reading, by section; `state` adds ipyrepro's seed, re-seed mode and portable profile."""
     return {
         "schema": SCHEMA,
