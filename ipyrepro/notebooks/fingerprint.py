@@ -188,7 +188,8 @@ class Comparison:
         if self.cells_compared:
             differing = [m for m in self.mismatches if m.what == "outputs differ"]
             out.append(
-                f"Outputs: {len(differing)} of {self.cells_compared} code cells differ ({self.names[0]} vs {self.names[1]})"
+                f"Outputs: {len(differing)} of {self.cells_compared} code cells differ "
+                f"({self.names[0]} vs {self.names[1]})"
                 if differing
                 else f"Outputs: all {self.cells_compared} code cells match bitwise"
             )

@@ -1,4 +1,4 @@
-"""--trace-ops: op digests on the device, the user's line, the cap, and the first divergent op between two "machines"."""
+"""--trace-ops: device digests, the user's line, the cap, and the first divergent op between two "machines"."""
 
 from __future__ import annotations
 

@@ -147,9 +147,8 @@ def test_cpu_capability(tmp_path: Path) -> None:
     other["cpu"]["capability"] = "AVX512"
     done = explain(tmp_path, other, cpu_machine())
     assert done.returncode == 1
-    assert done.stdout.startswith(
-        "Bitwise equality not expected: CPU kernels AVX512 in a.json, AVX2 in b.json; run both"
-    )
+    expected = "Bitwise equality not expected: CPU kernels AVX512 in a.json, AVX2 in b.json; run both"
+    assert done.stdout.startswith(expected)
 
 
 @pytest.mark.parametrize(
