@@ -107,6 +107,8 @@ class ReproState:
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
+        self.portable = False  # the portable profile's run-time half was applied (see core/portable.py)
+        self.portable_report: Any = None  # its PortableReport: what was set, which start variables are missing
         self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see processes.py
         self.observe_cuda()
 
@@ -200,6 +202,7 @@ class ReproState:
         cublas: str = ":4096:8",
         reseed: str | None = None,
         rank: int | None = None,
+        portable: bool = False,
     ) -> None:
         """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
 
@@ -207,8 +210,11 @@ class ReproState:
         own `%repro on` in a kernel installed with `--reseed source` stays `source`). Otherwise a
         setting not given comes from what a parent's `on` exported (IPYREPRO_SEED,
         IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, `cell`, `error`.
-        With `rank`, every RNG is then seeded with that rank's derived seed.
+        With `rank`, every RNG is then seeded with that rank's derived seed. With `portable`, the
+        portable profile's run-time settings are applied too (`set_portable`).
         """
+        if not isinstance(portable, bool):
+            raise ValueError(f"portable must be True or False; got {portable!r}")
         given = seed is not None and warn_only is not None and reseed is not None
         inherited = ChildSettings() if given else settings_from_env()
         seed = seeding.validate_seed(next(v for v in (seed, inherited.seed, 0) if v is not None))
@@ -253,7 +259,19 @@ class ReproState:
             self.notify()
             raise
         watch_persistent_workers(self)
+        if portable:
+            self.set_portable()
         self.warn_new()
+
+    def set_portable(self) -> Any:
+        """Apply the portable profile's run-time settings (threads, TF32 off, IEEE fp32); returns its report,
+        which names the start-only variables this process lacks. `off` leaves these settings as they are."""
+        from .portable import apply_runtime
+
+        self.portable_report = apply_runtime()
+        self.portable = True
+        self.notify()
+        return self.portable_report
 
     def disable(self) -> None:
         """Restore every flag, env var and the re-seed mode to what they were before `on`.
@@ -270,6 +288,7 @@ class ReproState:
             for name, value in self.saved.env.items():
                 set_env_variable(name, value)
         self.enabled = False
+        self.portable = False
         self.target = None
         self.saved = None
         self.notify()
