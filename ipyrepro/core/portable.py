@@ -30,8 +30,6 @@ X86_START_VARIABLES = {
 ARM_START_VARIABLES = {"ATEN_CPU_CAPABILITY": "default"}
 THREAD_START_VARIABLES = {"OMP_NUM_THREADS": str(PORTABLE_THREADS), "MKL_NUM_THREADS": str(PORTABLE_THREADS)}
 
-# The capability torch reports once ATEN_CPU_CAPABILITY took effect (a CPU without AVX2 reports DEFAULT anyway).
-EXPECTED_CAPABILITY = {"x86": ("AVX2", "DEFAULT"), "arm": ("DEFAULT",)}
 
 # fp32 precision switches of every backend this torch may have (torch >= 2.9); each is set only when present.
 FP32_PRECISION_PATHS = (
@@ -133,15 +131,33 @@ def apply_runtime(threads: int = PORTABLE_THREADS) -> PortableReport:
 
 def in_force() -> bool:
     """True when this process runs under the whole profile: start variables, threads, and IEEE fp32."""
+    return not missing_start_variables() and runtime_in_force()
+
+
+def runtime_in_force() -> bool:
     import torch
 
-    if missing_start_variables():
-        return False
     if torch.get_num_threads() != PORTABLE_THREADS:
         return False
     if torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32:
         return False
     return torch.get_float32_matmul_precision() == "highest"
+
+
+def describe(applied: bool) -> tuple[str, list[str]]:
+    """("in force" | "partly" | "off", what is missing), for status, the panel and the environment report.
+
+    `applied`: whether this process applied the run-time half (`%repro on --portable`)."""
+    missing = missing_start_variables()
+    live = runtime_in_force()
+    if not missing and live:
+        return "in force", []
+    gaps = [f"{name}={wanted} (now {'unset' if now is None else now})" for name, (now, wanted) in missing.items()]
+    if not live:
+        gaps.append("threads / TF32 / fp32 precision (run `%repro on --portable`)")
+    if applied or len(missing) < len(start_variables()):
+        return "partly", gaps
+    return "off", gaps
 
 
 def capability() -> str | None:

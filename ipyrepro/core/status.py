@@ -14,6 +14,7 @@ import torch
 
 from .flags import CUBLAS_VAR, Flags
 from .inductor import inductor_deterministic
+from .portable import describe as describe_portable
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
@@ -70,6 +71,8 @@ class Status(TextReport):
     python_version: str
     precision: dict[str, Any]
     inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
+    portable: str = "off"  # the portable profile: "in force", "partly" or "off" (core/portable.py)
+    portable_missing: list[str] = field(default_factory=list)  # what "partly" lacks
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -98,6 +101,7 @@ class Status(TextReport):
             precision=precision_flags(),
             inductor_deterministic=inductor_deterministic(),
         )
+        status.portable, status.portable_missing = describe_portable(state.portable)
         if state.enabled and state.target is not None:
             for name, (expected, actual) in state.target.differences(flags).items():
                 status.drift[name] = {"expected": expected, "actual": actual}
@@ -133,6 +137,8 @@ class Status(TextReport):
             inductor_deterministic(),
             state.rank,
             state.rank_seed,
+            state.portable,
+            torch.get_num_threads(),
             _live_workers(state) if state.persistent_worker_iterators else 0,
         )
 
@@ -160,6 +166,11 @@ class Status(TextReport):
             self.notes.append(
                 f"This process is rank {state.rank}, seeded with {state.rank_seed} = derive_rank_seed({self.seed}, "
                 f"{state.rank}) by seed_rank; the base seed stays {self.seed}."
+            )
+        if self.portable == "partly":
+            self.notes.append(
+                PORTABLE_NOTE_START + "; missing: " + "; ".join(self.portable_missing) + ". "
+                "Variables read at process start need a kernel installed with `ipyrepro kernel install --portable`."
             )
         self.warnings.extend(state.hook_errors)
 
@@ -240,6 +251,7 @@ class Status(TextReport):
             ("PYTHONHASHSEED", _show(self.python_hash_seed), None),
             ("CUDA", cuda, None),
             ("precision", precision, None),
+            ("portable profile", self.portable, None),
             ("versions", versions, None),
         ]
 
@@ -275,6 +287,8 @@ class Status(TextReport):
             f"<table>{''.join(body)}</table>{messages}</div>"
         )
 
+
+PORTABLE_NOTE_START = "The portable profile is only partly in force"
 
 DERIVED_FROM = {
     "cell": "from its cell id",

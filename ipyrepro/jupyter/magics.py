@@ -15,6 +15,7 @@ from ..core import arguments
 from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
 from ..core.seeding import RESEED_MODES
 from ..core.state import ReproState
+from ..core.status import PORTABLE_NOTE_START
 
 
 class _HelpShown(Exception):
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
         "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
         "in force when ipyrepro is already on (as in the reproducible kernel), else cell",
+    )
+    on.add_argument(
+        "--portable",
+        action="store_true",
+        help="the portable profile: fixed threads, TF32 off, IEEE fp32 now; says which CPU variables need a kernel "
+        "restarted with `ipyrepro kernel install --portable`",
     )
 
     commands.add_parser("off", help="restore everything to what it was before `on`")
@@ -170,7 +177,9 @@ class ReproMagics(Magics):
         return status
 
     def _on(self, args: argparse.Namespace) -> None:
-        self.state.enable(args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed)
+        self.state.enable(
+            args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed, portable=args.portable
+        )
         status = self.state.status()
         print(
             f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
@@ -178,7 +187,10 @@ class ReproMagics(Magics):
             "`%repro` shows status; `%repro off` restores."
         )
         for note in status.setup_notes():
-            print(f"Note: {note}")
+            if not (args.portable and note.startswith(PORTABLE_NOTE_START)):  # the profile's own text says it
+                print(f"Note: {note}")
+        if args.portable:
+            print(self.state.portable_report.text())
 
     def _off(self, args: argparse.Namespace) -> None:
         was_on = self.state.enabled
