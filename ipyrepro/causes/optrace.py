@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import linecache
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -182,9 +183,19 @@ class OpTracer(TorchDispatchMode):
         while frame is not None:
             filename = frame.f_code.co_filename
             if not filename.startswith(self._libraries) and not filename.startswith("<frozen"):
-                return filename, frame.f_lineno, linecache.getline(filename, frame.f_lineno).strip()
+                code = linecache.getline(filename, frame.f_lineno).strip()
+                return _stable_name(filename), frame.f_lineno, code
             frame = frame.f_back
         return "", 0, ""
+
+
+# A cell's code as ipykernel (/tmp/ipykernel_<pid>/<hash>.py) or IPython (<ipython-input-N-...>) names it.
+_CELL_FILE = re.compile(r"(.*[/\\]ipykernel_\d+[/\\]\d+\.py|<ipython-input-.*>)$")
+
+
+def _stable_name(filename: str) -> str:
+    """A cell's file name changes with the kernel's process id; traces of two runs must compare equal."""
+    return "<cell>" if _CELL_FILE.match(filename) else filename
 
 
 def trace_cap() -> int:
@@ -210,7 +221,8 @@ class Divergence:
 
     def text(self, cell_label: str | None = None) -> str:
         where = cell_label or f"cell {self.cell}"
-        line = f"line {self.here.line}" + (f" ({self.here.code})" if self.here.code else "")
+        of = "" if self.here.file in ("", "<cell>") else f" of {os.path.basename(self.here.file)}"
+        line = f"line {self.here.line}{of}" + (f" ({self.here.code})" if self.here.code else "")
         if self.kind == "sequence":
             head = (
                 f"{where}, op {self.position}: {self.here.op} here, {self.there.op} there at {line}: "
