@@ -66,7 +66,7 @@ def test_first_divergent_op_between_avx512_and_avx2_kernels(tmp_path: Path) -> N
     assert divergence.here.line == 12 and divergence.here.code == "logits = model(images)"
     tied = tie_to_environment(divergence, ["cpu_capability"], {"cpu_capability": ("AVX512", "AVX2")})
     assert tied.text() == (
-        "aten::convolution at cell step, line 12 (logits = model(images)): same inputs, different outputs; "
+        "aten::convolution at cell step, line 12 of step.py (logits = model(images)): same inputs, different outputs; "
         "explained by the CPU capability (AVX512 here, AVX2 there)"
     )
 
