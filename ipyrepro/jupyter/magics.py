@@ -116,6 +116,11 @@ def build_cell_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--save", metavar="FILE", help="write digests and the environment to FILE (JSON)")
     parser.add_argument("--check", metavar="FILE", help="compare with a FILE written by --save")
+    parser.add_argument(
+        "--trace-ops",
+        action="store_true",
+        help="record a digest of every torch op in each run and name the first op whose output differs",
+    )
     return parser
 
 
@@ -261,6 +266,7 @@ class ReproMagics(Magics):
                 save=args.save,
                 check=args.check,
                 state=self.state,
+                trace_ops=args.trace_ops,
             )
         except ValueError as error:  # bad files and arguments, found before anything ran
             if not _raised_by_ipyrepro(error):  # a library's or a seeder plugin's error is reported as itself
