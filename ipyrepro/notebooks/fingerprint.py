@@ -26,7 +26,7 @@ from ..env.explain import Explanation, explain
 FORMAT = "ipyrepro.notebook-fingerprint"
 SCHEMA = 1
 MAX_FILE_BYTES = 256 << 20
-PREVIEW_CHARS = 120
+PREVIEW_CHARS = 2000  # of each text output, so a mismatch can show its first differing line
 
 
 class FingerprintError(ValueError):
@@ -54,8 +54,7 @@ def cell_record(cell: Any, items: list[Any], state: dict[str, str] | None = None
 def _preview(item: Any) -> str:
     if item.image:
         return f"<{item.label}, {len(item.value)} bytes>"
-    first = item.value.strip().splitlines()[0] if item.value.strip() else ""
-    return first[:PREVIEW_CHARS]
+    return item.value[:PREVIEW_CHARS]
 
 
 def document(
@@ -256,8 +255,14 @@ def _detail(cell: dict[str, Any], other: dict[str, Any], names: tuple[str, str])
     lines = []
     for a, b in zip(cell["outputs"], other["outputs"]):
         if a["digest"] != b["digest"]:
-            lines.append(f"    {a['output']} {_in(names[0])}: {a.get('preview', '')}")
-            lines.append(f"    {b['output']} {_in(names[1])}: {b.get('preview', '')}")
+            mine, theirs = str(a.get("preview", "")).splitlines(), str(b.get("preview", "")).splitlines()
+            if mine == theirs:
+                lines.append(f"    {a['output']} differs after the first {PREVIEW_CHARS} characters (not saved)")
+                break
+            at = next((n for n, (x, y) in enumerate(zip(mine, theirs)) if x != y), min(len(mine), len(theirs)))
+            shown = [(mine[at] if at < len(mine) else "(no line)"), (theirs[at] if at < len(theirs) else "(no line)")]
+            lines.append(f"    {a['output']}, line {at + 1} {_in(names[0])}: {shown[0][:160]}")
+            lines.append(f"    {b['output']}, line {at + 1} {_in(names[1])}: {shown[1][:160]}")
             break
     if len(cell["outputs"]) != len(other["outputs"]):
         lines.append(f"    {len(cell['outputs'])} outputs {_in(names[0])}, {len(other['outputs'])} {_in(names[1])}")
