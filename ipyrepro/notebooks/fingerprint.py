@@ -19,7 +19,7 @@ from typing import Any
 
 import xxhash
 
-from ..causes.optrace import CellTrace, Divergence, first_divergence, tie_to_environment
+from ..causes.opcompare import CellTrace, Divergence, first_divergence, tie_to_environment
 from ..core import userfiles
 from ..env.explain import Explanation, explain
 

@@ -146,6 +146,6 @@ class MachinePlan:
 
 
 def _trace_cap() -> int:
-    from ..causes.optrace import trace_cap
+    from ..causes.opcompare import trace_cap
 
     return trace_cap()

@@ -334,7 +334,8 @@ class _TracedCellRunner(_CellRunner):
         self.traces: dict[int, Any] = {}
 
     def execute(self) -> dict[str, Any]:
-        from ..causes.optrace import CellTrace, OpTracer, trace_cap
+        from ..causes.opcompare import CellTrace, trace_cap
+        from ..causes.optrace import OpTracer
 
         run = self._run or 0
         if run in self.traces:  # the diagnosis reruns the cell: not one of the compared runs
@@ -344,7 +345,7 @@ class _TracedCellRunner(_CellRunner):
             return super().execute()
 
     def divergence_notes(self) -> list[str]:
-        from ..causes.optrace import first_divergence, tie_to_environment
+        from ..causes.opcompare import first_divergence, tie_to_environment
 
         reference = self.traces.get(1)
         if reference is None:

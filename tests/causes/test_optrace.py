@@ -11,15 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ipyrepro.causes.optrace import (
-    CellTrace,
-    OpTracer,
-    device_hash,
-    first_divergence,
-    op_digest,
-    tie_to_environment,
-    traces_from,
-)
+from ipyrepro.causes.opcompare import CellTrace, first_divergence, tie_to_environment, traces_from
+from ipyrepro.causes.optrace import OpTracer, device_hash, op_digest
 
 AVX2_LAPTOP = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
@@ -28,7 +21,8 @@ TRAINING_STEP = textwrap.dedent(
     import json, sys
     import torch
     import torch.nn.functional as F
-    from ipyrepro.causes.optrace import CellTrace, OpTracer
+    from ipyrepro.causes.opcompare import CellTrace
+    from ipyrepro.causes.optrace import OpTracer
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 10))
@@ -63,10 +57,10 @@ def test_first_divergent_op_between_avx512_and_avx2_kernels(tmp_path: Path) -> N
         return
     assert divergence.here.op == "aten::convolution"
     assert divergence.same_inputs
-    assert divergence.here.line == 12 and divergence.here.code == "logits = model(images)"
+    assert divergence.here.line == 13 and divergence.here.code == "logits = model(images)"
     tied = tie_to_environment(divergence, ["cpu_capability"], {"cpu_capability": ("AVX512", "AVX2")})
     assert tied.text() == (
-        "aten::convolution at cell step, line 12 of step.py (logits = model(images)): same inputs, different outputs; "
+        "aten::convolution at cell step, line 13 of step.py (logits = model(images)): same inputs, different outputs; "
         "explained by the CPU capability (AVX512 here, AVX2 there)"
     )
 

@@ -174,3 +174,17 @@ def test_bad_files_exit_2_and_say_why(tmp_path: Path, content: str, message: str
     assert message in done.stderr
     assert "b.json" in done.stderr
     assert done.stdout == ""
+
+
+def test_explain_never_imports_torch(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(fingerprint(GPU_MACHINE)))
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ipyrepro", "explain", "a.json", "a.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in modules and "numpy" not in modules

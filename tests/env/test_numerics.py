@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from ipyrepro.causes.optrace import CellTrace, OpTracer, op_digest
+from ipyrepro.causes.opcompare import CellTrace
+from ipyrepro.causes.optrace import OpTracer, op_digest
 from ipyrepro.env.numerics import numerics_environment
 
 PROBE = (
