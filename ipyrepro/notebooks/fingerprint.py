@@ -162,7 +162,7 @@ class CellMismatch:
 
 
 @dataclass
-class Comparison:
+class FingerprintComparison:
     """Two fingerprints (or a run and a fingerprint) side by side: cells, environment, first divergent op."""
 
     names: tuple[str, str]
@@ -214,10 +214,12 @@ class Comparison:
         }
 
 
-def compare(here: dict[str, Any], there: dict[str, Any], names: tuple[str, str] = ("here", "there")) -> Comparison:
+def compare(
+    here: dict[str, Any], there: dict[str, Any], names: tuple[str, str] = ("here", "there")
+) -> FingerprintComparison:
     """Compare two fingerprint documents (as `load` returns, or as the check builds before saving)."""
     explanation = explain(here["environment"], there["environment"], names)
-    result = Comparison(names, explanation)
+    result = FingerprintComparison(names, explanation)
     theirs = {cell["index"]: cell for cell in there.get("cells") or []}
     total = len(here.get("cells") or [])
     for position, cell in enumerate(here.get("cells") or [], 1):

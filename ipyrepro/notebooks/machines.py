@@ -25,7 +25,7 @@ class MachineResult:
 
     saved_to: str | None = None
     save_note: str | None = None
-    against: fingerprint.Comparison | None = None
+    against: fingerprint.FingerprintComparison | None = None
     against_name: str = ""
     error: str | None = None  # the kernel could not report its environment
 
