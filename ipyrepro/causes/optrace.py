@@ -126,5 +126,3 @@ _CELL_FILE = re.compile(r"(.*[/\\]ipykernel_\d+[/\\]\d+\.py|<ipython-input-.*>)$
 def _stable_name(filename: str) -> str:
     """A cell's file name changes with the kernel's process id; traces of two runs must compare equal."""
     return "<cell>" if _CELL_FILE.match(filename) else filename
-
-
