@@ -94,17 +94,20 @@ def enable(
     cublas: str = ":4096:8",
     reseed: str | None = None,
     rank: int | None = None,
+    portable: bool = False,
 ) -> Status:
     """Apply the full determinism recipe (see README); `disable()` restores what was before.
 
     `reseed`: "cell", "source", "fixed" or "off". A setting not given keeps the value in force (a
     second `on`, a re-seed mode chosen while off, the base seed), else takes the kernel's or a parent's
     (IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only
-    False (docs/defaults.md). `rank`: then seed with that rank's seed (see `seed_rank`).
+    False (docs/defaults.md). `rank`: then seed with that rank's seed (see `seed_rank`). `portable`: also
+    the portable profile's run-time settings (docs/across-machines.md); `status().portable_missing` names the
+    start variables it still needs.
     """
     from .core.state import STATE
 
-    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank)
+    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank, portable=portable)
     return STATE.status()
 
 

@@ -39,12 +39,19 @@ def _kernel_install(args: argparse.Namespace) -> int:
         user=args.user,
         prefix=args.prefix,
         force=args.force,
+        portable=args.portable,
     )
+    portable = ""
+    if args.portable:
+        from .core.portable import start_variables
+
+        pinned = ", ".join(f"{name}={value}" for name, value in start_variables().items())
+        portable = f", the portable profile's start variables ({pinned})"
     print(
         f"Installed kernelspec {args.name!r} in {folder}: PYTHONHASHSEED={args.seed}, "
-        f"CUBLAS_WORKSPACE_CONFIG={args.cublas}, and `%repro on --seed {args.seed} --reseed {args.reseed}` "
-        "before the first cell (IPYREPRO_SEED and IPYREPRO_RESEED too, so a notebook's own `%repro on` keeps "
-        "them). Pick it in Jupyter's kernel list."
+        f"CUBLAS_WORKSPACE_CONFIG={args.cublas}{portable}, and `%repro on --seed {args.seed} --reseed {args.reseed}"
+        f"{' --portable' if args.portable else ''}` before the first cell (IPYREPRO_SEED and IPYREPRO_RESEED too, "
+        "so a notebook's own `%repro on` keeps them). Pick it in Jupyter's kernel list."
     )
     return 0
 
@@ -58,6 +65,7 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .notebooks.check import check
+    from .notebooks.fingerprint import FingerprintError
     from .notebooks.notebookfile import NotebookError
 
     def progress(text: str) -> None:
@@ -80,12 +88,32 @@ def _check(args: argparse.Namespace) -> int:
             progress=progress,
             jobs=args.jobs,
             causes=not args.no_causes,
+            save=args.save,
+            against=args.against,
+            trace_ops=args.trace_ops,
+            portable=args.portable,
         )
-    except NotebookError as error:
+    except (NotebookError, FingerprintError) as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report)
     return report.exit_code
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .notebooks.fingerprint import FingerprintError, compare, load
+
+    try:
+        first, second = load(args.first), load(args.second)
+    except FingerprintError as error:
+        print(f"ipyrepro explain: {error}", file=sys.stderr)
+        return 2
+    result = compare(first, second, (os.path.basename(args.first), os.path.basename(args.second)))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    return result.exit_code
 
 
 def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
@@ -179,6 +207,29 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="when something differs, do not run the one extra kernel that names each cause at its line",
     )
+    check.add_argument(
+        "--save",
+        metavar="FILE.json",
+        help="when the runs agree, write the notebook's fingerprint: per-cell output digests and the numerics "
+        "environment (docs/across-machines.md)",
+    )
+    check.add_argument(
+        "--against",
+        metavar="FILE.json",
+        help="compare this machine's run with a fingerprint written by --save, and explain the environment "
+        "differences; exit 1 when a cell differs",
+    )
+    check.add_argument(
+        "--trace-ops",
+        action="store_true",
+        help="with --save/--against: record a digest of every torch op (inputs, outputs, line) to name the first "
+        "op that differs",
+    )
+    check.add_argument(
+        "--portable",
+        action="store_true",
+        help="run the kernels under the portable profile (common CPU kernels, fixed threads, no TF32)",
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     check.set_defaults(handler=_check)
@@ -207,6 +258,11 @@ def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
     where.add_argument("--user", action="store_true", help="install for this user (the default)")
     where.add_argument("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels, e.g. a virtualenv")
     install.add_argument("--force", action="store_true", help="replace an existing kernelspec of that name")
+    install.add_argument(
+        "--portable",
+        action="store_true",
+        help="the portable profile: pin CPU kernels and threads in the kernel's environment, TF32 off",
+    )
     install.set_defaults(handler=_kernel_install)
     uninstall = actions.add_parser("uninstall", help="remove a kernelspec that `ipyrepro kernel install` wrote")
     uninstall.add_argument("name", help="the kernelspec name")
@@ -230,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_kernel_commands(commands)
     _add_check_command(commands)
+    explain = commands.add_parser(
+        "explain",
+        help="compare two fingerprints without running anything: is bitwise equality expected, and what differs",
+        description="Exit 0 when the two are equivalent (bitwise equality expected and recorded outputs equal), "
+        "1 when they differ, 2 when a file cannot be read.",
+    )
+    explain.add_argument("first", metavar="A.json", help="a fingerprint (`ipyrepro check NB --save A.json`)")
+    explain.add_argument("second", metavar="B.json", help="another fingerprint")
+    explain.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    explain.set_defaults(handler=_explain)
     return parser
 
 

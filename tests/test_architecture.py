@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "causes": {"core", "comparison"},
     "rerun": {"core", "comparison", "causes"},
     "distributed": {"core", "comparison"},
-    "notebooks": {"core", "comparison", "causes"},
+    "notebooks": {"core", "comparison", "causes", "env"},  # env: a fingerprint records the numerics environment
     "resume": {"core", "comparison"},
     "jupyter": {"core", "comparison", "causes", "rerun", "env", "distributed", "notebooks", "resume"},
     "testing": {"core", "comparison", "causes", "rerun", "notebooks", "resume"},

@@ -44,6 +44,8 @@ from .processes import (
 )
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
+PORTABLE_STEP = "portable profile"  # its run-time half, applied at torch's import when torch is not imported yet
+
 
 class ReproWarning(UserWarning):
     """A setting that defeats reproducibility, with its cause and fix."""
@@ -131,6 +133,8 @@ class ReproState:
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
+        self.portable = False  # the portable profile's run-time half was applied (see core/portable.py)
+        self.portable_report: Any = None  # its PortableReport: what was set, which start variables are missing
         self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see processes.py
         self.observe_cuda()
 
@@ -248,16 +252,20 @@ class ReproState:
         cublas: str = ":4096:8",
         reseed: str | None = None,
         rank: int | None = None,
+        portable: bool = False,
     ) -> None:
         """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
 
         A setting not given follows the one rule of core/defaults.py: what is in force (a second
         `on`, a re-seed mode chosen while off, the base seed), else the kernel's IPYREPRO_SEED,
         IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC, else seed 0, `cell`, `error`.
-        With `rank`, every RNG is then seeded with that rank's derived seed.
+        With `rank`, every RNG is then seeded with that rank's derived seed. With `portable`, the
+        portable profile's run-time settings are applied too (`set_portable`).
         """
         if seed is not None:
             seeding.validate_seed(seed)
+        if not isinstance(portable, bool):
+            raise ValueError(f"portable must be True or False; got {portable!r}")
         validate_cublas_value(cublas)
         if reseed is not None:
             seeding.validate_reseed_mode(reseed)
@@ -299,6 +307,8 @@ class ReproState:
             TORCH.apply_on_import("persistent-workers watch", lambda torch: watch_persistent_workers(self))
         else:
             watch_persistent_workers(self)
+        if portable:
+            self.set_portable()
         self.warn_new()
 
     def in_force(self) -> ChildSettings:
@@ -318,6 +328,24 @@ class ReproState:
         if last is not None and (last.seed, last.derivation) != (seed, derivation):
             self.last_cell = CellSeed(seed, last.cell_id, derivation)
 
+    def set_portable(self) -> Any:
+        """Apply the portable profile's run-time settings (threads, TF32 off, IEEE fp32); returns its report,
+        which names the start-only variables this process lacks (None while torch is not imported yet: then
+        they are applied at its import). `off` leaves these settings as they are."""
+        from .portable import apply_runtime
+
+        def apply(torch: Any = None) -> None:
+            self.portable_report = apply_runtime()
+
+        self.portable = True
+        if imported_torch() is None:
+            self.portable_report = None
+            TORCH.apply_on_import(PORTABLE_STEP, apply)
+        else:
+            apply()
+        self.notify()
+        return self.portable_report
+
     def disable(self) -> None:
         """Restore every flag, env var and the re-seed mode to what they were before `on`.
 
@@ -333,6 +361,8 @@ class ReproState:
             for name, value in self.saved.env.items():
                 set_env_variable(name, value)
         self.enabled = False
+        self.portable = False
+        TORCH.apply_on_import(PORTABLE_STEP, None)  # a profile still waiting for torch's import is dropped
         self.target = None
         self.saved = None
         self.notify()

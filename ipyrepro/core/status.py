@@ -14,6 +14,7 @@ from .flags import CUBLAS_VAR, Flags
 from .inductor import inductor_deterministic
 from .lazytorch import PENDING_TEXT, TORCH
 from .lazytorch import imported as imported_torch
+from .portable import describe as describe_portable
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
@@ -74,6 +75,8 @@ class Status(TextReport):
     inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
     pending_restore: dict[str, Any] | None = None  # a checkpoint's RNG states waiting for their cell: seed, id, how
     torch_imported: bool = True  # False: the torch flags shown are what its import will get (lazytorch.py)
+    portable: str = "off"  # the portable profile: "in force", "partly" or "off" (core/portable.py)
+    portable_missing: list[str] = field(default_factory=list)  # what "partly" lacks
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -106,6 +109,7 @@ class Status(TextReport):
         pending = state.pending_restore
         if pending is not None:
             status.pending_restore = dict(seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation)
+        status.portable, status.portable_missing = describe_portable(state.portable)
         if state.enabled and state.target is not None:
             for name, (expected, actual) in state.target.differences(flags).items():
                 status.drift[name] = {"expected": expected, "actual": actual}
@@ -138,6 +142,8 @@ class Status(TextReport):
             state.rank,
             state.rank_seed,
             None if state.pending_restore is None else state.pending_restore.seed,
+            state.portable,
+            _torch_threads(),
             _live_workers(state) if state.persistent_worker_iterators else 0,
         )
 
@@ -165,6 +171,11 @@ class Status(TextReport):
             self.notes.append(
                 f"This process is rank {state.rank}, seeded with {state.rank_seed} = derive_rank_seed({self.seed}, "
                 f"{state.rank}) by seed_rank; the base seed stays {self.seed}."
+            )
+        if self.portable == "partly":
+            self.notes.append(
+                PORTABLE_NOTE_START + "; missing: " + "; ".join(self.portable_missing) + ". "
+                "Variables read at process start need a kernel installed with `ipyrepro kernel install --portable`."
             )
         self.warnings.extend(state.hook_errors)
 
@@ -251,6 +262,7 @@ class Status(TextReport):
             ("PYTHONHASHSEED", _show(self.python_hash_seed), None),
             ("CUDA", cuda, None),
             ("precision", precision, None),
+            ("portable profile", self.portable, None),
             ("versions", versions, None),
         ]
 
@@ -294,6 +306,8 @@ class Status(TextReport):
             f"<table>{''.join(body)}</table>{messages}</div>"
         )
 
+
+PORTABLE_NOTE_START = "The portable profile is only partly in force"
 
 DERIVED_FROM = {
     "cell": "from its cell id",
@@ -344,3 +358,9 @@ def _live_workers(state: ReproState) -> int:
 
 def _show(value: object) -> str:
     return "unset" if value is None else str(value)
+
+
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count (the portable profile fixes it); None before torch is imported."""
+    torch = imported_torch()
+    return None if torch is None else torch.get_num_threads()

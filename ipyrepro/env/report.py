@@ -219,6 +219,9 @@ def _determinism(state: ReproState | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if state is not None:
         values.update(ipyrepro="on" if state.enabled else "off", seed=state.seed, reseed=state.reseed)
+    from ..core.portable import describe
+
+    values["portable_profile"] = describe(bool(state is not None and state.portable))[0]
     values.update(
         cudnn_benchmark=flags.cudnn_benchmark,
         cudnn_deterministic=flags.cudnn_deterministic,

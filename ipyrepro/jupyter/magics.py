@@ -16,6 +16,7 @@ from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
 from ..core.lazytorch import PENDING_TEXT
 from ..core.seeding import RESEED_MODES
 from ..core.state import ReproState
+from ..core.status import PORTABLE_NOTE_START
 
 
 class _HelpShown(Exception):
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
         "in force (already on, or chosen while off), else IPYREPRO_RESEED (the reproducible kernel's), else cell",
     )
+    on.add_argument(
+        "--portable",
+        action="store_true",
+        help="the portable profile: fixed threads, TF32 off, IEEE fp32 now; says which CPU variables need a kernel "
+        "restarted with `ipyrepro kernel install --portable`",
+    )
 
     commands.add_parser("off", help="restore everything to what it was before `on`")
 
@@ -122,6 +129,11 @@ def build_cell_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--save", metavar="FILE", help="write digests and the environment to FILE (JSON)")
     parser.add_argument("--check", metavar="FILE", help="compare with a FILE written by --save")
+    parser.add_argument(
+        "--trace-ops",
+        action="store_true",
+        help="record a digest of every torch op in each run and name the first op whose output differs",
+    )
     return parser
 
 
@@ -183,7 +195,9 @@ class ReproMagics(Magics):
         return status
 
     def _on(self, args: argparse.Namespace) -> None:
-        self.state.enable(args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed)
+        self.state.enable(
+            args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed, portable=args.portable
+        )
         status = self.state.status()
         print(
             f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
@@ -191,7 +205,10 @@ class ReproMagics(Magics):
             f"{'' if status.torch_imported else f' ({PENDING_TEXT})'}. `%repro` shows status; `%repro off` restores."
         )
         for note in status.setup_notes():
-            print(f"Note: {note}")
+            if not (args.portable and note.startswith(PORTABLE_NOTE_START)):  # the profile's own text says it
+                print(f"Note: {note}")
+        if args.portable:
+            print(self.state.portable_report.text())
 
     def _off(self, args: argparse.Namespace) -> None:
         was_on = self.state.enabled
@@ -262,6 +279,7 @@ class ReproMagics(Magics):
                 save=args.save,
                 check=args.check,
                 state=self.state,
+                trace_ops=args.trace_ops,
             )
         except ValueError as error:  # bad files and arguments, found before anything ran
             if not _raised_by_ipyrepro(error):  # a library's or a seeder plugin's error is reported as itself

@@ -62,6 +62,11 @@ TIPS = {
         "Re-seed before each cell, so re-running a cell gives the same random numbers without re-running "
         "the cells above it. Cost: a few microseconds per cell."
     ),
+    "portable": (
+        "The portable profile: 4 threads, TF32 off and IEEE fp32 now (same as `%repro on --portable`), so "
+        "machines of one architecture compute the same bits. CPU kernel pins are read only at start: "
+        "use a kernel from `ipyrepro kernel install --portable`. Cost: see benchmarks/bench_portable.py."
+    ),
     "status": "What is in force right now, read live from PyTorch and the environment after every cell.",
 }
 ALGORITHM_TIPS = (
@@ -128,6 +133,8 @@ class ReproPanel(widgets.VBox):
             tooltip=TIPS["reseed"],
             style={"button_width": "80px"},
         )
+        self.portable = widgets.Button(description="Apply portable profile", tooltip=TIPS["portable"])
+        self.portable_state = widgets.HTML("")
         self.status_view = widgets.HTML(tooltip=TIPS["status"])
         self.errors = widgets.Output()
 
@@ -143,6 +150,8 @@ class ReproPanel(widgets.VBox):
             (self.algorithms, "algorithms"),
             (self.cublas, "cublas"),
             (self.reseed, "reseed"),
+            (self.portable, "portable"),
+            (self.portable_state, "portable-state"),
             (self.status_view, "status-area"),
             (self.errors, "errors"),
         ):
@@ -156,6 +165,7 @@ class ReproPanel(widgets.VBox):
         self.algorithms.observe(self._guard(self._on_algorithms), "value")
         self.cublas.observe(self._guard(self._on_cublas), "value")
         self.reseed.observe(self._guard(self._on_reseed), "value")
+        self.portable.on_click(lambda _button: self._guard(self._on_portable)(None))
 
         self._unsubscribe = state.subscribe(self._on_state_change)
         self.refresh()
@@ -173,6 +183,7 @@ class ReproPanel(widgets.VBox):
             _row("Deterministic algorithms", TIPS["algorithms"], self.algorithms),
             _row("cuBLAS workspace", TIPS["cublas"], self.cublas),
             _row("Re-seed before each cell", TIPS["reseed"], self.reseed),
+            _row("Portable profile", TIPS["portable"], widgets.HBox([self.portable, self.portable_state])),
             self.status_view,
             self.errors,
         ]
@@ -209,6 +220,8 @@ class ReproPanel(widgets.VBox):
                 self.cublas.options = (*CUBLAS_CHOICES, cublas)
                 self.cublas.value = cublas
             self.reseed.value = status.reseed
+            missing = f": missing {'; '.join(status.portable_missing)}" if status.portable == "partly" else ""
+            self.portable_state.value = html.escape(f"{status.portable}{missing}")
             self._show_drift(status)
             self.status_view.value = status._repr_html_()
         finally:
@@ -308,6 +321,9 @@ class ReproPanel(widgets.VBox):
     def _on_reseed(self, change: Any) -> None:
         self.state.set_reseed(change["new"])
 
+    def _on_portable(self, _change: Any) -> None:
+        self.state.set_portable()
+
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget for Jupyter, and the full text status (not a truncated repr) for terminals."""
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -327,6 +343,8 @@ class ReproPanel(widgets.VBox):
             self.algorithms,
             self.cublas,
             self.reseed,
+            self.portable,
+            self.portable_state,
             self.status_view,
             self.errors,
         ):

@@ -20,6 +20,7 @@ from ..core.defaults import ChildSettings, resolve_settings
 from .checkcauses import find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
+from .machines import MachinePlan
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison
 from .report import CheckReport, Run, _compare, _current, traceback_tail
@@ -43,6 +44,10 @@ def check(
     progress: Callable[[str], None] | None = None,
     causes: bool = True,
     jobs: int | None = None,
+    save: str | None = None,
+    against: str | None = None,
+    trace_ops: bool = False,
+    portable: bool = False,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -68,6 +73,8 @@ def check(
         validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
+    options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
+    plan = MachinePlan.build(save, against, trace_ops, portable, options)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
@@ -81,6 +88,10 @@ def check(
         report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{strict})"
     else:
         seed = 0 if seed is None else seed  # unused: --as-is sets nothing up
+    if portable:
+        report.mode += ", portable profile"
+    if plan is not None:  # the fingerprint records the seed and mode the runs really used
+        plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
     say = progress or (lambda text: None)
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
@@ -100,10 +111,13 @@ def check(
             startup_timeout,
             kernel_spec_manager,
             say,
+            plan,
         )
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     _compare(report, comparison)
+    if plan is not None and plan.collects:
+        report.machines = plan.finish(report, comparison)
     if causes and report.differences and not report.errors:
         report.causes = find_causes(
             report,
@@ -162,6 +176,7 @@ def _run_once(
     startup_timeout: float,
     kernel_spec_manager: Any,
     say: Callable[[str], None],
+    plan: MachinePlan | None = None,
 ) -> Run:
     run = Run(number)
     try:
@@ -174,7 +189,13 @@ def _run_once(
             cublas=cublas,
             startup_timeout=startup_timeout,
             kernel_spec_manager=kernel_spec_manager,
+            env=plan.kernel_env() if plan is not None else None,
         ) as (runner, setup_error):
+            setup = plan.setup_code(number) if plan is not None and setup_error is None else None
+            if setup is not None:
+                done = runner.execute(setup, silent=True, store_history=False, timeout=startup_timeout)
+                if done.status != "ok":
+                    setup_error = done.error_text or done.status
             if setup_error is not None:
                 run.error = (
                     f"`%repro on` failed in kernel {kernel_name!r} ({setup_error}); "
@@ -198,6 +219,8 @@ def _run_once(
                         + (f"\n    Traceback (last frames):\n{frames}" if frames else "")
                     )
                     return run
+            if plan is not None:
+                run.collected = plan.collect(runner, number, startup_timeout)
     except KernelStartError as error:
         run.error, run.fatal = f"the kernel could not start: {error}", True
     except CellTimeout as error:

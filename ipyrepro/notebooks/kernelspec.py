@@ -27,7 +27,7 @@ _NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)  # what jupyter_client acce
 _PROTECTED = ("python3",)  # replacing it would change every notebook's default kernel
 
 
-def startup_lines(seed: int, reseed: str | None = None) -> list[str]:
+def startup_lines(seed: int, reseed: str | None = None, portable: bool = False) -> list[str]:
     """What the kernel runs before the first cell (and what `ipyrepro check` runs by default).
 
     It loads `ipyrepro.preload`, not `ipyrepro`, so that a notebook's own
@@ -35,7 +35,8 @@ def startup_lines(seed: int, reseed: str | None = None) -> list[str]:
     `reseed=None`: `%repro on`'s default (the mode in force if already on, else cell).
     """
     reseed_option = "" if reseed is None else f" --reseed {reseed}"
-    return ["%load_ext ipyrepro.preload", f"%repro on --seed {seed}{reseed_option}"]
+    portable_option = " --portable" if portable else ""
+    return ["%load_ext ipyrepro.preload", f"%repro on --seed {seed}{reseed_option}{portable_option}"]
 
 
 def startup_env(seed: int, cublas: str, reseed: str | None = None) -> dict[str, str]:
@@ -49,26 +50,41 @@ def startup_env(seed: int, cublas: str, reseed: str | None = None) -> dict[str, 
 
 
 def kernel_json(
-    seed: int = 0, cublas: str = ":4096:8", display_name: str | None = None, reseed: str = "cell"
+    seed: int = 0,
+    cublas: str = ":4096:8",
+    display_name: str | None = None,
+    reseed: str = "cell",
+    portable: bool = False,
 ) -> dict[str, Any]:
-    """The kernel.json of a reproducible kernel running this Python."""
+    """The kernel.json of a reproducible kernel running this Python; `portable` adds the portable profile
+    (its start-only variables in the environment, `%repro on --portable` before the first cell)."""
     from ..core import __version__
+    from ..core.portable import start_variables
 
     seed = validate_seed(seed)
     cublas = _validate_cublas(cublas)
     reseed = validate_reseed_mode(reseed)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    argv += [f"--IPKernelApp.exec_lines={line}" for line in startup_lines(seed, None if reseed == "cell" else reseed)]
-    mode = "" if reseed == "cell" else f", re-seed {reseed}"
+    if not isinstance(portable, bool):
+        raise ValueError(f"portable must be True or False; got {portable!r}")
+    lines = startup_lines(seed, None if reseed == "cell" else reseed, portable)
+    argv += [f"--IPKernelApp.exec_lines={line}" for line in lines]
+    mode = ("" if reseed == "cell" else f", re-seed {reseed}") + (", portable" if portable else "")
     return {
         "argv": argv,
         "display_name": display_name or f"Python 3 (ipyrepro, seed {seed}{mode})",
         "language": "python",
-        "env": startup_env(seed, cublas, reseed),
+        "env": {**startup_env(seed, cublas, reseed), **(start_variables() if portable else {})},
         "interrupt_mode": "signal",
         "metadata": {
             "debugger": True,
-            "ipyrepro": {"seed": seed, "cublas": cublas, "reseed": reseed, "version": __version__},
+            "ipyrepro": {
+                "seed": seed,
+                "cublas": cublas,
+                "reseed": reseed,
+                "portable": portable,
+                "version": __version__,
+            },
         },
     }
 
@@ -92,12 +108,13 @@ def install(
     user: bool = False,
     prefix: str | os.PathLike[str] | None = None,
     force: bool = False,
+    portable: bool = False,
 ) -> Path:
     """Write the kernelspec and return its folder; an existing one is replaced only with `force`."""
     if user and prefix is not None:
         raise ValueError("choose --user or --prefix DIR, not both")
     _validate_name(name, force)
-    spec = kernel_json(seed, cublas, display_name, reseed)  # validates all before anything is written
+    spec = kernel_json(seed, cublas, display_name, reseed, portable)  # validates all before anything is written
     destination = kernels_dir(user=user, prefix=prefix) / name.lower()  # the folder name Jupyter uses
     if destination.exists() and not force:
         raise FileExistsError(

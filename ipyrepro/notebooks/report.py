@@ -24,6 +24,7 @@ class Run:
     error: str | None = None
     fatal: bool = False  # the kernel could not start: every further run would fail the same way
     error_cell: int | None = None  # the index of the cell the run stopped at; None: not at a cell
+    collected: Any = None  # --save/--against: the kernel's environment and op trace (run 1), or an error text
 
     @property
     def complete(self) -> bool:
@@ -77,18 +78,22 @@ class CheckReport:
     kernel_note: str = ""  # e.g. --as-is replaced an ipyrepro kernel with a plain one
     seed: int | None = None  # the seed and re-seed mode the runs were set up with (None: --as-is)
     reseed: str | None = None
+    machines: Any = None  # --save / --against: a machines.MachineResult
 
     @property
     def errors(self) -> list[str]:
-        return [f"run {run.number}: {run.error}" for run in self.runs if run.error]
+        found = [f"run {run.number}: {run.error}" for run in self.runs if run.error]
+        if self.machines is not None and self.machines.error:
+            found.append(f"run 1: {self.machines.error}")
+        return found
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.differences
+        return not self.errors and not self.differences and not (self.machines is not None and self.machines.differs)
 
     @property
     def exit_code(self) -> int:
-        return 2 if self.errors else 1 if self.differences else 0
+        return 2 if self.errors else 0 if self.ok else 1
 
     def header(self) -> str:
         runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
@@ -130,6 +135,10 @@ class CheckReport:
                 if cells
                 else f"all {len(self.cells)} code cells matched"
             )
+        if self.machines is not None:
+            lines += self.machines.lines()
+            if self.machines.differs and not self.differences:
+                compared += f" here, but they differ from {self.machines.against_name}"
         verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[self.exit_code]
         lines.append(f"{verdict}: {compared}.")
         return "\n".join(lines)
@@ -169,6 +178,7 @@ class CheckReport:
                 if cell.index in causes
             ],
             "causes_run": self.causes.status if self.causes is not None else None,
+            "machines": self.machines.to_dict() if self.machines is not None else None,
         }
 
     def to_json(self) -> str:

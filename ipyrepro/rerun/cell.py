@@ -245,12 +245,16 @@ def rerun_cell(
     check: str | None = None,
     diagnose: bool = True,
     state: ReproState = STATE,
+    trace_ops: bool = False,
 ) -> CompareReport:
     """`%%repro`: run `cell` `runs` times from the same seed and namespace and compare what it assigns.
 
     Everything is validated before the first run; afterwards the namespace is as
-    after exactly one run (or, if a run raised, as before the cell).
+    after exactly one run (or, if a run raised, as before the cell). `trace_ops` records every
+    torch op of each run and names the first one whose output differs (causes/optrace.py).
     """
+    if not isinstance(trace_ops, bool):
+        raise ValueError(f"trace_ops must be True or False; got {trace_ops!r}")
     runs = _validate_runs(runs)
     tol = Tolerance(rtol, atol)
     explicit = _validate_names(names)
@@ -307,14 +311,14 @@ def rerun_cell(
             )
             report.warnings.append(text)
             warnings.warn(text, ReproWarning, stacklevel=2)
-    runner = _CellRunner(shell, code, compared, has_last, snapshot)
+    runner = (_TracedCellRunner if trace_ops else _CellRunner)(shell, code, compared, has_last, snapshot)
     runner.source = cell  # the causes show the cell's lines as written
     runner.explicit = tuple(explicit or ())
     runner.ignore = frozenset(ignore | hidden)
     if state.reseed != "off" and state.last_cell is not None:  # the hook re-seeded this cell: show the runs' seed
         given = given_seed is not None or (saved is not None and saved.seed is not None)
         state.cell_ran_from(seed, "given" if given else state.last_cell.derivation)
-    return _run_all(
+    report = _run_all(
         runner,
         runs=runs,
         seed=seed,
@@ -326,3 +330,39 @@ def rerun_cell(
         saved=saved,
         report=report,
     )
+    if isinstance(runner, _TracedCellRunner):
+        report.notes += runner.divergence_notes()
+    return report
+
+
+class _TracedCellRunner(_CellRunner):
+    """`%%repro --trace-ops`: each run of the cell under an OpTracer; run 1's trace is the reference."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.traces: dict[int, Any] = {}
+
+    def execute(self) -> dict[str, Any]:
+        from ..causes.opcompare import CellTrace, trace_cap
+        from ..causes.optrace import OpTracer
+
+        run = self._run or 0
+        if run in self.traces:  # the diagnosis reruns the cell: not one of the compared runs
+            return super().execute()
+        trace = self.traces[run] = CellTrace("cell", cap=trace_cap())
+        with OpTracer(trace):
+            return super().execute()
+
+    def divergence_notes(self) -> list[str]:
+        from ..causes.opcompare import first_divergence, tie_to_environment
+
+        reference = self.traces.get(1)
+        if reference is None:
+            return []
+        notes = [note for trace in self.traces.values() if (note := trace.note())][:1]
+        for run in sorted(self.traces)[1:]:
+            divergence = first_divergence([reference], [self.traces[run]])
+            if divergence is not None:
+                tied = tie_to_environment(divergence, [], {})
+                return [*notes, f"First divergent op (run 1 vs run {run}): {tied.text('the cell')}"]
+        return [*notes, f"Op trace: all {len(reference.ops)} recorded ops gave the same bits in every run"]

@@ -29,7 +29,17 @@ CHECK = (
 SET_BY_CELL = "torch.backends.cudnn.benchmark = True\ntorch.use_deterministic_algorithms(False)\nprint('SET BY CELL')"
 
 
-CONTROLS = ["master", "seed", "apply-seed", "benchmark", "cudnn-deterministic", "algorithms", "cublas", "reseed"]
+CONTROLS = [
+    "master",
+    "seed",
+    "apply-seed",
+    "benchmark",
+    "cudnn-deterministic",
+    "algorithms",
+    "cublas",
+    "reseed",
+    "portable",
+]
 TITLES = """names => Object.fromEntries(names.map(name => {
     const root = document.querySelector('.ipyrepro-' + name);
     const nodes = root ? [root, ...root.querySelectorAll('[title]')] : [];
@@ -124,6 +134,15 @@ def test_clicks_change_the_kernel_state_and_cells_change_the_panel(lab: Lab, fro
             expect(page.locator(".ipyrepro-benchmark.ipyrepro-drift")).to_be_visible(timeout=30_000)
             expect(page.locator(".ipyrepro-status-area")).to_contain_text("Warning:")
             panel.screenshot(path=str(OUTPUT / f"panel-{frontend}-on.png"))
+
+            # the portable profile: a click applies what a running kernel can, the panel names what needs a restart
+            expect(page.locator(".ipyrepro-portable-state")).to_have_text("off")
+            page.locator(".ipyrepro-portable").click()
+            expect(page.locator(".ipyrepro-portable-state")).to_contain_text(
+                "partly: missing ATEN_CPU_CAPABILITY=avx2", timeout=30_000
+            )
+            _run_new_cell(page, "print('THREADS', torch.get_num_threads(), torch.backends.cudnn.allow_tf32)")
+            expect(_output(page, "THREADS 4 False")).to_be_visible(timeout=30_000)
         except Exception:
             if "page" in locals():
                 page.screenshot(path=str(OUTPUT / f"panel-{frontend}-failure.png"), full_page=True)
