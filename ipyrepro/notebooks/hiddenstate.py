@@ -287,12 +287,12 @@ class HiddenState:
 
     def fix(self) -> str:
         return (
-            f"move the code that binds {self.what()} ({self.binder.label()}, line {self.binding.line}) above this "
-            "cell, then restart the kernel and run all cells to confirm"
+            f"move line {self.binding.line} of {self.binder.label()}, which binds {self.what()}, above this cell; "
+            "then restart the kernel and run all cells to confirm"
         )
 
     def to_cause(self) -> Any:
-        from ..causes.tracer import Cause
+        from ..comparison.findings import Cause
 
         code = ""
         lines = self.cell.source.splitlines()

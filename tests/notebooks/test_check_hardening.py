@@ -46,18 +46,18 @@ def code(source: object = "1", **fields) -> dict:
 @pytest.mark.parametrize(
     "document, message",
     [
-        (notebook([code(source=7)]), 'cell 0\'s "source" must be text or a list of text, not a number'),
-        (notebook([code(source=["a", 1])]), 'cell 0\'s "source"'),
-        (notebook([{"cell_type": "markdown", "source": "#"}, code(metadata=[])]), 'cell 1\'s "metadata"'),
-        (notebook([code(metadata={"tags": "raises-exception"})]), "cell 0's metadata.tags must be a list of text"),
-        (notebook([code(metadata={"tags": [1]})]), "cell 0's metadata.tags"),
-        (notebook([code(id=5)]), 'cell 0\'s "id" must be text'),
-        (notebook(["x = 1"]), "cell 0's entry must be an object, not text"),
-        (notebook([{"source": "x"}]), 'cell 0\'s "cell_type" must be text'),
+        (notebook([code(source=7)]), 'cell 1\'s "source" must be text or a list of text, not a number'),
+        (notebook([code(source=["a", 1])]), 'cell 1\'s "source"'),
+        (notebook([{"cell_type": "markdown", "source": "#"}, code(metadata=[])]), 'cell 2\'s "metadata"'),
+        (notebook([code(metadata={"tags": "raises-exception"})]), "cell 1's metadata.tags must be a list of text"),
+        (notebook([code(metadata={"tags": [1]})]), "cell 1's metadata.tags"),
+        (notebook([code(id=5)]), 'cell 1\'s "id" must be text'),
+        (notebook(["x = 1"]), "cell 1's entry must be an object, not text"),
+        (notebook([{"source": "x"}]), 'cell 1\'s "cell_type" must be text'),
         (notebook([code()], metadata=[]), 'the notebook\'s "metadata" must be an object, not a list'),
         (notebook([code()], metadata={"kernelspec": "python3"}), "metadata.kernelspec must be an object, not text"),
         (notebook([code()], metadata={"kernelspec": {"name": 3}}), "metadata.kernelspec.name must be a kernel name"),
-        (notebook([code(source=["ok", "\ud800"])]), 'cell 0\'s "source" holds invalid Unicode'),
+        (notebook([code(source=["ok", "\ud800"])]), 'cell 1\'s "source" holds invalid Unicode'),
     ],
 )
 def test_malformed_notebooks_are_usage_errors_naming_cell_and_field(
