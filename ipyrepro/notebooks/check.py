@@ -29,7 +29,7 @@ from .verdicts import compare, error_output
 def check(
     path: str | Path,
     *,
-    runs: int = 2,
+    runs: int | None = None,
     seed: int = 0,
     as_is: bool = False,
     kernel: str | None = None,
@@ -56,13 +56,16 @@ def check(
     A cell that raises does not end its run: its error is compared like any other output, and
     every cell that ran in at least two runs is compared. `stop_on_error` ends a run at the first
     cell not tagged raises-exception that raises, and compares only the runs that reached the end.
-    `against_saved` compares each run with the outputs saved in the notebook instead of with run 1.
+    `against_saved` compares each run with the outputs saved in the notebook instead of with run 1
+    (`runs` defaults to 2, or to 1 against the saved outputs).
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py);
     a cell that raised for lack of a name that a later cell binds is named as hidden state.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
+    if runs is None:  # one run is enough against the saved outputs, as in nbval
+        runs = 1 if against_saved else 2
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):

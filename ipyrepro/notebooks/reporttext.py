@@ -27,7 +27,7 @@ def report_text(report: Any) -> str:
             found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
             lines += [f"    cause: {cause.text()}" for cause in found]
             if not found and report.causes.status == "done":
-                lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
+                lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
     if report.causes is not None and report.causes.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
         for index in report.causes.hash_order_cells:
@@ -47,6 +47,13 @@ def report_text(report: Any) -> str:
     verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
     lines.append(f"{verdict}: {summary(report)}.")
     return "\n".join(lines)
+
+
+NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
+NO_CAUSE_SAVED = (
+    "none ran in this cell; the saved output may have come from other code, data or package versions, "
+    "or from a value of an earlier differing cell"
+)
 
 
 def _reproduced(report: Any) -> list[str]:
