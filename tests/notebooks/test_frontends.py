@@ -349,7 +349,7 @@ def test_check_against_saved_passes_on_what_jupyterlab_saved_and_names_an_edited
     output["text"] = text.replace("0.", "0.9", 1)
     path.write_text(json.dumps(edited))
     report = check(path, against_saved=True, kernel_spec_manager=manager, causes=False)
-    assert report.exit_code == 1
+    assert report.exit_code == 1, str(report)
     assert [(d.cell.position, d.what, d.runs) for d in report.differences] == [(IDENTICAL[1] + 1, "stdout", (0, 1))]
     assert "cell 5 of 10 (code cell 5 of 10, id 'cell-4'): stdout differs between the saved outputs and run 1" in str(
         report
