@@ -91,3 +91,4 @@ def test_the_schema_rejects_what_a_script_could_not_read() -> None:
         with pytest.raises(jsonschema.ValidationError):
             validate(broken)
     assert schema()["properties"]["schema"]["const"] == 1
+    jsonschema.Draft202012Validator.check_schema(schema())  # the shipped file is itself a valid JSON Schema
