@@ -72,10 +72,16 @@ def _check(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
+    runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
+    if runs < 2 and not args.against_saved:
+        args.check_parser.error(
+            f"argument --runs: invalid run count '{runs}': 2 or more (one run has nothing to compare with; "
+            "--against-saved compares one run with the saved outputs)"
+        )
     try:
         report = check(
             args.notebook,
-            runs=args.runs,
+            runs=runs,
             seed=args.seed,
             as_is=args.as_is,
             kernel=args.kernel,
@@ -92,6 +98,8 @@ def _check(args: argparse.Namespace) -> int:
             against=args.against,
             trace_ops=args.trace_ops,
             portable=args.portable,
+            stop_on_error=args.stop_on_error,
+            against_saved=args.against_saved,
         )
     except (NotebookError, FingerprintError) as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -134,14 +142,28 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser(
         "check",
         help="run a notebook several times in fresh kernels and compare outputs cell by cell",
-        description="Exit 0 when every run matched, 1 when outputs differed, 2 on usage or execution errors.",
+        description="Exit 0 when every cell matched and nothing unexpected raised; 1 when outputs differed; 2 when "
+        "a cell not tagged raises-exception raised, a run ended early, or on usage errors (2 wins over 1). "
+        "A cell that raises does not stop its run: errors are compared like any other output.",
     )
     check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
     check.add_argument(
         "--runs",
-        type=arguments.compared_runs,
-        default=2,
-        help="how many fresh kernels to run it in (2 or more; default 2)",
+        type=arguments.runs,
+        default=None,
+        help="how many fresh kernels to run it in (2 or more; default 2; with --against-saved 1 or more, default 1)",
+    )
+    check.add_argument(
+        "--against-saved",
+        action="store_true",
+        help="compare each run with the outputs saved in the notebook (what nbval checks); cells saved without "
+        "outputs or without an execution count are listed as not saved",
+    )
+    check.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="end a run at the first cell not tagged raises-exception that raises, and compare only the runs "
+        "that reached the end (default: go on, and compare every cell that ran)",
     )
     check.add_argument(
         "--seed",
@@ -232,7 +254,7 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    check.set_defaults(handler=_check)
+    check.set_defaults(handler=_check, check_parser=check)
 
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:

@@ -37,14 +37,6 @@ def jobs(text: str) -> int:
     return _count(text, f"invalid job count {text!r}: an integer >= 1 (kernels running at once)")
 
 
-def compared_runs(text: str) -> int:
-    """`ipyrepro check --runs`: one run compares nothing, so it would check nothing."""
-    value = runs(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"invalid run count {text!r}: 2 or more (one run has nothing to compare with)")
-    return value
-
-
 def _non_negative(what: str, example: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

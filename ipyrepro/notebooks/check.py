@@ -17,19 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from ..core.defaults import ChildSettings, resolve_settings
-from .checkcauses import find_causes
+from .checkcauses import CheckCauses, find_causes
+from .hiddenstate import find_hidden_state, out_of_order_text
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
 from .machines import MachinePlan
 from .notebookfile import Cell, load_notebook
-from .outputs import RAISES_TAG, Comparison
-from .report import CheckReport, Run, _compare, _current, traceback_tail
+from .outputs import RAISES_TAG, Comparison, traceback_tail
+from .report import CheckReport, Run, _current
+from .verdicts import compare, error_output
 
 
 def check(
     path: str | Path,
     *,
-    runs: int = 2,
+    runs: int | None = None,
     seed: int | None = None,
     as_is: bool = False,
     kernel: str | None = None,
@@ -48,6 +50,8 @@ def check(
     against: str | None = None,
     trace_ops: bool = False,
     portable: bool = False,
+    stop_on_error: bool = False,
+    against_saved: bool = False,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -56,10 +60,19 @@ def check(
     kernelspec it runs (IPYREPRO_SEED / IPYREPRO_RESEED in its env, or what `ipyrepro kernel install`
     wrote), else 0 and `cell`, as the notebook's own `%repro on` would in that kernel.
 
-    When something differed (and `causes`), one more kernel names the causes (see checkcauses.py).
+    A cell that raises does not end its run: its error is compared like any other output, and
+    every cell that ran in at least two runs is compared. `stop_on_error` ends a run at the first
+    cell not tagged raises-exception that raises, and compares only the runs that reached the end.
+    `against_saved` compares each run with the outputs saved in the notebook instead of with run 1
+    (`runs` defaults to 2, or to 1 against the saved outputs).
+
+    When something differed (and `causes`), one more kernel names the causes (see checkcauses.py);
+    a cell that raised for lack of a name that a later cell binds is named as hidden state.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
+    if runs is None:  # one run is enough against the saved outputs, as in nbval
+        runs = 1 if against_saved else 2
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"--runs must be an integer >= 1; got {runs!r}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
@@ -92,6 +105,7 @@ def check(
         report.mode += ", portable profile"
     if plan is not None:  # the fingerprint records the seed and mode the runs really used
         plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
+    report.against_saved, report.stop_on_error = against_saved, stop_on_error
     say = progress or (lambda text: None)
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
@@ -112,13 +126,14 @@ def check(
             kernel_spec_manager,
             say,
             plan,
+            stop_on_error,
         )
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
-    _compare(report, comparison)
+    compare(report, comparison)
     if plan is not None and plan.collects:
         report.machines = plan.finish(report, comparison)
-    if causes and report.differences and not report.errors:
+    if causes and report.differences:
         report.causes = find_causes(
             report,
             comparison,
@@ -132,8 +147,27 @@ def check(
             startup_timeout=startup_timeout,
             kernel_spec_manager=kernel_spec_manager,
             say=say,
+            stop_on_error=stop_on_error,
         )
+    add_hidden_state(report)
     return report
+
+
+def add_hidden_state(report: CheckReport) -> None:
+    """Name the cells that raised for lack of a name a later cell binds, and the out-of-order saved counts;
+    each finding is also a `hidden-state` cause of its cell."""
+    errors: dict[int, dict[str, Any]] = {}
+    for run in report.runs:
+        for index, outputs in run.outputs.items():
+            error = error_output(outputs)
+            if error is not None:
+                errors.setdefault(index, error)
+    report.hidden_state = find_hidden_state(report.cells, errors)
+    report.out_of_order = out_of_order_text(report.cells)
+    if report.hidden_state and report.causes is None:
+        report.causes = CheckCauses()  # no diagnostic run: only hidden state
+    for finding in report.hidden_state:
+        report.causes.by_cell.setdefault(finding.cell.index, []).append(finding.to_cause())  # type: ignore[union-attr]
 
 
 def default_jobs(runs: int) -> int:
@@ -177,6 +211,7 @@ def _run_once(
     kernel_spec_manager: Any,
     say: Callable[[str], None],
     plan: MachinePlan | None = None,
+    stop_on_error: bool = False,
 ) -> Run:
     run = Run(number)
     try:
@@ -197,20 +232,23 @@ def _run_once(
                 if done.status != "ok":
                     setup_error = done.error_text or done.status
             if setup_error is not None:
+                run.stop_kind = "setup"
                 run.error = (
                     f"`%repro on` failed in kernel {kernel_name!r} ({setup_error}); "
                     "is ipyrepro installed in that kernel's Python? Or pass --as-is"
                 )
                 return run
-            for position, cell in enumerate(cells, 1):
-                say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
+            for cell in cells:
+                say(f"run {number}: {cell.label()}")
                 if not cell.source.strip():
                     run.outputs[cell.index] = []
                     continue
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
-                if execution.status != "ok" and RAISES_TAG not in cell.tags:
-                    run.error_cell = cell.index
+                if execution.status != "ok" and RAISES_TAG not in cell.tags and not stop_on_error:
+                    run.raised[cell.index] = execution.error  # compared like any output; the run goes on
+                elif execution.status != "ok" and RAISES_TAG not in cell.tags:
+                    run.error_cell, run.stop_kind = cell.index, "cell-raised"
                     reason = execution.error_text or f"execution {execution.status}"
                     frames = traceback_tail(execution.error)
                     run.error = (
@@ -222,15 +260,15 @@ def _run_once(
             if plan is not None:
                 run.collected = plan.collect(runner, number, startup_timeout)
     except KernelStartError as error:
-        run.error, run.fatal = f"the kernel could not start: {error}", True
+        run.error, run.fatal, run.stop_kind = f"the kernel could not start: {error}", True, "kernel-start"
     except CellTimeout as error:
-        run.error_cell = _pending(run, cells)
+        run.error_cell, run.stop_kind = _pending(run, cells), "timeout"
         run.error = f"{_current(run, cells)}: {error}; the kernel was shut down (raise --timeout if it needs longer)"
     except KernelDied as error:
-        run.error_cell = _pending(run, cells)
+        run.error_cell, run.stop_kind = _pending(run, cells), "kernel-died"
         run.error = f"{_current(run, cells)}: {error}"
     except KernelError as error:
-        run.error = str(error)
+        run.error, run.stop_kind = str(error), "kernel"
     return run
 
 

@@ -61,13 +61,16 @@ def find_causes(
     startup_timeout: float,
     kernel_spec_manager: Any,
     say: Callable[[str], None],
+    stop_on_error: bool = False,
 ) -> CheckCauses:
-    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed."""
+    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed.
+
+    As the checked runs did, it goes on after a cell raises, unless `stop_on_error`."""
     from .kernels import notebook_kernel
     from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
 
     found = CheckCauses()
-    first = next(run for run in report.runs if run.complete)
+    first = next((run for run in report.runs if run.outputs), None)
     differing = {difference.cell.index for difference in report.differences}
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
     fixed = checked_seed is not None and checked_seed != "random"
@@ -103,12 +106,13 @@ def find_causes(
                         runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False)
                     )
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
-                if execution.status != "ok" and RAISES_TAG not in cell.tags:
+                if execution.status != "ok" and RAISES_TAG not in cell.tags and stop_on_error:
                     found.status = f"stopped: {cell.label()} raised {execution.error_text or execution.status}"
                     return found
-                if not fixed or cell.index in differing or any(tag in cell.tags for tag in IGNORE_TAGS):
+                skip = not fixed or cell.index in differing or any(tag in cell.tags for tag in IGNORE_TAGS)
+                if skip or first is None or cell.index not in first.outputs:
                     continue
-                before = output_items(first.outputs.get(cell.index, []), comparison)
+                before = output_items(first.outputs[cell.index], comparison)
                 now = output_items(execution.outputs, comparison)
                 if [item.label for item in before] == [item.label for item in now] and all(
                     comparison.same_text(a.value, b.value) if not a.image else a.value == b.value

@@ -5,7 +5,7 @@ The file is only ever read; a malformed one raises NotebookError (a usage error,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,32 @@ class NotebookError(ValueError):
     """The notebook cannot be read as an nbformat 4 notebook; the message says why and what to do."""
 
 
+ID_SHOWN = 12  # longer ids (JupyterLab's UUIDs) are cut in labels; the JSON has them whole
+
+
 @dataclass(frozen=True)
 class Cell:
+    """A code cell as saved. Labels number cells from 1, as an editor shows them; `index` and
+    `code_index` count from 0, as the file stores them."""
+
     index: int  # position among all cells, from 0, as the notebook stores them
-    cell_id: str
+    cell_id: str  # the id sent to the kernel: the saved one, else a stable stand-in
     source: str
     tags: tuple[str, ...]
     code_index: int = 0  # position among code cells only, from 0, as nbval counts them
+    cell_count: int = 0  # how many cells the notebook has (0: unknown)
+    code_count: int = 0  # how many of them are code cells
+    saved_id: str | None = None  # None: saved without an id (nbformat < 4.5)
+    execution_count: int | None = None  # as saved
+    saved_outputs: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+    @property
+    def position(self) -> int:
+        return self.index + 1
+
+    @property
+    def code_position(self) -> int:
+        return self.code_index + 1
 
     def head(self) -> str:
         lines = self.source.splitlines() or [""]
@@ -30,7 +49,31 @@ class Cell:
         return "\n".join(f"    | {line}" for line in shown)
 
     def label(self) -> str:
-        return f"cell {self.index} (code cell {self.code_index}, id {self.cell_id!r})"
+        """`cell 19 of 60 (code cell 12 of 40, id 'a4d6…')`: the numbers an editor shows."""
+        total = f" of {self.cell_count}" if self.cell_count else ""
+        code_total = f" of {self.code_count}" if self.code_count else ""
+        shown = self.saved_id
+        if shown is not None and len(shown) > ID_SHOWN:
+            shown = shown[: ID_SHOWN - 4] + "…"
+        named = f", id {shown!r}" if shown is not None else ""
+        return f"cell {self.position}{total} (code cell {self.code_position}{code_total}{named})"
+
+    def ref(self) -> dict[str, Any]:
+        """Which cell, for JSON: both numberings, the saved id and execution count, and the label."""
+        return {
+            "index": self.index,
+            "position": self.position,
+            "code_index": self.code_index,
+            "code_position": self.code_position,
+            "id": self.saved_id,
+            "execution_count": self.execution_count,
+            "label": self.label(),
+        }
+
+    @property
+    def saved(self) -> bool:
+        """Whether the notebook holds this cell's outputs: it has saved outputs and an execution count."""
+        return self.execution_count is not None and bool(self.saved_outputs)
 
 
 def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
@@ -63,18 +106,31 @@ def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
             "Open and save it in JupyterLab, or run `jupyter nbconvert --to notebook` to convert it"
         )
     metadata = _notebook_metadata(notebook, path)
-    cells = []
-    code_index = 0
     for index, cell in enumerate(notebook["cells"]):
         _validate_cell(cell, index, path)
-        if cell["cell_type"] != "code":
-            continue
+    code = [(index, cell) for index, cell in enumerate(notebook["cells"]) if cell["cell_type"] == "code"]
+    cells = []
+    for code_index, (index, cell) in enumerate(code):
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
         tags = (cell.get("metadata") or {}).get("tags") or ()
-        # Cells of nbformat < 4.5 have no id: a stable stand-in keeps every run's seeds the same.
-        cells.append(Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(tags), code_index))
-        code_index += 1
+        count = cell.get("execution_count")
+        outputs = cell.get("outputs") or []
+        cells.append(
+            Cell(
+                index,
+                # Cells of nbformat < 4.5 have no id: a stable stand-in keeps every run's seeds the same.
+                str(cell.get("id") or f"cell-{index}"),
+                source,
+                tuple(tags),
+                code_index,
+                len(notebook["cells"]),
+                len(code),
+                cell.get("id") or None,
+                count if isinstance(count, int) and not isinstance(count, bool) else None,
+                tuple(output for output in outputs if isinstance(output, dict)),
+            )
+        )
     return cells, metadata
 
 
@@ -107,7 +163,7 @@ def _validate_cell(cell: Any, index: int, path: Path) -> None:
 
     def fail(field_name: str, expected: str, value: Any) -> NotebookError:
         return NotebookError(
-            f"{path} is malformed: cell {index}'s {field_name} must be {expected}, not {_json_type(value)}"
+            f"{path} is malformed: cell {index + 1}'s {field_name} must be {expected}, not {_json_type(value)}"
         )
 
     if not isinstance(cell, dict):
@@ -132,7 +188,7 @@ def _validate_cell(cell: Any, index: int, path: Path) -> None:
                 text.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate escaped in the JSON: no kernel could be sent it
                 raise NotebookError(
-                    f"{path} is malformed: cell {index}'s {field_name} holds invalid Unicode (a lone surrogate)"
+                    f"{path} is malformed: cell {index + 1}'s {field_name} holds invalid Unicode (a lone surrogate)"
                 ) from None
 
 

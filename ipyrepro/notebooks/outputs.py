@@ -100,8 +100,9 @@ def output_items(outputs: list[dict[str, Any]], comparison: Comparison) -> list[
             items.append(Item("error", comparison.clean(f"{output['ename']}: {output['evalue']}")))
         else:
             for mime, value in sorted(output["data"].items()):
-                if mime.startswith("image/"):
-                    items.append(Item(mime, value if isinstance(value, str) else json.dumps(value), image=True))
+                if mime.startswith("image/"):  # base64 as sent, or as saved (with line breaks)
+                    value = "".join(value.split()) if isinstance(value, str) else json.dumps(value)
+                    items.append(Item(mime, value, image=True))
                     continue
                 if mime == WIDGET_MIME and isinstance(value, dict):  # a fresh model id every run
                     value = {key: item for key, item in value.items() if key != "model_id"}
@@ -110,9 +111,18 @@ def output_items(outputs: list[dict[str, Any]], comparison: Comparison) -> list[
     return items
 
 
+SAVED = 0  # the number of the "run" that is the outputs saved in the notebook (--against-saved)
+
+
+def side_name(number: int) -> str:
+    """`run 2`, or `saved` for the outputs saved in the notebook."""
+    return "saved" if number == SAVED else f"run {number}"
+
+
 def full_diff(a: str, b: str, first: int, other: int) -> str:
     """The whole unified diff of two outputs (what `--json` carries)."""
-    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm=""))
+    first_name, other_name = side_name(first), side_name(other)
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), first_name, other_name, lineterm=""))
 
 
 def short_diff(a: str, b: str, first: int, other: int) -> str:
@@ -121,7 +131,8 @@ def short_diff(a: str, b: str, first: int, other: int) -> str:
     Each side gets half of the lines shown (more when the other side has fewer), so a long
     output never hides the other run's lines.
     """
-    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), f"run {first}", f"run {other}", lineterm="", n=0))
+    names = side_name(first), side_name(other)
+    lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), *names, lineterm="", n=0))
     body = [line for line in lines[2:] if not line.startswith("@@")]
     removed = sum(line.startswith("-") for line in body)
     added = len(body) - removed
@@ -133,8 +144,27 @@ def short_diff(a: str, b: str, first: int, other: int) -> str:
             shown.append(line)
             budget[line[0]] -= 1
     if not body:  # the same lines: the texts differ only in line endings or a final newline
-        return f"      run {first} and run {other} differ only in line endings or a final newline"
+        return f"      {names[0]} and {names[1]} differ only in line endings or a final newline"
     hidden = len(body) - (len(shown) - 2)
     if hidden:
         shown.append(f"... ({hidden} more differing lines; --json has the full diff)")
     return "\n".join(f"      {line}" for line in shown)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TRACEBACK_FRAMES_SHOWN = 3
+TRACEBACK_FRAME_LINES = 8
+
+
+def traceback_tail(error: dict[str, Any] | None, frames: int = TRACEBACK_FRAMES_SHOWN) -> str:
+    """The last frames of a kernel error's traceback, without colours: where in the cell it raised, by line."""
+    if not error or not isinstance(error.get("traceback"), list):
+        return ""
+    entries = [ANSI.sub("", str(entry)) for entry in error["traceback"]]
+    # IPython sends a header, one entry per frame ("Cell In[3], line 2" and the lines around it), and the error.
+    body = [entry for entry in entries[1:-1] if entry.strip()] if len(entries) > 2 else entries
+    kept = []
+    for entry in body[-frames:]:
+        lines = entry.rstrip("\n").splitlines()
+        kept += lines[:TRACEBACK_FRAME_LINES] + (["..."] if len(lines) > TRACEBACK_FRAME_LINES else [])
+    return "\n".join(f"    | {line}" for line in kept)

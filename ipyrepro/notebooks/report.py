@@ -3,28 +3,48 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..comparison.findings import Cause
 from .checkcauses import CheckCauses
+from .hiddenstate import KIND as HIDDEN_STATE
 from .notebookfile import Cell
-from .outputs import IGNORE_TAGS, Comparison, Item, full_diff, output_items, short_diff
+from .outputs import (
+    ANSI,
+    IGNORE_TAGS,
+    RAISES_TAG,
+    SAVED,
+    Comparison,
+    Item,
+    full_diff,
+    short_diff,
+    side_name,
+    traceback_tail,
+)
+
+if TYPE_CHECKING:
+    from .hiddenstate import HiddenState
+    from .verdicts import ReproducedError
 
 # -- running ---------------------------------------------------------------------------
+
+STOP_KINDS = ("kernel-start", "setup", "kernel-died", "timeout", "kernel", "cell-raised")
 
 
 @dataclass
 class Run:
-    """One execution of the notebook: the outputs of each code cell, or where and why it stopped."""
+    """One execution of the notebook: the outputs of each code cell that ran, the cells that raised
+    unexpectedly, and where and why the run ended early (`error`), if it did."""
 
     number: int
     outputs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # why the run ended before the last cell; None: it reached the end
     fatal: bool = False  # the kernel could not start: every further run would fail the same way
     error_cell: int | None = None  # the index of the cell the run stopped at; None: not at a cell
     collected: Any = None  # --save/--against: the kernel's environment and op trace (run 1), or an error text
+    stop_kind: str = ""  # one of STOP_KINDS when the run ended early
+    raised: dict[int, dict[str, Any] | None] = field(default_factory=dict)  # untagged cells that raised
 
     @property
     def complete(self) -> bool:
@@ -32,41 +52,74 @@ class Run:
 
 
 @dataclass(frozen=True)
+class RunError:
+    """Something that makes the check exit 2: an untagged cell that raised, or a run that ended early."""
+
+    run: int
+    cell: Cell | None
+    kind: str  # one of STOP_KINDS
+    text: str
+    error: dict[str, Any] | None = None  # the error output, when a cell raised
+    reproduced: bool = False  # the same exception in every run: listed once, under reproduced errors
+    stopped_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        error = self.error or {}
+        return {
+            "run": self.run,
+            "cell": self.cell.ref() if self.cell is not None else None,
+            "kind": self.kind,
+            "ename": error.get("ename"),
+            "evalue": error.get("evalue"),
+            "traceback": [ANSI.sub("", str(line)) for line in error.get("traceback") or ()],
+            "reproduced": self.reproduced,
+            "stopped_run": self.stopped_run,
+            "text": f"run {self.run}: {self.text}",
+        }
+
+
+@dataclass(frozen=True)
 class Difference:
     cell: Cell
-    runs: tuple[int, int]
+    runs: tuple[int, int]  # SAVED (0) is the outputs saved in the notebook
     what: str  # the output that differs: stdout, text/plain, image/png, "outputs" (different outputs)
     detail: str
     image: bool = False
     diff: str = ""  # the full unified diff, for --json
+    values: tuple[str, str] = ("", "")  # both sides as compared
+
+    def between(self) -> str:
+        return f"between {side_name(self.runs[0])} and {side_name(self.runs[1])}".replace("saved", "the saved outputs")
 
     def text(self) -> str:
-        return f"{self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}\n" + (
-            f"{self.cell.head()}\n{self.detail}"
-        )
+        return f"{self.cell.label()}: {self.what} differs {self.between()}\n{self.cell.head()}\n{self.detail}"
 
     def image_line(self) -> str:
-        return f"  {self.cell.label()}: {self.what} differs between run {self.runs[0]} and run {self.runs[1]}" + (
+        return f"  {self.cell.label()}: {self.what} differs {self.between()}" + (
             f" ({self.detail.strip()})" if self.detail else ""
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "index": self.cell.index,
-            "code_index": self.cell.code_index,
-            "cell_id": self.cell.cell_id,
-            "source": self.cell.source,
-            "runs": list(self.runs),
-            "output": self.what,
+            "cell": self.cell.ref(),
+            "mime": "outputs" if self.what == LIST_OF_OUTPUTS else self.what,
             "image": self.image,
+            "sides": [
+                {"run": "saved" if number == SAVED else number, "value": value}
+                for number, value in zip(self.runs, self.values)
+            ],
             "detail": self.detail,
             "diff": self.diff,
         }
 
 
+LIST_OF_OUTPUTS = "the list of outputs"
+
+
 @dataclass
 class CheckReport:
-    """What `check` found; `exit_code` is 0 (all matched), 1 (something differed) or 2 (errors)."""
+    """What `check` found; `exit_code` is 0 (all matched), 1 (something differed) or 2 (a cell not tagged
+    raises-exception raised, or a run ended early; 2 wins)."""
 
     notebook: str
     kernel: str
@@ -74,15 +127,39 @@ class CheckReport:
     runs: list[Run]
     cells: list[Cell]
     differences: list[Difference] = field(default_factory=list)
-    causes: CheckCauses | None = None  # from the diagnostic kernel, run only when something differed
+    causes: CheckCauses | None = None  # diagnostic kernel's causes (when something differed) and hidden state
     kernel_note: str = ""  # e.g. --as-is replaced an ipyrepro kernel with a plain one
     seed: int | None = None  # the seed and re-seed mode the runs were set up with (None: --as-is)
     reseed: str | None = None
     machines: Any = None  # --save / --against: a machines.MachineResult
 
+    against_saved: bool = False
+    stop_on_error: bool = False
+    reproduced: list[ReproducedError] = field(default_factory=list)
+    compared: set[int] = field(default_factory=set)  # indexes of the cells compared on at least two sides
+    not_saved: list[Cell] = field(default_factory=list)  # --against-saved: saved without outputs or count
+    hidden_state: list[HiddenState] = field(default_factory=list)
+    out_of_order: str = ""  # the sentence saying the saved execution counts do not rise, or ''
+
+    def run_errors(self) -> list[RunError]:
+        """Every error, run by run: untagged cells that raised, then how the run ended early."""
+        by_index = {cell.index: cell for cell in self.cells}
+        reproduced = {error.cell.index for error in self.reproduced}
+        found = []
+        for run in self.runs:
+            for index, error in sorted(run.raised.items()):
+                cell = by_index[index]
+                found.append(
+                    RunError(run.number, cell, "cell-raised", raised_text(cell, error), error, index in reproduced)
+                )
+            if run.error is not None:
+                cell = by_index.get(run.error_cell) if run.error_cell is not None else None
+                found.append(RunError(run.number, cell, run.stop_kind or "kernel", run.error, stopped_run=True))
+        return found
+
     @property
     def errors(self) -> list[str]:
-        found = [f"run {run.number}: {run.error}" for run in self.runs if run.error]
+        found = [f"run {error.run}: {error.text}" for error in self.run_errors()]
         if self.machines is not None and self.machines.error:
             found.append(f"run 1: {self.machines.error}")
         return found
@@ -97,111 +174,38 @@ class CheckReport:
 
     def header(self) -> str:
         runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
-        return f"ipyrepro check {self.notebook}: {runs}, {self.mode}" + (
+        saved = ", compared with the saved outputs" if self.against_saved else ""
+        return f"ipyrepro check {self.notebook}: {runs}, {self.mode}{saved}" + (
             f"; {self.kernel_note}" if self.kernel_note else ""
         )
 
     def __str__(self) -> str:
-        lines = [self.header()]
-        lines += [f"Error in {text}" for text in self.errors]
-        text = [d for d in self.differences if not d.image]
-        images = [d for d in self.differences if d.image]
-        for difference in text:
-            lines.append(difference.text())
-            if difference is self._first_of(difference.cell.index) and self.causes is not None:
-                found = self.cell_causes(difference.cell.index)
-                lines += [f"    cause: {cause.text()}" for cause in found]
-                if not found and self.causes.status == "done":
-                    lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
-        if self.causes is not None and self.causes.hash_order_cells:
-            lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
-            for index in self.causes.hash_order_cells:
-                cell = next(cell for cell in self.cells if cell.index == index)
-                lines.append(f"  {cell.label()}\n{cell.head()}")
-                lines += [f"    cause: {cause.text()}" for cause in self.cell_causes(index)]
-        if self.causes is not None and self.causes.status != "done":
-            lines.append(f"Causes: the diagnostic run {self.causes.status}")
-        if images:
-            lines.append("Images (compared by exact bytes):")
-            lines += [d.image_line() for d in images]
-        complete = sum(run.complete for run in self.runs)
-        if complete < 2:
-            compared = "nothing to compare (fewer than 2 complete runs)"
-        else:
-            cells = {d.cell.index for d in self.differences}
-            compared = (
-                f"{len(cells)} of {len(self.cells)} code cells differ ({len(text)} text/data outputs, "
-                f"{len(images)} images)"
-                if cells
-                else f"all {len(self.cells)} code cells matched"
-            )
-        if self.machines is not None:
-            lines += self.machines.lines()
-            if self.machines.differs and not self.differences:
-                compared += f" here, but they differ from {self.machines.against_name}"
-        verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[self.exit_code]
-        lines.append(f"{verdict}: {compared}.")
-        return "\n".join(lines)
+        from .reporttext import report_text
 
-    def _first_of(self, index: int) -> Difference | None:
-        return next((d for d in self.differences if d.cell.index == index and not d.image), None)
+        return report_text(self)
 
     def cell_causes(self, index: int) -> list[Cause]:
         """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
         return self.causes.by_cell.get(index, []) if self.causes is not None else []
 
     def to_dict(self) -> dict[str, Any]:
-        causes = self.causes.by_cell if self.causes is not None else {}
-        return {
-            "notebook": self.notebook,
-            "kernel": self.kernel,
-            "mode": self.mode,
-            "seed": self.seed,
-            "reseed": self.reseed,
-            "kernel_note": self.kernel_note,
-            "runs": len(self.runs),
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "errors": self.errors,
-            "differences": [
-                {**d.to_dict(), "causes": [c.to_dict() for c in self.cell_causes(d.cell.index)]}
-                for d in self.differences
-            ],
-            "causes": [
-                {
-                    "index": cell.index,
-                    "cell_id": cell.cell_id,
-                    "hash_order_only": cell.index in self.causes.hash_order_cells,  # type: ignore[union-attr]
-                    "causes": [c.to_dict() for c in causes[cell.index]],
-                }
-                for cell in self.cells
-                if cell.index in causes
-            ],
-            "causes_run": self.causes.status if self.causes is not None else None,
-            "machines": self.machines.to_dict() if self.machines is not None else None,
-        }
+        """The `--json` report; its shape is `check-report.schema.json`, version SCHEMA_VERSION."""
+        from .checkjson import report_dict
+
+        return report_dict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-TRACEBACK_FRAMES_SHOWN = 3
-TRACEBACK_FRAME_LINES = 8
-
-
-def traceback_tail(error: dict[str, Any] | None, frames: int = TRACEBACK_FRAMES_SHOWN) -> str:
-    """The last frames of a kernel error's traceback, without colours: where in the cell it raised, by line."""
-    if not error or not isinstance(error.get("traceback"), list):
-        return ""
-    entries = [_ANSI.sub("", str(entry)) for entry in error["traceback"]]
-    # IPython sends a header, one entry per frame ("Cell In[3], line 2" and the lines around it), and the error.
-    body = [entry for entry in entries[1:-1] if entry.strip()] if len(entries) > 2 else entries
-    kept = []
-    for entry in body[-frames:]:
-        lines = entry.rstrip("\n").splitlines()
-        kept += lines[:TRACEBACK_FRAME_LINES] + (["..."] if len(lines) > TRACEBACK_FRAME_LINES else [])
-    return "\n".join(f"    | {line}" for line in kept)
+def raised_text(cell: Cell, error: dict[str, Any] | None) -> str:
+    """`cell 4 of 9 (...) raised NameError: ...`, the cell's first lines and the traceback's last frames."""
+    reason = f"{error['ename']}: {error['evalue']}" if error else "an error"
+    frames = traceback_tail(error)
+    return (
+        f"{cell.label()} raised {reason} (not tagged {RAISES_TAG!r}: tag the cell if the error is expected)\n"
+        f"{cell.head()}" + (f"\n    Traceback (last frames):\n{frames}" if frames else "")
+    )
 
 
 def _current(run: Run, cells: list[Cell]) -> str:
@@ -209,44 +213,37 @@ def _current(run: Run, cells: list[Cell]) -> str:
     return pending[0].label() if pending else "after the last cell"
 
 
-def _compare(report: CheckReport, comparison: Comparison) -> None:
-    complete = [run for run in report.runs if run.complete]
-    if len(complete) < 2:
-        return
-    first = complete[0]
-    for other in complete[1:]:
-        for cell in report.cells:
-            if any(tag in cell.tags for tag in IGNORE_TAGS):
-                continue
-            report.differences += _cell_differences(
-                cell,
-                output_items(first.outputs[cell.index], comparison),
-                output_items(other.outputs[cell.index], comparison),
-                (first.number, other.number),
-                comparison,
-            )
-
-
-def _cell_differences(
+def cell_differences(
     cell: Cell, a: list[Item], b: list[Item], runs: tuple[int, int], comparison: Comparison
 ) -> list[Difference]:
     if [item.label for item in a] != [item.label for item in b]:
         shown = [", ".join(item.label for item in items) or "no output" for items in (a, b)]
-        detail = f"      run {runs[0]}: {shown[0]}\n      run {runs[1]}: {shown[1]}"
-        return [Difference(cell, runs, "the list of outputs", detail)]
+        names = [side_name(number) for number in runs]
+        detail = f"      {names[0]}: {shown[0]}\n      {names[1]}: {shown[1]}"
+        return [Difference(cell, runs, LIST_OF_OUTPUTS, detail, values=(shown[0], shown[1]))]
     found = []
     for x, y in zip(a, b):
         if x.image:
             if x.value != y.value:
                 found.append(
                     Difference(
-                        cell, runs, x.label, f"{len(x.value)} vs {len(y.value)} characters of base64", image=True
+                        cell,
+                        runs,
+                        x.label,
+                        f"{len(x.value)} vs {len(y.value)} characters of base64",
+                        image=True,
+                        values=(x.value, y.value),
                     )
                 )
         elif not comparison.same_text(x.value, y.value):
             found.append(
                 Difference(
-                    cell, runs, x.label, short_diff(x.value, y.value, *runs), diff=full_diff(x.value, y.value, *runs)
+                    cell,
+                    runs,
+                    x.label,
+                    short_diff(x.value, y.value, *runs),
+                    diff=full_diff(x.value, y.value, *runs),
+                    values=(x.value, y.value),
                 )
             )
     return found
@@ -259,8 +256,9 @@ def _cell_differences(
 class CellResult:
     """One code cell's share of a check, for faces that report per cell (the pytest plugin).
 
-    `errors` are the runs that stopped at this cell, or failed before any cell (kernel start,
-    `%repro on`); `compared` is False when fewer than two complete runs left nothing to compare.
+    `errors` are this cell's: it raised unexpectedly (once when every run raised the same), a run
+    ended at it, or a run failed before any cell (kernel start, `%repro on`); `compared` is False
+    when it ran on fewer than two sides, `not_saved` when --against-saved had no saved outputs for it.
     """
 
     cell: Cell
@@ -268,6 +266,7 @@ class CellResult:
     errors: tuple[str, ...]
     compared: bool
     ignored: bool
+    not_saved: bool = False
 
     @property
     def ok(self) -> bool:
@@ -278,24 +277,33 @@ class CellResult:
         lines = [report.header()] + [f"Error in {error}" for error in self.errors]
         lines += [d.text() for d in self.differences if not d.image]
         if self.differences:
-            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(self.cell.index)]
+            lines += [
+                f"    cause: {cause.text()}"
+                for cause in report.cell_causes(self.cell.index)
+                if cause.kind != HIDDEN_STATE
+            ]
         images = [d.image_line() for d in self.differences if d.image]
         if images:
             lines += ["Images (compared by exact bytes):", *images]
+        for finding in report.hidden_state:
+            if finding.cell.index == self.cell.index:
+                lines += [f"Hidden state: {finding.text()}", f"    fix: {finding.fix()}"]
         return "\n".join(lines)
 
 
 def cell_results(report: CheckReport) -> list[CellResult]:
     """The report split by code cell, in notebook order: what each cell's own verdict rests on."""
-    complete = sum(run.complete for run in report.runs) >= 2
+    run_errors = report.run_errors()
+    not_saved = {cell.index for cell in report.not_saved}
     results = []
     for cell in report.cells:
-        errors = tuple(
-            f"run {run.number}: {run.error}"
-            for run in report.runs
-            if run.error and run.error_cell in (None, cell.index)
-        )
+        mine = [error for error in run_errors if error.cell is None or error.cell.index == cell.index]
+        errors = [f"run {error.run}: {error.text}" for error in mine if not error.reproduced]
+        if any(error.reproduced for error in mine):
+            first = next(error for error in mine if error.reproduced)
+            errors.insert(0, f"every run: {first.text}")
         differences = tuple(d for d in report.differences if d.cell.index == cell.index)
         ignored = any(tag in cell.tags for tag in IGNORE_TAGS)
-        results.append(CellResult(cell, differences, errors, complete, ignored))
+        compared = cell.index in report.compared
+        results.append(CellResult(cell, differences, tuple(errors), compared, ignored, cell.index in not_saved))
     return results

@@ -78,7 +78,14 @@ OPTIONS = (
     _Option("timeout", _lazy("arguments", "timeout"), "seconds a cell may run (default 600; 0 = no limit)", "SECONDS"),
     _Option("kernel", str, "kernelspec to run (default: the notebook's, else python3)", "NAME"),
     _Option("as_is", None, "run notebooks untouched: no env vars, no `%%repro on` (default: under ipyrepro)"),
+    _Option(
+        "against_saved",
+        None,
+        "compare each run with the outputs saved in the notebook (default runs 1); cells saved without outputs "
+        "are skipped as not saved",
+    ),
 )
+FLAGS = ("as_is", "against_saved")  # true/false options: a flag on the command line, a bool in the ini file
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,7 +99,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         flag = f"--ipyrepro-{option.name.replace('_', '-')}"
         dest = f"ipyrepro_{option.name}"
-        if option.name == "as_is":
+        if option.name in FLAGS:
             group.addoption(flag, action="store_true", default=None, dest=dest, help=option.help)
             parser.addini(dest, option.help.replace("%%", "%"), type="bool", default=False)
         elif option.name == "sanitize":
@@ -116,8 +123,8 @@ class CheckOptions:
         for option in OPTIONS:
             dest = f"ipyrepro_{option.name}"
             given = config.getoption(dest)
-            if option.name == "as_is":
-                kwargs["as_is"] = bool(given) or bool(config.getini(dest))
+            if option.name in FLAGS:
+                kwargs[option.name] = bool(given) or bool(config.getini(dest))
             elif option.name == "sanitize":
                 kwargs["sanitize"] = [*config.getini(dest), *given]
             elif given is not None:
@@ -128,8 +135,12 @@ class CheckOptions:
                     kwargs[option.name] = option.parse(raw)
                 except (argparse.ArgumentTypeError, ValueError) as error:
                     raise pytest.UsageError(f"ini option {dest} = {raw!r}: {error}") from None
-        if kwargs.get("runs", 2) < 2:
-            raise pytest.UsageError(f"--ipyrepro-runs {kwargs['runs']} compares nothing; give 2 or more")
+        if kwargs["against_saved"]:
+            kwargs.setdefault("runs", 1)
+        elif kwargs.get("runs", 2) < 2:
+            raise pytest.UsageError(
+                f"--ipyrepro-runs {kwargs['runs']} compares nothing; give 2 or more (or --ipyrepro-against-saved)"
+            )
         if "timeout" in kwargs:
             kwargs["timeout"] = kwargs["timeout"] or None  # 0 = no limit, as in `ipyrepro check`
         from ..notebooks.outputs import Comparison
@@ -200,10 +211,11 @@ class NotebookFile(pytest.File):
         except NotebookError as error:
             raise self.CollectError(f"ipyrepro: {error}") from None
         grouped = self.config.pluginmanager.hasplugin("xdist")
-        for number, cell in enumerate(cells):
+        for cell in cells:
             if not cell.source.strip():
                 continue  # nothing runs, nothing to compare
-            item = CellItem.from_parent(self, name=f"Cell {number}", cell=cell)
+            # `Cell N`: N is the cell's position from 1 among all cells, the number the report's labels show
+            item = CellItem.from_parent(self, name=f"Cell {cell.position}", cell=cell)
             if grouped:  # `--dist loadgroup` keeps the notebook's cells on one worker
                 item.add_marker(pytest.mark.xdist_group(name=self.nodeid))
             yield item
@@ -242,10 +254,13 @@ class CellItem(pytest.Item):
         if result.errors or result.differences:
             first = (result.errors or [d.text() for d in result.differences])[0].splitlines()[0]
             raise NotebookFailed(f"{first}\n\n{result.text(report)}")
-        if not result.compared:
+        if result.not_saved:
+            pytest.skip(f"not saved: {self.cell.label()} has no saved outputs or execution count to compare with")
+        if not result.compared and not result.ignored:
             labels = {cell.index: cell.label() for cell in report.cells}
             stopped = sorted({labels.get(run.error_cell, "before the first cell") for run in report.runs if run.error})
-            pytest.skip(f"not compared: fewer than 2 runs completed (stopped at {', '.join(stopped)})")
+            where = f" (runs stopped at {', '.join(stopped)})" if stopped else ""
+            pytest.skip(f"not compared: {self.cell.label()} ran in fewer than 2 runs{where}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, NotebookFailed):

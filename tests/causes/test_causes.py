@@ -438,8 +438,8 @@ def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Pat
     checked = check(path)
     assert checked.exit_code == 1  # hash order alone would not fail it: the checked runs fix PYTHONHASHSEED
     report = json.loads(checked.to_json())
-    assert [d["cell_id"] for d in report["differences"]] == ["unseeded", "downstream"]
-    found = {entry["cell_id"]: entry for entry in report["causes"]}
+    assert [d["cell"]["id"] for d in report["differences"]] == ["unseeded", "downstream"]
+    found = {entry["cell"]["id"]: entry for entry in report["causes"]}
     assert set(found) == {"unseeded", "downstream", "hash-order"}
     assert [(c["kind"], c["line"], c["code"]) for c in report["differences"][0]["causes"]] == [
         ("unseeded-generator", 2, "y = np.random.default_rng().integers(1000)")

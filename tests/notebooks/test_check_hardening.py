@@ -46,18 +46,18 @@ def code(source: object = "1", **fields) -> dict:
 @pytest.mark.parametrize(
     "document, message",
     [
-        (notebook([code(source=7)]), 'cell 0\'s "source" must be text or a list of text, not a number'),
-        (notebook([code(source=["a", 1])]), 'cell 0\'s "source"'),
-        (notebook([{"cell_type": "markdown", "source": "#"}, code(metadata=[])]), 'cell 1\'s "metadata"'),
-        (notebook([code(metadata={"tags": "raises-exception"})]), "cell 0's metadata.tags must be a list of text"),
-        (notebook([code(metadata={"tags": [1]})]), "cell 0's metadata.tags"),
-        (notebook([code(id=5)]), 'cell 0\'s "id" must be text'),
-        (notebook(["x = 1"]), "cell 0's entry must be an object, not text"),
-        (notebook([{"source": "x"}]), 'cell 0\'s "cell_type" must be text'),
+        (notebook([code(source=7)]), 'cell 1\'s "source" must be text or a list of text, not a number'),
+        (notebook([code(source=["a", 1])]), 'cell 1\'s "source"'),
+        (notebook([{"cell_type": "markdown", "source": "#"}, code(metadata=[])]), 'cell 2\'s "metadata"'),
+        (notebook([code(metadata={"tags": "raises-exception"})]), "cell 1's metadata.tags must be a list of text"),
+        (notebook([code(metadata={"tags": [1]})]), "cell 1's metadata.tags"),
+        (notebook([code(id=5)]), 'cell 1\'s "id" must be text'),
+        (notebook(["x = 1"]), "cell 1's entry must be an object, not text"),
+        (notebook([{"source": "x"}]), 'cell 1\'s "cell_type" must be text'),
         (notebook([code()], metadata=[]), 'the notebook\'s "metadata" must be an object, not a list'),
         (notebook([code()], metadata={"kernelspec": "python3"}), "metadata.kernelspec must be an object, not text"),
         (notebook([code()], metadata={"kernelspec": {"name": 3}}), "metadata.kernelspec.name must be a kernel name"),
-        (notebook([code(source=["ok", "\ud800"])]), 'cell 0\'s "source" holds invalid Unicode'),
+        (notebook([code(source=["ok", "\ud800"])]), 'cell 1\'s "source" holds invalid Unicode'),
     ],
 )
 def test_malformed_notebooks_are_usage_errors_naming_cell_and_field(
@@ -223,8 +223,9 @@ def test_report_numbers_cells_shows_tracebacks_and_the_full_diff(tmp_path: Path,
     )
     assert main(["check", str(path), "--as-is", "--quiet", "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
-    error = report["errors"][0]
-    assert "cell 4 (code cell 2, id 'bad') raised ZeroDivisionError" in error
+    error = report["errors"][0]["text"]
+    assert report["errors"][0]["cell"]["position"] == 5 and report["errors"][0]["ename"] == "ZeroDivisionError"
+    assert "cell 5 of 5 (code cell 3 of 3, id 'bad') raised ZeroDivisionError" in error
     assert "line 3" in error and "y = f()" in error  # the cell's own frame, by line
     assert "line 2" in error and "return 1 / 0" in error  # and the function's frame
     assert "\x1b[" not in error
@@ -239,7 +240,9 @@ def test_json_carries_the_full_diff_of_both_runs(tmp_path: Path, capsys) -> None
     )
     assert main(["check", str(path), "--as-is", "--quiet", "--json"]) == 1
     (difference,) = json.loads(capsys.readouterr().out)["differences"]
-    assert (difference["index"], difference["code_index"], difference["cell_id"]) == (1, 0, "draw")
+    cell = difference["cell"]
+    assert (cell["index"], cell["position"], cell["code_index"], cell["id"]) == (1, 2, 0, "draw")
+    assert [side["run"] for side in difference["sides"]] == [1, 2] and difference["mime"] == "stdout"
     diff = difference["diff"].splitlines()
     assert sum(line.startswith("-") for line in diff[2:]) == 30 and sum(line.startswith("+") for line in diff[2:]) == 30
     shown = [line.strip() for line in difference["detail"].splitlines()]

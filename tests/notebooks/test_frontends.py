@@ -325,3 +325,32 @@ def test_no_two_cells_with_different_code_draw_the_same_values(runs: Runs, tool:
     distinct = [i for i in range(len(cells)) if i != IDENTICAL[1] and floats(cells[i])]
     for a, b in combinations(distinct, 2):
         assert not floats(cells[a]) & floats(cells[b]), (tool, mode, CELLS[a], CELLS[b])
+
+
+def test_check_against_saved_passes_on_what_jupyterlab_saved_and_names_an_edited_output(
+    runs: Runs, tmp_path: Path
+) -> None:
+    """`ipyrepro check --against-saved` on what JupyterLab saved under the `source` kernel (nbval's question)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager(kernel_dirs=[str(runs.lab.prefix / "share" / "jupyter" / "kernels")])
+    saved = runs.get("jupyterlab4", "source")
+    path = tmp_path / "saved-by-jupyterlab.ipynb"
+    path.write_text(json.dumps(saved))
+    report = check(path, against_saved=True, kernel_spec_manager=manager)
+    assert report.exit_code == 0, str(report)
+    assert report.kernel == KERNELS["source"] and report.differences == []
+    assert [cell.position for cell in report.not_saved] == [1, 3]  # `%load_ext ipyrepro` and the imports print nothing
+    assert str(report).splitlines()[-1] == "OK: 7 of 10 code cells compared, all matched; 2 not saved."
+
+    edited = json.loads(json.dumps(saved))
+    output = edited["cells"][IDENTICAL[1]]["outputs"][0]
+    text = "".join(output["text"]) if isinstance(output["text"], list) else output["text"]
+    output["text"] = text.replace("0.", "0.9", 1)
+    path.write_text(json.dumps(edited))
+    report = check(path, against_saved=True, kernel_spec_manager=manager, causes=False)
+    assert report.exit_code == 1, str(report)
+    assert [(d.cell.position, d.what, d.runs) for d in report.differences] == [(IDENTICAL[1] + 1, "stdout", (0, 1))]
+    assert "cell 5 of 10 (code cell 5 of 10, id 'cell-4'): stdout differs between the saved outputs and run 1" in str(
+        report
+    )

@@ -155,11 +155,11 @@ def test_check_names_the_planted_cell_and_the_image_and_leaves_the_file_alone(tm
     before, mtime = path.read_bytes(), path.stat().st_mtime_ns
     assert main(["check", str(path), "--seed", "4", "--cublas", ":16:8", "--quiet", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert [(d["index"], d["cell_id"], d["output"], d["image"]) for d in report["differences"]] == [
+    assert [(d["cell"]["index"], d["cell"]["id"], d["mime"], d["image"]) for d in report["differences"]] == [
         (3, "planted", "text/plain", False),
         (4, "image", "image/png", True),
     ]
-    assert "default_rng" in report["differences"][0]["source"]
+    assert report["differences"][0]["cell"]["label"] == "cell 4 of 8 (code cell 3 of 7, id 'planted')"
     assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
 
 
@@ -194,21 +194,32 @@ def test_as_is_runs_untouched_and_catches_unseeded_torch(tmp_path: Path) -> None
     assert report.exit_code == 1
     assert [(d.cell.cell_id, d.what) for d in report.differences] == [("draw", "stdout")]
     assert report.runs[0].outputs[1][0]["text"].split()[0] == str(os.environ.get("PYTHONHASHSEED"))
-    assert "cell 0 (code cell 0, id 'draw')" in str(report) and "torch.rand(3)" in str(report)
+    assert "cell 1 of 2 (code cell 1 of 2, id 'draw')" in str(report) and "torch.rand(3)" in str(report)
 
 
 @pytest.mark.kernel
-def test_a_cell_that_raises_stops_the_run_and_exits_2(tmp_path: Path, capsys) -> None:
+def test_a_cell_that_raises_is_compared_and_the_run_goes_on_unless_stop_on_error(tmp_path: Path, capsys) -> None:
     path = write(
         tmp_path / "n.ipynb",
         code("x = 1", "ok"),
         code("raise KeyError('boom')", "bad"),
-        code("print('never')", "after"),
+        code("print('after', x)", "after"),
     )
     assert main(["check", str(path), "--runs", "2", "--as-is", "--quiet"]) == 2
     out = capsys.readouterr().out
-    assert "cell 1 (code cell 1, id 'bad') raised KeyError: 'boom'" in out and "ERROR" in out
+    assert "Reproduced errors (the same exception in every run):" in out
+    assert "cell 2 of 3 (code cell 2 of 3, id 'bad'): KeyError: 'boom' (not tagged 'raises-exception'" in out
+    assert out.splitlines()[-1] == (
+        "ERROR: all 3 code cells matched; 1 raised the same error in every run (1 not tagged 'raises-exception')."
+    )
     report = check(path, runs=1, as_is=True)
+    assert report.runs[0].outputs[2][0]["text"] == "after 1\n"
+
+    assert main(["check", str(path), "--runs", "2", "--as-is", "--quiet", "--stop-on-error"]) == 2
+    out = capsys.readouterr().out
+    assert "cell 2 of 3 (code cell 2 of 3, id 'bad') raised KeyError: 'boom'; this run stopped there" in out
+    assert out.splitlines()[-1] == "ERROR: nothing to compare (fewer than 2 complete runs)."
+    report = check(path, runs=1, as_is=True, stop_on_error=True)
     assert 2 not in report.runs[0].outputs
 
 
@@ -222,7 +233,7 @@ def test_a_cell_that_hangs_times_out_and_its_kernel_is_shut_down(tmp_path: Path)
     )
     report = check(path, runs=1, as_is=True, timeout=2)
     assert report.exit_code == 2
-    assert "cell 1 (code cell 1, id 'hang')" in report.errors[0] and "timeout (2 s)" in report.errors[0]
+    assert "cell 2 of 2 (code cell 2 of 2, id 'hang')" in report.errors[0] and "timeout (2 s)" in report.errors[0]
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
 
@@ -231,9 +242,8 @@ def test_a_cell_that_hangs_times_out_and_its_kernel_is_shut_down(tmp_path: Path)
 def test_a_kernel_that_dies_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path / "n.ipynb", code("import os; os._exit(3)", "exit"))
     report = check(path, runs=1, as_is=True)
-    assert (
-        report.exit_code == 2 and "died" in report.errors[0] and "cell 0 (code cell 0, id 'exit')" in report.errors[0]
-    )
+    assert report.exit_code == 2 and "died" in report.errors[0]
+    assert "cell 1 of 1 (code cell 1 of 1, id 'exit')" in report.errors[0]
 
 
 def test_a_missing_kernel_is_reported_once(tmp_path: Path) -> None:

@@ -73,19 +73,19 @@ def notebook_folder(root: Path) -> Path:
     return folder
 
 
-EXPECTED = {  # junit (classname, name) -> outcome; every code cell with code is one item
-    ("notebooks.reproducible.ipynb", "Cell 0"): "passed",
-    ("notebooks.reproducible.ipynb", "Cell 1"): "passed",
-    ("notebooks.planted.ipynb", "Cell 0"): "passed",
-    ("notebooks.planted.ipynb", "Cell 1"): "failed",
-    ("notebooks.planted.ipynb", "Cell 2"): "passed",
-    ("notebooks.tolerance.ipynb", "Cell 0"): "passed",
-    ("notebooks.tags.ipynb", "Cell 0"): "passed",
+EXPECTED = {  # junit (classname, name) -> outcome; every code cell with code is one item, `Cell N` from 1
+    ("notebooks.reproducible.ipynb", "Cell 2"): "passed",  # cell 1 is markdown
+    ("notebooks.reproducible.ipynb", "Cell 3"): "passed",
+    ("notebooks.planted.ipynb", "Cell 1"): "passed",
+    ("notebooks.planted.ipynb", "Cell 2"): "failed",
+    ("notebooks.planted.ipynb", "Cell 3"): "passed",
+    ("notebooks.tolerance.ipynb", "Cell 1"): "passed",
     ("notebooks.tags.ipynb", "Cell 1"): "passed",
     ("notebooks.tags.ipynb", "Cell 2"): "passed",
-    ("notebooks.raises.ipynb", "Cell 0"): "skipped",  # no two complete runs to compare it in
-    ("notebooks.raises.ipynb", "Cell 1"): "failed",
-    ("notebooks.raises.ipynb", "Cell 2"): "skipped",
+    ("notebooks.tags.ipynb", "Cell 3"): "passed",
+    ("notebooks.raises.ipynb", "Cell 1"): "passed",  # the error does not end the runs: every cell is compared
+    ("notebooks.raises.ipynb", "Cell 2"): "failed",
+    ("notebooks.raises.ipynb", "Cell 3"): "passed",
 }
 
 
@@ -111,17 +111,17 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
 
     serial = pytester.runpytest("--ipyrepro", "notebooks", "-p", "no:randomly", "--junitxml=serial.xml")
     assert serial.ret == pytest.ExitCode.TESTS_FAILED
-    serial.assert_outcomes(passed=8, failed=2, skipped=2)
+    serial.assert_outcomes(passed=10, failed=2)
     outcomes = junit_outcomes(pytester.path / "serial.xml")
     assert {key: outcome for key, (outcome, _) in outcomes.items()} == EXPECTED
-    failure = outcomes["notebooks.planted.ipynb", "Cell 1"][1]
+    failure = outcomes["notebooks.planted.ipynb", "Cell 2"][1]
     # the same cell-by-cell report as `ipyrepro check`, with both sides of the diff
-    assert "cell 1 (code cell 1, id 'p2'): text/plain differs between run 1 and run 2" in failure
+    assert "cell 2 of 3 (code cell 2 of 3, id 'p2'): text/plain differs between run 1 and run 2" in failure
     assert "ipyrepro check" in failure and "as written (--as-is)" in failure
     assert re.search(r"^\s+-0\.\d+$", failure, re.MULTILINE) and re.search(r"^\s+\+0\.\d+$", failure, re.MULTILINE)
     assert "default_rng" in failure
-    raised = outcomes["notebooks.raises.ipynb", "Cell 1"][1]
-    assert "cell 1 (code cell 1, id 'e2') raised RuntimeError: not planned" in raised
+    raised = outcomes["notebooks.raises.ipynb", "Cell 2"][1]
+    assert "every run: cell 2 of 3 (code cell 2 of 3, id 'e2') raised RuntimeError: not planned" in raised
     # one check: its 2 runs and the kernel that looks for causes (the notebook differed)
     assert (pytester.path / "notebooks" / "kernel-runs.log").read_text() == "planted\n" * 3
 
@@ -129,7 +129,7 @@ def test_notebooks_checked_per_cell_with_the_same_verdicts_with_and_without_xdis
         "--ipyrepro", "notebooks", "-p", "no:randomly", "-n", "2", "-v", "--junitxml=parallel.xml"
     )
     assert parallel.ret == pytest.ExitCode.TESTS_FAILED
-    parallel.assert_outcomes(passed=8, failed=2, skipped=2)
+    parallel.assert_outcomes(passed=10, failed=2)
     assert {key: outcome for key, (outcome, _) in junit_outcomes(pytester.path / "parallel.xml").items()} == EXPECTED
     workers: dict[str, set[str]] = {}
     for line in parallel.outlines:
@@ -153,10 +153,52 @@ def test_default_mode_runs_under_ipyrepro_and_the_command_line_overrides_the_ini
     pytester.makeini("[pytest]\nipyrepro_rtol = 1e-6\nipyrepro_as_is = true\n")
     as_written = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "unseeded.ipynb")
     as_written.assert_outcomes(failed=1)
-    as_written.stdout.fnmatch_lines(["*as written (--as-is)*", "*cell 0 (code cell 0, id 'u1'): text/plain differs*"])
+    as_written.stdout.fnmatch_lines(
+        ["*as written (--as-is)*", "*cell 1 of 1 (code cell 1 of 1, id 'u1'): text/plain differs*"]
+    )
     exact = pytester.runpytest("--ipyrepro", "--ipyrepro-rtol", "0", "-p", "no:randomly", "notebooks/tolerance.ipynb")
     exact.assert_outcomes(failed=1)
-    exact.stdout.fnmatch_lines(["*cell 0 (code cell 0, id 't1'): stdout differs between run 1 and run 2*"])
+    exact.stdout.fnmatch_lines(["*cell 1 of 1 (code cell 1 of 1, id 't1'): stdout differs between run 1 and run 2*"])
+
+
+def saved_code(source: str, cell_id: str, count: int | None, text: str | None) -> nbformat.NotebookNode:
+    """A code cell as saved after running: its execution count and its stdout (None: saved before it ran)."""
+    cell = code(source, cell_id)
+    cell.execution_count = count
+    if text is not None:
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    return cell
+
+
+@pytest.mark.kernel
+def test_against_saved_items_are_named_by_the_reports_numbers(pytester: pytest.Pytester) -> None:
+    from ipyrepro.notebook_check import check
+
+    path = write(
+        pytester.path / "saved.ipynb",
+        new_markdown_cell("# Saved with outputs", id="m"),
+        saved_code("print('same')", "a", 1, "same\n"),
+        new_markdown_cell("The next output was edited after saving", id="m2"),
+        saved_code("print('fresh')", "b", 2, "edited\n"),
+        saved_code("print('never ran')", "c", None, None),
+    )
+    pytester.makeini("[pytest]\nipyrepro_against_saved = true\nipyrepro_as_is = true\n")
+    result = pytester.runpytest("--ipyrepro", "-p", "no:randomly", "-v", "-rs", "saved.ipynb")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "saved.ipynb::Cell 2 PASSED*",
+            "saved.ipynb::Cell 4 FAILED*",
+            "saved.ipynb::Cell 5 SKIPPED*",
+            "*cell 4 of 5 (code cell 2 of 3, id 'b'): stdout differs between the saved outputs and run 1*",
+            "*not saved: cell 5 of 5 (code cell 3 of 3, id 'c') has no saved outputs*",
+        ]
+    )
+    data = check(path, as_is=True, against_saved=True).to_dict()  # the report's JSON numbers the same cells
+    assert [(d["cell"]["position"], d["cell"]["label"]) for d in data["differences"]] == [
+        (4, "cell 4 of 5 (code cell 2 of 3, id 'b')")
+    ]
+    assert [cell["position"] for cell in data["not_saved"]] == [5]
 
 
 def test_notebook_level_failures_fail_clearly(pytester: pytest.Pytester) -> None:

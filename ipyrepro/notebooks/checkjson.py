@@ -1,0 +1,109 @@
+"""The check's `--json` report: objects a script can act on, in the shape of check-report.schema.json.
+
+Every cell is named by the same reference (`index` and `code_index` from 0, `position` and
+`code_position` from 1, `id`, the saved `execution_count`, and the label the text report prints).
+The schema file ships with the package; `validate` checks a report against it (tests, and scripts
+that want to know the shape they read).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from .outputs import IGNORE_TAGS
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "check-report.schema.json"
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """A CheckReport as JSON-ready data."""
+    causes = report.causes.by_cell if report.causes is not None else {}
+    hash_order = report.causes.hash_order_cells if report.causes is not None else []
+    status = report.causes.status if report.causes is not None else ""
+    return {
+        "schema": SCHEMA_VERSION,
+        "notebook": report.notebook,
+        "kernel": report.kernel,
+        "kernel_note": report.kernel_note,
+        "mode": report.mode,
+        "seed": report.seed,
+        "reseed": report.reseed,
+        "against_saved": report.against_saved,
+        "stop_on_error": report.stop_on_error,
+        "runs": len(report.runs),
+        "ok": report.ok,
+        "exit_code": report.exit_code,
+        "cells": [_cell(report, cell) for cell in report.cells],
+        "errors": [error.to_dict() for error in report.run_errors()],
+        "differences": [
+            {**d.to_dict(), "causes": [c.to_dict() for c in report.cell_causes(d.cell.index)]}
+            for d in report.differences
+        ],
+        "reproduced_errors": [error.to_dict() for error in report.reproduced],
+        "not_saved": [cell.ref() for cell in report.not_saved],
+        "causes": [
+            {
+                "cell": cell.ref(),
+                "hash_order_only": cell.index in hash_order,
+                "causes": [c.to_dict() for c in causes[cell.index]],
+            }
+            for cell in report.cells
+            if cell.index in causes
+        ],
+        "causes_run": status or None,
+        "hidden_state": {
+            "saved_out_of_order": bool(report.out_of_order),
+            "out_of_order": report.out_of_order,
+            "findings": [finding.to_dict(lambda cell: cell.ref()) for finding in report.hidden_state],
+        },
+        "machines": report.machines.to_dict() if report.machines is not None else None,
+    }
+
+
+def _cell(report: Any, cell: Any) -> dict[str, Any]:
+    return {
+        **cell.ref(),
+        "tags": list(cell.tags),
+        "outcome": outcome(report, cell),
+        "raised": any(cell.index in run.raised or _raised(run, cell) for run in report.runs),
+    }
+
+
+def _raised(run: Any, cell: Any) -> bool:
+    return any(output.get("output_type") == "error" for output in run.outputs.get(cell.index, ()))
+
+
+def outcome(report: Any, cell: Any) -> str:
+    """matched, differs, reproduced-error, not-compared, ignored, not-saved or empty (see the schema)."""
+    if not cell.source.strip():
+        return "empty"
+    if any(tag in cell.tags for tag in IGNORE_TAGS):
+        return "ignored"
+    if any(d.cell.index == cell.index for d in report.differences):
+        return "differs"
+    if any(error.cell.index == cell.index for error in report.reproduced):
+        return "reproduced-error"
+    if any(other.index == cell.index for other in report.not_saved):
+        return "not-saved"
+    return "matched" if cell.index in report.compared else "not-compared"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the report, as shipped with the package."""
+    from importlib.resources import files
+
+    return json.loads(files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Raise jsonschema's ValidationError when `data` does not have the report's shape (needs jsonschema)."""
+    import jsonschema
+
+    jsonschema.validate(data, schema())
+
+
+__all__ = ["SCHEMA_VERSION", "outcome", "report_dict", "schema", "validate"]

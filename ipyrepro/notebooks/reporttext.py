@@ -1,0 +1,129 @@
+"""The check's report as text: errors, differences with their causes, reproduced errors, hidden state, verdict.
+
+Every cell is named by its label (`cell 19 of 60 (code cell 12 of 40, id 'a4d6…')`), numbered
+from 1 as an editor shows it, the same numbers as the JSON's `position` and the pytest items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .hiddenstate import KIND as HIDDEN_STATE
+from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
+
+
+def report_text(report: Any) -> str:
+    """The whole report of a CheckReport, as `ipyrepro check` prints it."""
+    lines = [report.header()]
+    lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
+    text = [d for d in report.differences if not d.image]
+    images = [d for d in report.differences if d.image]
+    shown: set[int] = set()
+    for difference in text:
+        lines.append(difference.text())
+        index = difference.cell.index
+        if index not in shown and report.causes is not None:
+            shown.add(index)
+            found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
+            lines += [f"    cause: {cause.text()}" for cause in found]
+            if not found and report.causes.status == "done":
+                lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
+    if report.causes is not None and report.causes.hash_order_cells:
+        lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
+        for index in report.causes.hash_order_cells:
+            cell = next(cell for cell in report.cells if cell.index == index)
+            lines.append(f"  {cell.label()}\n{cell.head()}")
+            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(index)]
+    if report.causes is not None and report.causes.status not in ("done", ""):
+        lines.append(f"Causes: the diagnostic run {report.causes.status}")
+    lines += _reproduced(report)
+    lines += _hidden_state(report)
+    if report.not_saved:
+        lines.append("Not saved (no outputs or no execution count in the notebook, so not compared):")
+        lines += [f"  {cell.label()}" for cell in report.not_saved]
+    if images:
+        lines.append("Images (compared by exact bytes):")
+        lines += [d.image_line() for d in images]
+    compared = summary(report)
+    if report.machines is not None:  # --save / --against: the environment, the fingerprint, the first op
+        lines += report.machines.lines()
+        if report.machines.differs and not report.differences:
+            compared += f" here, but they differ from {report.machines.against_name}"
+    verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
+    lines.append(f"{verdict}: {compared}.")
+    return "\n".join(lines)
+
+
+NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
+NO_CAUSE_SAVED = (
+    "none ran in this cell; the saved output may have come from other code, data or package versions, "
+    "or from a value of an earlier differing cell"
+)
+
+
+def _reproduced(report: Any) -> list[str]:
+    if not report.reproduced:
+        return []
+    where = "every run and the saved outputs" if report.against_saved else "every run"
+    lines = [f"Reproduced errors (the same exception in {where}):"]
+    for error in report.reproduced:
+        tagged = (
+            f"tagged {RAISES_TAG!r}"
+            if error.expected
+            else f"not tagged {RAISES_TAG!r}: tag the cell if the error is expected"
+        )
+        lines.append(f"  {error.cell.label()}: {error.ename}: {error.evalue} ({tagged})")
+        lines.append(error.cell.head())
+        frames = traceback_tail({"traceback": list(error.traceback)})
+        if frames and not error.expected:
+            lines.append(f"    Traceback (last frames):\n{frames}")
+    return lines
+
+
+def _hidden_state(report: Any) -> list[str]:
+    if not (report.hidden_state or report.out_of_order):
+        return []
+    lines = ["Hidden state:"]
+    if report.out_of_order:
+        lines.append(f"  {report.out_of_order}")
+    for finding in report.hidden_state:
+        lines.append(f"  {finding.cell.label()} raised {finding.ename}: {finding.evalue}: {finding.text()}")
+        lines.append(f"    fix: {finding.fix()}")
+    return lines
+
+
+def summary(report: Any) -> str:
+    """The verdict line's text: how many cells differ or matched, what was not compared, what raised."""
+    total = len(report.cells)
+    complete = sum(run.complete for run in report.runs)
+    if report.stop_on_error and complete < 2 and not report.against_saved:
+        return "nothing to compare (fewer than 2 complete runs)"
+    if not report.compared:
+        return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
+    differing = {d.cell.index for d in report.differences}
+    images = sum(d.image for d in report.differences)
+    if differing:
+        parts = [
+            f"{len(differing)} of {total} code cells differ ({len(report.differences) - images} text/data outputs, "
+            f"{images} images)"
+        ]
+    elif len(report.compared) == total:
+        parts = [f"all {total} code cells matched"]
+    else:
+        parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
+    not_saved = len(report.not_saved)
+    if not_saved:
+        parts.append(f"{not_saved} not saved")
+    left = total - len(report.compared) - not_saved - sum(_ignored(cell) for cell in report.cells)
+    if left > 0:
+        parts.append(f"{left} not compared (they ran in fewer than 2 runs)")
+    if report.reproduced:
+        unexpected = sum(not error.expected for error in report.reproduced)
+        parts.append(
+            f"{len(report.reproduced)} raised the same error in every run ({unexpected} not tagged {RAISES_TAG!r})"
+        )
+    return "; ".join(parts)
+
+
+def _ignored(cell: Any) -> bool:
+    return any(tag in cell.tags for tag in IGNORE_TAGS)

@@ -1,0 +1,149 @@
+"""Cell by cell: which outputs differ, which errors reproduced, which cells could not be compared.
+
+An error is an output like any other. Every cell that ran in at least two of the sides compared
+(the runs, and with `--against-saved` the outputs saved in the notebook) is compared; the same
+exception type and message on every side is a reproduced error, not a difference. Only with
+`--stop-on-error` are runs that stopped early left out, as `ipyrepro check` did before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .notebookfile import Cell
+from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, output_items, side_name
+from .report import cell_differences
+
+
+@dataclass(frozen=True)
+class ReproducedError:
+    """A cell that raised the same exception on every side it was compared on."""
+
+    cell: Cell
+    ename: str
+    evalue: str
+    traceback: tuple[str, ...]
+    runs: tuple[int, ...]  # SAVED (0) for the saved outputs
+
+    @property
+    def expected(self) -> bool:
+        return RAISES_TAG in self.cell.tags
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell.ref(),
+            "ename": self.ename,
+            "evalue": self.evalue,
+            "traceback": list(self.traceback),
+            "runs": ["saved" if number == SAVED else number for number in self.runs],
+            "expected": self.expected,
+        }
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the comparison: a run's outputs by cell index, or the saved ones (number SAVED)."""
+
+    number: int
+    outputs: Mapping[int, list[dict[str, Any]]]
+
+    @property
+    def name(self) -> str:
+        return side_name(self.number)
+
+
+def ignored(cell: Cell) -> bool:
+    return any(tag in cell.tags for tag in IGNORE_TAGS)
+
+
+def compare(report: Any, comparison: Comparison) -> None:
+    """Fill `report`'s differences, reproduced errors, compared cells and (against saved) not-saved cells."""
+    if report.stop_on_error:  # as before: only runs that reached the end are compared
+        runs = [run for run in report.runs if run.complete]
+        if len(runs) < 2 and not report.against_saved:
+            return
+    else:
+        runs = [run for run in report.runs if run.outputs]
+    sides = [Side(run.number, run.outputs) for run in runs]
+    if report.against_saved:
+        report.not_saved = [cell for cell in report.cells if not cell.saved]
+        sides.insert(0, Side(SAVED, {cell.index: saved_outputs(cell) for cell in report.cells if cell.saved}))
+    for cell in report.cells:
+        present = [side for side in sides if cell.index in side.outputs]
+        if ignored(cell) or len(present) < 2 or (report.against_saved and present[0].number != SAVED):
+            continue
+        report.compared.add(cell.index)
+        base, *others = present
+        base_items = output_items(base.outputs[cell.index], comparison)
+        found = []
+        for other in others:
+            other_items = output_items(other.outputs[cell.index], comparison)
+            found += cell_differences(cell, base_items, other_items, (base.number, other.number), comparison)
+        report.differences += found
+        reproduced = _reproduced(cell, present, comparison)
+        if reproduced is not None:
+            report.reproduced.append(reproduced)
+
+
+def _reproduced(cell: Cell, sides: list[Side], comparison: Comparison) -> ReproducedError | None:
+    errors = [error_output(side.outputs[cell.index]) for side in sides]
+    if not all(errors):
+        return None
+    if len({comparison.clean(f"{error['ename']}: {error['evalue']}") for error in errors}) != 1:  # type: ignore[index]
+        return None
+    fresh = next((error for side, error in zip(sides, errors) if side.number != SAVED), errors[0])
+    assert fresh is not None
+    return ReproducedError(
+        cell,
+        str(fresh["ename"]),
+        str(fresh["evalue"]),
+        tuple(str(line) for line in fresh.get("traceback") or ()),
+        tuple(side.number for side in sides),
+    )
+
+
+def error_output(outputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last error among a cell's outputs (what it raised), or None."""
+    errors = [output for output in outputs if output.get("output_type") == "error"]
+    return errors[-1] if errors else None
+
+
+def saved_outputs(cell: Cell) -> list[dict[str, Any]]:
+    """The cell's saved outputs in the shape a run's have: texts joined, consecutive streams merged.
+
+    nbformat stores multi-line texts as lists of lines and may split one stream into several
+    outputs; anything that is not an output nbformat 4 defines is left out.
+    """
+    found: list[dict[str, Any]] = []
+    for output in cell.saved_outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            name, text = str(output.get("name", "stdout")), _text(output.get("text", ""))
+            last = found[-1] if found else None
+            if last and last["output_type"] == "stream" and last["name"] == name:
+                last["text"] += text
+            else:
+                found.append({"output_type": "stream", "name": name, "text": text})
+        elif kind == "error":
+            traceback = output.get("traceback")
+            found.append(
+                {
+                    "output_type": "error",
+                    "ename": str(output.get("ename", "")),
+                    "evalue": str(output.get("evalue", "")),
+                    "traceback": [str(line) for line in traceback] if isinstance(traceback, list) else [],
+                }
+            )
+        elif kind in ("execute_result", "display_data") and isinstance(output.get("data"), dict):
+            data = {str(mime): _text(value) for mime, value in output["data"].items()}
+            found.append({"output_type": kind, "data": data, "metadata": {}})
+    return found
+
+
+def _text(value: Any) -> Any:
+    """nbformat's multi-line strings (lists of lines) joined; JSON values (widgets, Vega) kept."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    return value
