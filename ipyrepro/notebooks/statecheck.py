@@ -1,4 +1,4 @@
-"""`ipyrepro check`'s state digests, check side: ask each kernel after each cell, compare the runs, find the first divergence.
+"""`ipyrepro check`'s state digests, check side: ask the kernel after each cell, compare runs, find where they part.
 
 The kernel answers with digests only (comparison/statedigest.py). Run 1 is the
 reference; a name diverges after a cell when its digest differs in another run
