@@ -161,7 +161,8 @@ class StateReport:
 
     @property
     def first(self) -> CellDivergence | None:
-        """The first cell whose variables differ; a global RNG state only when no variable ever differs."""
+        """The first cell whose variables differ; where a global RNG state began to differ only when no variable
+        ever differs."""
         for divergence in self.cells.values():
             if divergence.new:
                 return divergence
@@ -212,6 +213,7 @@ def compare_states(
             report.skipped.update(state.skipped)
     previous: dict[int, CellState | None] = {number: None for number, _ in usable}
     divergent_before: dict[str, int] = {}  # name -> origin index
+    rngs_before: set[str] = set()
     for index in order:
         mine = first.get(index)
         if mine is None:
@@ -231,9 +233,19 @@ def compare_states(
                 divergent.setdefault(name, (reference, number))
                 if _changed(name, previous[reference], mine) or _changed(name, previous[number], theirs):
                     written.add(name)
-            for name in set(mine.rngs) | set(theirs.rngs):
-                a, b = mine.rngs.get(name), theirs.rngs.get(name)
-                if a is None or b is None or a.get("digest") != b.get("digest"):
+            for name in set(mine.rngs) & set(theirs.rngs):
+                if mine.rngs[name].get("digest") == theirs.rngs[name].get("digest"):
+                    continue
+                # An RNG counts once it was the same after an earlier cell: one that differs from its start
+                # (OS-seeded at startup or import, never drawn from) has not diverged by anything a cell did.
+                before_mine, before_theirs = previous[reference], previous[number]
+                if name in rngs_before or (
+                    before_mine is not None
+                    and before_theirs is not None
+                    and name in before_mine.rngs
+                    and name in before_theirs.rngs
+                    and before_mine.rngs[name].get("digest") == before_theirs.rngs[name].get("digest")
+                ):
                     rngs.add(name)
             previous[number] = theirs
         previous[reference] = mine
@@ -245,6 +257,7 @@ def compare_states(
         grouped = {origin: tuple(sorted(names)) for origin, names in sorted(inherited.items())}
         new = tuple(sorted(name for name in divergent if name not in divergent_before))
         divergent_before = {name: divergent_before.get(name, index) for name in divergent}
+        rngs_before = rngs
         report.origins[index] = dict(divergent_before)
         if divergent or rngs:
             runs_of = next(iter(divergent.values()), (reference, others[0][0]))
