@@ -92,6 +92,8 @@ class StateDigester:
         first.update(self._rngs(memo, reuse_large=False))
         again = {name: self._name(value, name, memo, reuse_large=True) for name, value in names.items()}
         again.update(self._rngs(memo, reuse_large=True))
+        for name in [name for name, record in first.items() if "nothing_digested" in record]:
+            skipped[name] = first.pop(name)["nothing_digested"]
         unstable = sorted(name for name in first if again.get(name, {}).get("digest") != first[name]["digest"])
         for name in unstable:
             skipped[name] = "its digest changed between two digests in a row (not stable within one process)"
