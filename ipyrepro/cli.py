@@ -78,6 +78,7 @@ def _check(args: argparse.Namespace) -> int:
             progress=progress,
             jobs=args.jobs,
             causes=not args.no_causes,
+            state=not args.no_state,
         )
     except NotebookError as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -159,18 +160,23 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         "--rtol",
         type=arguments.tolerance,
         default=0.0,
-        help="relative tolerance for numbers inside text outputs (default 0: exact)",
+        help="relative tolerance for numbers inside text outputs and floating-point state (default 0: exact)",
     )
     check.add_argument(
         "--atol",
         type=arguments.tolerance,
         default=0.0,
-        help="absolute tolerance for numbers inside text outputs (default 0: exact)",
+        help="absolute tolerance for numbers inside text outputs and floating-point state (default 0: exact)",
     )
     check.add_argument(
         "--no-causes",
         action="store_true",
         help="when something differs, do not run the one extra kernel that names each cause at its line",
+    )
+    check.add_argument(
+        "--no-state",
+        action="store_true",
+        help="do not digest each kernel's state after every cell: compare outputs only (no first divergence)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -150,8 +150,11 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
     return {**stats, **dict(zip(STAT_KEYS, (float(v) for v in values)))}
 
 
-def leaf_record(leaf: Any) -> dict[str, Any]:
-    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs."""
+def leaf_record(leaf: Any, *, stats: bool = True) -> dict[str, Any]:
+    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs.
+
+    `stats=False` leaves out the statistics of tensors and arrays (None): a few passes over the data that
+    only a check within a tolerance reads (the notebook check's state digests without --rtol/--atol)."""
     if isinstance(leaf, torch.Tensor):
         try:
             digest = tensor_digest(leaf)
@@ -163,7 +166,7 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "shape": list(leaf.shape),
             "device": str(leaf.device),
             "digest": digest,
-            "stats": _stats_or_none(leaf) if leaf.layout == torch.strided else None,
+            "stats": _stats_or_none(leaf) if stats and leaf.layout == torch.strided else None,
         }
     if isinstance(leaf, np.ndarray):
         try:
@@ -179,10 +182,12 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "dtype": leaf.dtype.str,
             "shape": list(leaf.shape),
             "digest": digest,
-            "stats": _stats_or_none(tensor) if tensor is not None else None,
+            "stats": _stats_or_none(tensor) if stats and tensor is not None else None,
         }
     if isinstance(leaf, np.generic):
-        return leaf_record(leaf.item()) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
+        return (
+            leaf_record(leaf.item(), stats=stats) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
+        )
     if isinstance(leaf, bool):
         return {"kind": "bool", "value": leaf, "digest": _text_digest("bool", str(leaf))}
     if isinstance(leaf, int):

@@ -45,9 +45,9 @@ RNG_NAMES = {
 
 def _digests() -> Any:
     """The one digest implementation ipyrepro has (the leaves and leaf records of `%%repro --save`)."""
-    from ipyrepro.comparison import fingerprint
+    from . import digests
 
-    return fingerprint
+    return digests
 
 
 @dataclass
@@ -107,7 +107,7 @@ class StateDigester:
         }
 
     def _select(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        from ipyrepro.comparison.values import comparable_automatically  # noqa
+        from .values import comparable_automatically
 
         names: dict[str, Any] = {}
         skipped: dict[str, str] = {}
@@ -321,7 +321,7 @@ def _reads(source: str | None, namespace: dict[str, Any]) -> list[str] | None:
         return None
     import ast
 
-    from ipyrepro.comparison.snapshot import cell_names
+    from .snapshot import cell_names
 
     try:
         from IPython import get_ipython

@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import statecheck
 from .checkcauses import find_causes
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import notebook_kernel, plain_kernel_for
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison
 from .report import CheckReport, Run, _compare, _current, traceback_tail
+from .statecheck import compare_states
 
 
 def check(
@@ -42,6 +44,7 @@ def check(
     progress: Callable[[str], None] | None = None,
     causes: bool = True,
     jobs: int | None = None,
+    state: bool = True,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -50,6 +53,8 @@ def check(
     (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py).
+    With `state` (the default) each kernel also digests its namespace after every cell, and the report
+    names the first cell whose state differs (see statecheck.py); `state=False` is `--no-state`.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
@@ -93,10 +98,16 @@ def check(
             startup_timeout,
             kernel_spec_manager,
             say,
+            comparison if state else None,
         )
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     _compare(report, comparison)
+    if state:
+        report.state = compare_states(
+            [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
+        )
+        report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
     if causes and report.differences and not report.errors:
         report.causes = find_causes(
             report,
@@ -155,7 +166,10 @@ def _run_once(
     startup_timeout: float,
     kernel_spec_manager: Any,
     say: Callable[[str], None],
+    digests: Comparison | None = None,
 ) -> Run:
+    """One run in a fresh kernel; with `digests` (the check's comparison: its tolerance and sanitizers) the
+    kernel's state is digested after each cell, invisibly to the notebook (statecheck.py)."""
     run = Run(number)
     try:
         with notebook_kernel(
@@ -174,13 +188,23 @@ def _run_once(
                     "is ipyrepro installed in that kernel's Python? Or pass --as-is"
                 )
                 return run
+            if digests is not None:
+                digests = _start_digests(run, runner, digests, timeout)
+            previous = None
             for position, cell in enumerate(cells, 1):
                 say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
                 if not cell.source.strip():
                     run.outputs[cell.index] = []
+                    if previous is not None:
+                        run.states[cell.index] = previous
                     continue
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
+                if digests is not None:
+                    try:
+                        previous = run.states[cell.index] = statecheck.record(runner, cell.source, timeout)
+                    except statecheck.StateUnavailable as error:
+                        run.state_error, digests = f"after {cell.position()}: {error}", None
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
                     run.error_cell = cell.index
                     reason = execution.error_text or f"execution {execution.status}"
@@ -202,6 +226,16 @@ def _run_once(
     except KernelError as error:
         run.error = str(error)
     return run
+
+
+def _start_digests(run: Run, runner: Any, comparison: Comparison, timeout: float | None) -> Comparison | None:
+    """Tell the kernel how to digest (tolerance data or not, the sanitizers); None when it cannot."""
+    try:
+        statecheck.configure(runner, bool(comparison.rtol or comparison.atol), comparison.sanitizers, timeout)
+    except statecheck.StateUnavailable as error:
+        run.state_error = f"the kernel cannot digest its state: {error}"
+        return None
+    return comparison
 
 
 def _pending(run: Run, cells: list[Cell]) -> int | None:

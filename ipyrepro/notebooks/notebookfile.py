@@ -23,6 +23,11 @@ class Cell:
     source: str
     tags: tuple[str, ...]
     code_index: int = 0  # position among code cells only, from 0, as nbval counts them
+    count: int = 0  # how many cells (of every type) the notebook has
+
+    def position(self) -> str:
+        """`cell 8 of 36`: 1-based, among all cells, as an editor shows them."""
+        return f"cell {self.index + 1}" + (f" of {self.count}" if self.count else "")
 
     def head(self) -> str:
         lines = self.source.splitlines() or [""]
@@ -73,7 +78,9 @@ def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
         source = "".join(source) if isinstance(source, list) else source
         tags = (cell.get("metadata") or {}).get("tags") or ()
         # Cells of nbformat < 4.5 have no id: a stable stand-in keeps every run's seeds the same.
-        cells.append(Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(tags), code_index))
+        cells.append(
+            Cell(index, str(cell.get("id") or f"cell-{index}"), source, tuple(tags), code_index, len(notebook["cells"]))
+        )
         code_index += 1
     return cells, metadata
 

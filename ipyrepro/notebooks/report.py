@@ -11,6 +11,17 @@ from ..comparison.findings import Cause
 from .checkcauses import CheckCauses
 from .notebookfile import Cell
 from .outputs import IGNORE_TAGS, Comparison, Item, full_diff, output_items, short_diff
+from .statecheck import (
+    CellState,
+    StateReport,
+    first_divergence_json,
+    first_divergence_text,
+    inherits_json,
+    inherits_text,
+    names_text,
+    rng_text,
+    state_json,
+)
 
 # -- running ---------------------------------------------------------------------------
 
@@ -24,6 +35,8 @@ class Run:
     error: str | None = None
     fatal: bool = False  # the kernel could not start: every further run would fail the same way
     error_cell: int | None = None  # the index of the cell the run stopped at; None: not at a cell
+    states: dict[int, CellState] = field(default_factory=dict)  # cell index -> state digests after it
+    state_error: str | None = None  # why the kernel could not digest its state (then `states` stops there)
 
     @property
     def complete(self) -> bool:
@@ -75,6 +88,7 @@ class CheckReport:
     differences: list[Difference] = field(default_factory=list)
     causes: CheckCauses | None = None  # from the diagnostic kernel, run only when something differed
     kernel_note: str = ""  # e.g. --as-is replaced an ipyrepro kernel with a plain one
+    state: StateReport = field(default_factory=lambda: StateReport(enabled=False))  # per-cell state digests
 
     @property
     def errors(self) -> list[str]:
@@ -97,14 +111,21 @@ class CheckReport:
     def __str__(self) -> str:
         lines = [self.header()]
         lines += [f"Error in {text}" for text in self.errors]
+        lines += state_lines(self)
+        listed = self.divergence_causes()
         text = [d for d in self.differences if not d.image]
         images = [d for d in self.differences if d.image]
         for difference in text:
             lines.append(difference.text())
-            if difference is self._first_of(difference.cell.index) and self.causes is not None:
+            if difference is not self._first_of(difference.cell.index):
+                continue
+            inherited = self.state.inherits(difference.cell.index)
+            if inherited:
+                lines.append(f"    {inherits_text(inherited, self.position)}")
+            if self.causes is not None:
                 found = self.cell_causes(difference.cell.index)
-                lines += [f"    cause: {cause.text()}" for cause in found]
-                if not found and self.causes.status == "done":
+                lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
+                if not found and not inherited and self.causes.status == "done":
                     lines.append("    cause: none ran in this cell; it may use a value from an earlier differing cell")
         if self.causes is not None and self.causes.hash_order_cells:
             lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
@@ -128,9 +149,27 @@ class CheckReport:
                 if cells
                 else f"all {len(self.cells)} code cells matched"
             )
+        first = self.state.first
+        if first is not None and not self.differences and complete >= 2:
+            names = names_text(first.new) if first.new else rng_text(first.rngs)
+            compared += f"; the state differs from {self.position(first.index)} ({names}), though no output shows it"
         verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[self.exit_code]
         lines.append(f"{verdict}: {compared}.")
         return "\n".join(lines)
+
+    def position(self, index: int) -> str:
+        """`cell 8 of 36` for the cell at `index`."""
+        cell = next((cell for cell in self.cells if cell.index == index), None)
+        return cell.position() if cell is not None else f"cell {index + 1}"
+
+    def divergence_causes(self) -> list[Cause]:
+        """The causes traced from the first divergence on, each once, strongest first."""
+        return list(self.causes.ranked) if self.causes is not None else []
+
+    def prints(self, index: int) -> bool:
+        """Whether the cell printed or displayed anything in the reference run."""
+        run = next((run for run in self.runs if run.states or run.outputs), None)
+        return bool(run is not None and run.outputs.get(index))
 
     def _first_of(self, index: int) -> Difference | None:
         return next((d for d in self.differences if d.cell.index == index and not d.image), None)
@@ -141,6 +180,8 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         causes = self.causes.by_cell if self.causes is not None else {}
+        ids = {cell.index: cell.cell_id for cell in self.cells}
+        prints = {cell.index: self.prints(cell.index) for cell in self.cells}
         return {
             "notebook": self.notebook,
             "kernel": self.kernel,
@@ -151,9 +192,16 @@ class CheckReport:
             "exit_code": self.exit_code,
             "errors": self.errors,
             "differences": [
-                {**d.to_dict(), "causes": [c.to_dict() for c in self.cell_causes(d.cell.index)]}
+                {
+                    **d.to_dict(),
+                    "causes": [c.to_dict() for c in self.cell_causes(d.cell.index)],
+                    "inherits": inherits_json(self.state.inherits(d.cell.index), ids),
+                }
                 for d in self.differences
             ],
+            "first_divergence": first_divergence_json(self.state, ids, prints),
+            "divergence_causes": [c.to_dict() for c in self.divergence_causes()],
+            "state": state_json(self.state, ids),
             "causes": [
                 {
                     "index": cell.index,
@@ -264,6 +312,12 @@ class CellResult:
         lines = [report.header()] + [f"Error in {error}" for error in self.errors]
         lines += [d.text() for d in self.differences if not d.image]
         if self.differences:
+            first = report.state.first
+            if first is not None and first.index < self.cell.index:
+                lines += state_lines(report)
+            inherited = report.state.inherits(self.cell.index)
+            if inherited:
+                lines.append(f"    {inherits_text(inherited, report.position)}")
             lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(self.cell.index)]
         images = [d.image_line() for d in self.differences if d.image]
         if images:
@@ -285,3 +339,26 @@ def cell_results(report: CheckReport) -> list[CellResult]:
         ignored = any(tag in cell.tags for tag in IGNORE_TAGS)
         results.append(CellResult(cell, differences, errors, complete, ignored))
     return results
+
+
+# -- state ---------------------------------------------------------------------------------
+
+
+def state_lines(report: CheckReport) -> list[str]:
+    """The first divergent cell, its code, and the causes traced from there (each once, strongest first)."""
+    lines = [f"State digests: {error}" for error in report.state.errors]
+    first = report.state.first
+    if first is None:
+        return lines
+
+    def note(index: int) -> str:
+        if any(d.cell.index == index for d in report.differences):
+            return "its output differs"
+        return "its output matches" if report.prints(index) else "prints nothing"
+
+    lines.append("First divergence: " + (first_divergence_text(report.state, report.position, note) or ""))
+    cell = next((cell for cell in report.cells if cell.index == first.index), None)
+    if cell is not None:
+        lines.append(cell.head())
+    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    return lines

@@ -73,7 +73,11 @@ OPTIONS = (
     _Option("timeout", _lazy("arguments", "timeout"), "seconds a cell may run (default 600; 0 = no limit)", "SECONDS"),
     _Option("kernel", str, "kernelspec to run (default: the notebook's, else python3)", "NAME"),
     _Option("as_is", None, "run notebooks untouched: no env vars, no `%%repro on` (default: under ipyrepro)"),
+    _Option("no_state", None, "compare outputs only: no state digests after each cell, no first divergence"),
 )
+
+
+FLAGS = ("as_is", "no_state")  # options without a value: --ipyrepro-as-is, ini `ipyrepro_as_is = true`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,7 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         flag = f"--ipyrepro-{option.name.replace('_', '-')}"
         dest = f"ipyrepro_{option.name}"
-        if option.name == "as_is":
+        if option.name in FLAGS:
             group.addoption(flag, action="store_true", default=None, dest=dest, help=option.help)
             parser.addini(dest, option.help.replace("%%", "%"), type="bool", default=False)
         elif option.name == "sanitize":
@@ -113,6 +117,8 @@ class CheckOptions:
             given = config.getoption(dest)
             if option.name == "as_is":
                 kwargs["as_is"] = bool(given) or bool(config.getini(dest))
+            elif option.name == "no_state":
+                kwargs["state"] = not (bool(given) or bool(config.getini(dest)))
             elif option.name == "sanitize":
                 kwargs["sanitize"] = [*config.getini(dest), *given]
             elif given is not None:
