@@ -107,14 +107,14 @@ class StateDigester:
         }
 
     def _select(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        from .values import comparable_automatically
+        from .snapshot import is_shared
 
         names: dict[str, Any] = {}
         skipped: dict[str, str] = {}
         for name, value in list(namespace.items()):
             if _IPYTHON_NAMES.match(name) or (name in hidden and hidden[name] is value):
                 continue  # IPython's own names: history, outputs, the shell
-            if not comparable_automatically(value):
+            if is_shared(value) or _is_ipython_internal(value):  # as %%repro leaves them out
                 skipped[name] = _kind_of(value)
             else:
                 names[name] = value
@@ -123,7 +123,7 @@ class StateDigester:
     def _name(self, value: Any, name: str, memo: dict, *, reuse_large: bool) -> dict[str, Any]:
         digests = _digests()
         built = _Name()
-        for path, leaf in digests.leaves(_packed(value, 0), name):
+        for path, leaf in digests.leaves(_packed(value, 0, self.tolerance), name):
             record = self._record(leaf, memo, reuse_large)
             built.leaves += 1
             relative = path[len(name) :]
@@ -190,27 +190,44 @@ class StateDigester:
 PACK_AT = 16  # a list of at least this many floats (or ints) is digested as one array, not leaf by leaf
 
 
-def _packed(value: Any, depth: int) -> Any:
-    """`value` with long lists of plain floats or ints (a loss history) as NumPy arrays: one leaf instead of
-    thousands. Containers around them are rebuilt (paths stay the same); nothing else is copied."""
+def _packed(value: Any, depth: int, tolerance: bool) -> Any:
+    """`value` with long lists of plain floats or ints (a loss history, a `random.Random` state) as one leaf
+    instead of thousands: a NumPy array when NumPy is imported (statistics for a tolerance work on it), else
+    their bytes. Containers around them are rebuilt (paths stay the same); nothing else is copied."""
+    import random
+
     if depth > 20:
         return value
-    if isinstance(value, dict) and type(value) in (dict,):
-        packed = {key: _packed(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, random.Random):
+        return _packed(value.getstate(), depth + 1, tolerance)
+    if type(value) is dict:
+        packed = {key: _packed(item, depth + 1, tolerance) for key, item in value.items()}
         return packed if any(packed[key] is not value[key] for key in value) else value
     if type(value) in (list, tuple):
         if len(value) >= PACK_AT:
-            kinds = {type(item) for item in value}
-            if kinds == {float} or kinds == {int}:
-                import numpy
-
-                try:
-                    return numpy.array(value, dtype=numpy.float64 if kinds == {float} else numpy.int64)
-                except OverflowError:  # ints beyond 64 bits: leaf by leaf
-                    return value
-        packed_items = [_packed(item, depth + 1) for item in value]
-        return packed_items if any(a is not b for a, b in zip(packed_items, value)) else value
+            whole = _as_one_leaf(value, tolerance)
+            if whole is not None:
+                return whole
+        items = [_packed(item, depth + 1, tolerance) for item in value]
+        return items if any(a is not b for a, b in zip(items, value)) else value
     return value
+
+
+def _as_one_leaf(items: list[Any] | tuple[Any, ...], tolerance: bool) -> Any:
+    import array
+
+    kinds = {type(item) for item in items}
+    if kinds not in ({float}, {int}):
+        return None
+    numpy = sys.modules.get("numpy")  # never imported for this
+    try:
+        if numpy is not None:
+            return numpy.array(items, dtype=numpy.float64 if kinds == {float} else numpy.int64)
+        if kinds == {int} or not tolerance:  # a tolerance needs the floats' statistics: leaf by leaf then
+            return array.array("d" if kinds == {float} else "q", items).tobytes()
+    except OverflowError:  # ints beyond 64 bits: leaf by leaf
+        return None
+    return None
 
 
 def _memory_key(leaf: Any) -> tuple[int, tuple[Any, ...]] | None:
@@ -301,6 +318,11 @@ def _values_of(entry: dict[str, Any]) -> list[float]:
         return [float.fromhex(entry["value"])]
     real, imaginary = entry["value"].split(",")
     return [float.fromhex(real), float.fromhex(imaginary)]
+
+
+def _is_ipython_internal(value: Any) -> bool:
+    module = type(value).__module__ or ""
+    return module.startswith("IPython.") and "IPython" in sys.modules
 
 
 def _kind_of(value: Any) -> str:

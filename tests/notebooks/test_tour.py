@@ -42,4 +42,7 @@ def test_tour_notebook_runs_and_reproduces_in_fresh_kernels(path: Path) -> None:
     before = path.read_bytes()
     report = check(path, runs=2, timeout=300)
     assert report.exit_code == 0, str(report)
+    # State digests ran after every cell, and found no divergence an output would not show either.
+    assert report.state.compared and report.state.first is None and not report.state.cells, str(report)
+    assert not report.state.errors
     assert path.read_bytes() == before
