@@ -32,4 +32,4 @@ def test_a_failing_cell_names_the_first_divergence_and_what_it_inherits(pytester
     pytester.makeini("[pytest]\nipyrepro_as_is = true\nipyrepro_no_state = true\n")
     result = pytester.runpytest("--ipyrepro", "silent.ipynb", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
-    assert "First divergence" not in result.stdout.str() and "inherits" not in result.stdout.str()
+    assert "First divergence:" not in result.stdout.str() and "inherits x from" not in result.stdout.str()
