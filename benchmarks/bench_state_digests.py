@@ -29,8 +29,7 @@ def notebook(path: Path, millions: int) -> Path:
         "import torch\ntorch.set_num_threads(1)",
         f"model = torch.nn.Sequential(*[torch.nn.Linear({width}, {width}, bias=False) for _ in range(4)])\n"
         "params = sum(p.numel() for p in model.parameters())",
-        "optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)\nbatch = torch.randn(64, "
-        f"{width})",
+        f"optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)\nbatch = torch.randn(64, {width})",
         "loss = model(batch).pow(2).mean()\nloss.backward()",
         "optimizer.step()\noptimizer.zero_grad()",
         "loss = model(batch).pow(2).mean()",
@@ -67,11 +66,13 @@ def main() -> None:
             digested.append(elapsed)
             digest_seconds.append(seconds)
     base, subject = statistics.median(plain), statistics.median(digested)
-    ratio = subject / base
+    ratio = statistics.median(b / a for a, b in zip(plain, digested))  # each round's pair ran back to back
+    share = statistics.median(digest_seconds) / base
     print(
         f"{args.params}M-parameter notebook, 2 runs one after the other: --no-state {base:.2f} s, "
-        f"with state digests {subject:.2f} s ({statistics.median(digest_seconds):.2f} s digesting in the kernels), "
-        f"{ratio:.3f}x (target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'})"
+        f"with state digests {subject:.2f} s, {ratio:.3f}x (target <= {TARGET}x: "
+        f"{'met' if ratio <= TARGET else 'MISSED'}); the kernels spent {statistics.median(digest_seconds):.2f} s "
+        f"digesting, {share:.1%} of the --no-state time"
     )
 
 
