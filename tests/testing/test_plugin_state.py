@@ -33,3 +33,16 @@ def test_a_failing_cell_names_the_first_divergence_and_what_it_inherits(pytester
     result = pytester.runpytest("--ipyrepro", "silent.ipynb", "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
     assert "First divergence:" not in result.stdout.str() and "inherits x from" not in result.stdout.str()
+
+
+@pytest.mark.kernel
+def test_the_plugin_fixtures_show_no_false_state_divergence(tmp_path) -> None:
+    from ipyrepro.notebooks.check import check
+    from tests.testing.test_pytest_plugin import notebook_folder
+
+    folder = notebook_folder(tmp_path)
+    for name in ("reproducible", "planted", "tolerance", "tags"):
+        report = check(folder / f"{name}.ipynb", as_is=True, rtol=1e-6, causes=False)
+        assert report.state.compared and not report.state.errors, str(report)
+        # planted.ipynb differs in an output it never stores; nothing it holds differs
+        assert report.state.first is None and not report.state.cells, str(report)
