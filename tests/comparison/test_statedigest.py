@@ -40,3 +40,26 @@ def test_long_number_lists_and_rng_states_are_one_leaf_each() -> None:
     assert found["names"]["history"]["leaves"] == 1
     assert found["names"]["r"]["leaves"] == 3  # version, the packed 625 words, gauss
     assert {"<random>", "<numpy.random>", "<torch>"} <= set(found["rngs"])
+
+
+def test_the_state_digest_is_built_from_the_leaves_repro_save_writes(ip, tmp_path) -> None:
+    """One digest implementation: the state digest of a name is the hash of the very leaf digests that
+    `%%repro --save` writes for it."""
+    import json
+
+    from ipyrepro.comparison import digests
+
+    ip.run_cell("import torch\ntorch.manual_seed(0)")
+    saved = tmp_path / "values.json"
+    report = ip.run_cell_magic(
+        "repro", f"--save {saved}", "model = torch.nn.Linear(3, 2)\nhistory = {'loss': [0.5, 0.25], 'tag': 'v1'}"
+    )
+    assert report.ok, report
+    records = json.loads(saved.read_text())["values"]
+    state = StateDigester().digest({"model": ip.user_ns["model"], "history": ip.user_ns["history"]}, {}, None)
+    for name in ("model", "history"):
+        parts = [f"{path[len(name) :]}={record['digest']}" for path, record in records.items() if path.startswith(name)]
+        hasher = digests._hasher("state")
+        for part in parts:
+            hasher.update(part.encode() + b"\0")
+        assert state["names"][name]["digest"] == f"xxh3_128:{hasher.hexdigest()}"
