@@ -131,6 +131,8 @@ def find_causes(
                 helper = _helper("hash-order", cell.source)
                 causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
                 found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
+                for cause in found.by_cell[cell.index]:
+                    cause.cell, cause.cells = cell.index + 1, cell.count
     except KernelError as error:
         found.status = f"failed: {error}".split("\n")[0]
         return found

@@ -154,7 +154,7 @@ class StateReport:
     enabled: bool = True
     compared: bool = False
     cells: dict[int, CellDivergence] = field(default_factory=dict)  # cell index -> divergence (divergent cells)
-    origins: dict[int, dict[str, int]] = field(default_factory=dict)  # cell index -> name -> where it began
+    inherited_by: dict[int, dict[int, tuple[str, ...]]] = field(default_factory=dict)  # for cells that match
     skipped: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0  # digest time in the kernels, all runs together
@@ -173,12 +173,11 @@ class StateReport:
         return [d for d in self.cells.values() if d.root]
 
     def inherits(self, index: int) -> dict[int, tuple[str, ...]]:
+        """Origin cell index -> the divergent names the cell at `index` reads that differed before it ran."""
         divergence = self.cells.get(index)
         if divergence is not None:
             return divergence.inherited
-        return self._inherited_by.get(index, {})
-
-    _inherited_by: dict[int, dict[int, tuple[str, ...]]] = field(default_factory=dict)  # cells without divergence
+        return self.inherited_by.get(index, {})
 
     def trace_cells(self, differing: set[int]) -> list[int]:
         """The cells the diagnostic run traces: from the first divergence on, each that began or changed a
@@ -258,7 +257,6 @@ def compare_states(
         new = tuple(sorted(name for name in divergent if name not in divergent_before))
         divergent_before = {name: divergent_before.get(name, index) for name in divergent}
         rngs_before = rngs
-        report.origins[index] = dict(divergent_before)
         if divergent or rngs:
             runs_of = next(iter(divergent.values()), (reference, others[0][0]))
             report.cells[index] = CellDivergence(
@@ -271,7 +269,7 @@ def compare_states(
                 grouped,
             )
         elif grouped:
-            report._inherited_by[index] = grouped
+            report.inherited_by[index] = grouped
     report.seconds = sum(state.seconds for _, states in usable for state in states.values())
     return report
 
