@@ -118,7 +118,8 @@ class CheckOptions:
             if option.name == "as_is":
                 kwargs["as_is"] = bool(given) or bool(config.getini(dest))
             elif option.name == "no_state":
-                kwargs["state"] = not (bool(given) or bool(config.getini(dest)))
+                if given or config.getini(dest):
+                    kwargs["state"] = False  # shown in the header only when given
             elif option.name == "sanitize":
                 kwargs["sanitize"] = [*config.getini(dest), *given]
             elif given is not None:
