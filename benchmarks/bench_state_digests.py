@@ -65,6 +65,7 @@ def main() -> None:
             elapsed, seconds = timed(path, True)
             digested.append(elapsed)
             digest_seconds.append(seconds)
+            print(f"  round: --no-state {plain[-1]:.2f} s, state {elapsed:.2f} s ({seconds:.2f} s digesting)")
     base, subject = statistics.median(plain), statistics.median(digested)
     ratio = statistics.median(b / a for a, b in zip(plain, digested))  # each round's pair ran back to back
     share = statistics.median(digest_seconds) / base
