@@ -100,6 +100,7 @@ def _check(args: argparse.Namespace) -> int:
             portable=args.portable,
             stop_on_error=args.stop_on_error,
             against_saved=args.against_saved,
+            state=not args.no_state,
         )
     except (NotebookError, FingerprintError) as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
@@ -216,13 +217,13 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         "--rtol",
         type=arguments.tolerance,
         default=0.0,
-        help="relative tolerance for numbers inside text outputs (default 0: exact)",
+        help="relative tolerance for numbers inside text outputs and floating-point state (default 0: exact)",
     )
     check.add_argument(
         "--atol",
         type=arguments.tolerance,
         default=0.0,
-        help="absolute tolerance for numbers inside text outputs (default 0: exact)",
+        help="absolute tolerance for numbers inside text outputs and floating-point state (default 0: exact)",
     )
     check.add_argument(
         "--no-causes",
@@ -251,6 +252,11 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         "--portable",
         action="store_true",
         help="run the kernels under the portable profile (common CPU kernels, fixed threads, no TF32)",
+    )
+    check.add_argument(
+        "--no-state",
+        action="store_true",
+        help="do not digest each kernel's state after every cell: compare outputs only (no first divergence)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -7,37 +7,64 @@ the notebook check.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 import xxhash
 
 from ..core.numpyrandom import generator_types
-from .values import generator_state
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 _CHUNK = 64 << 20  # bytes per host copy when hashing a tensor that lives on an accelerator
 LEAF_KINDS = ("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported")
 STAT_KEYS = ("min", "max", "mean", "abs_mean")
 COUNT_KEYS = ("numel", "nan", "posinf", "neginf")
-# dtypes without sum/aminmax kernels on CPU, and the dtype their statistics are taken in (exact but for uint64).
-_WIDEN_FOR_STATS = {
-    getattr(torch, name): widened
-    for name, widened in (
-        ("uint16", torch.int64),
-        ("uint32", torch.int64),
-        ("uint64", torch.float64),
-        ("float8_e4m3fn", torch.float32),
-        ("float8_e4m3fnuz", torch.float32),
-        ("float8_e5m2", torch.float32),
-        ("float8_e5m2fnuz", torch.float32),
-        ("float8_e8m0fnu", torch.float32),
-    )
-    if hasattr(torch, name)
-}
+
+
+@functools.lru_cache(maxsize=1)
+def _widen_for_stats() -> dict[Any, Any]:
+    """dtypes without sum/aminmax kernels on CPU, and the dtype their statistics are taken in (exact but for
+    uint64). Built on first use: digesting a namespace that holds no tensor never imports torch."""
+    import torch
+
+    return {
+        getattr(torch, name): widened
+        for name, widened in (
+            ("uint16", torch.int64),
+            ("uint32", torch.int64),
+            ("uint64", torch.float64),
+            ("float8_e4m3fn", torch.float32),
+            ("float8_e4m3fnuz", torch.float32),
+            ("float8_e5m2", torch.float32),
+            ("float8_e5m2fnuz", torch.float32),
+            ("float8_e8m0fnu", torch.float32),
+        )
+        if hasattr(torch, name)
+    }
+
+
+def _libraries() -> tuple[Any, Any]:
+    """torch and NumPy if the process imported them, else None: no value can be a tensor or an array before."""
+    return sys.modules.get("torch"), sys.modules.get("numpy")
+
+
+def generator_state(generator: Any) -> tuple[str, Any]:
+    """(path suffix, state) of a NumPy or Python random generator, as plain data."""
+    if isinstance(generator, random.Random):  # before NumPy's: checking those would import numpy.random
+        return ".getstate()", generator.getstate()
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None and isinstance(generator, numpy_random.Generator):
+        return ".bit_generator.state", generator.bit_generator.state
+    return ".get_state()", generator.get_state(legacy=False)
+
+
 STATS_SLACK = 1e-5  # relative: float32 sums taken in another order can differ by this much
 # -- leaves and digests ----------------------------------------------------------
 
@@ -49,10 +76,18 @@ def leaves(value: Any, path: str) -> list[tuple[str, Any]]:
     return out
 
 
+_PLAIN_LEAVES = (bool, int, float, complex, str, bytes, type(None))
+
+
 def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int) -> None:
+    torch, np = _libraries()
     if depth > 100:
         out.append((path, _Unsupported("nested more than 100 levels deep")))
-    elif isinstance(value, (torch.Tensor, np.ndarray, np.generic, bool, int, float, complex, str, bytes, type(None))):
+    elif (
+        isinstance(value, _PLAIN_LEAVES)
+        or (torch is not None and isinstance(value, torch.Tensor))
+        or (np is not None and isinstance(value, (np.ndarray, np.generic)))
+    ):
         out.append((path, value))
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
@@ -60,9 +95,9 @@ def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int) -> N
     elif isinstance(value, dict):
         for key, item in value.items():
             _flatten(item, f"{path}[{key!r}]", out, depth + 1)
-    elif isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+    elif torch is not None and isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
         _flatten(value.state_dict(), path, out, depth + 1)
-    elif isinstance(value, torch.Generator):
+    elif torch is not None and isinstance(value, torch.Generator):
         out.append((f"{path}.get_state()", value.get_state()))
     elif isinstance(value, (random.Random, *generator_types())):
         suffix, state = generator_state(value)
@@ -87,6 +122,8 @@ def _hasher(header: str) -> xxhash.xxh3_128:
 
 def tensor_digest(tensor: torch.Tensor) -> str:
     """xxh3-128 of dtype, shape and the exact bytes; accelerator data is copied to the host in chunks."""
+    import torch
+
     tensor = tensor.detach()
     if tensor.layout != torch.strided or tensor.is_quantized:
         tensor = tensor.to_dense() if tensor.layout != torch.strided else tensor.dequantize()
@@ -102,6 +139,8 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 
 def array_digest(array: np.ndarray) -> str:
+    import numpy as np
+
     hasher = _hasher(f"array:{array.dtype.str}:{list(array.shape)}")
     if array.dtype.hasobject:
         raise TypeError("object arrays have no byte representation to digest")
@@ -116,13 +155,16 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
     summation: a few passes at memory speed. A finite total means there is no NaN or inf to
     count, so the slow counting passes run only when there are some.
     """
+    import torch
+
+    widen = _widen_for_stats()
     tensor = tensor.detach()
     if tensor.is_complex():
         tensor = torch.view_as_real(tensor.resolve_conj())
     if tensor.dtype == torch.bool:
         tensor = tensor.to(torch.uint8)
-    elif tensor.dtype in _WIDEN_FOR_STATS:  # no sum/aminmax for them: summarise them widened
-        tensor = tensor.to(_WIDEN_FOR_STATS[tensor.dtype])
+    elif tensor.dtype in widen:  # no sum/aminmax for them: summarise them widened
+        tensor = tensor.to(widen[tensor.dtype])
     stats: dict[str, Any] = {"numel": tensor.numel(), "nan": 0, "posinf": 0, "neginf": 0}
     if tensor.numel() == 0:
         return {**stats, **dict.fromkeys(STAT_KEYS)}
@@ -150,9 +192,13 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
     return {**stats, **dict(zip(STAT_KEYS, (float(v) for v in values)))}
 
 
-def leaf_record(leaf: Any) -> dict[str, Any]:
-    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs."""
-    if isinstance(leaf, torch.Tensor):
+def leaf_record(leaf: Any, *, stats: bool = True) -> dict[str, Any]:
+    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs.
+
+    `stats=False` leaves out the statistics of tensors and arrays (None): a few passes over the data that
+    only a check within a tolerance reads (the notebook check's state digests without --rtol/--atol)."""
+    torch, np = _libraries()
+    if torch is not None and isinstance(leaf, torch.Tensor):
         try:
             digest = tensor_digest(leaf)
         except (RuntimeError, NotImplementedError, TypeError) as error:  # e.g. sub-byte dtypes: no bytes to read
@@ -163,13 +209,17 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "shape": list(leaf.shape),
             "device": str(leaf.device),
             "digest": digest,
-            "stats": _stats_or_none(leaf) if leaf.layout == torch.strided else None,
+            "stats": _stats_or_none(leaf) if stats and leaf.layout == torch.strided else None,
         }
-    if isinstance(leaf, np.ndarray):
-        try:
-            tensor = torch.from_numpy(leaf)
-        except (TypeError, ValueError, RuntimeError):
-            tensor = None
+    if np is not None and isinstance(leaf, np.ndarray):
+        tensor = None
+        if stats:
+            import torch  # statistics are taken with torch, on arrays too
+
+            try:
+                tensor = torch.from_numpy(leaf)
+            except (TypeError, ValueError, RuntimeError):
+                tensor = None
         try:
             digest = array_digest(leaf)
         except TypeError as error:
@@ -179,10 +229,12 @@ def leaf_record(leaf: Any) -> dict[str, Any]:
             "dtype": leaf.dtype.str,
             "shape": list(leaf.shape),
             "digest": digest,
-            "stats": _stats_or_none(tensor) if tensor is not None else None,
+            "stats": _stats_or_none(tensor) if stats and tensor is not None else None,
         }
-    if isinstance(leaf, np.generic):
-        return leaf_record(leaf.item()) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
+    if np is not None and isinstance(leaf, np.generic):
+        return (
+            leaf_record(leaf.item(), stats=stats) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
+        )
     if isinstance(leaf, bool):
         return {"kind": "bool", "value": leaf, "digest": _text_digest("bool", str(leaf))}
     if isinstance(leaf, int):

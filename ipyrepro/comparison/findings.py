@@ -16,6 +16,8 @@ KINDS = (
     "hash-order",
     "clock",
 )  # strongest first: the order causes are listed in
+
+
 @dataclass
 class Cause:
     """One source of nondeterminism that ran: what, where, why, and the fix.
@@ -23,6 +25,8 @@ class Cause:
     `line` is the 1-based line in the cell (None outside a cell); `location` is
     `file:line` when the call is in the user's code outside the cell (a function
     from an earlier cell or a module); `code` is the source line of the call.
+    A notebook check also sets `cell` (the cell's 1-based position, of `cells` in the
+    notebook) and `variables`: the divergent names the line reaches.
     """
 
     kind: str
@@ -32,13 +36,20 @@ class Cause:
     detail: str
     fix: str
     count: int = 1
+    cell: int | None = None
+    variables: list[str] = field(default_factory=list)
+    cells: int | None = None  # how many cells the notebook has, for the wording only
 
     def where(self) -> str:
         if self.line is not None and self.location:
-            return f"{self.location} (called from line {self.line})"
-        if self.line is not None:
-            return f"line {self.line}"
-        return self.location or "an unknown place"
+            place = f"{self.location} (called from line {self.line})"
+        elif self.line is not None:
+            place = f"line {self.line}"
+        else:
+            place = self.location or "an unknown place"
+        if self.cell is None:
+            return place
+        return f"cell {self.cell}" + (f" of {self.cells}" if self.cells else "") + f", {place}"
 
     def text(self) -> str:
         times = f" (x{self.count})" if self.count > 1 else ""
@@ -54,6 +65,7 @@ class Cause:
             "detail": self.detail,
             "fix": self.fix,
             "count": self.count,
+            **({"cell": self.cell, "variables": list(self.variables)} if self.cell is not None else {}),
         }
 
     @classmethod

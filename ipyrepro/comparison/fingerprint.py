@@ -30,6 +30,8 @@ FORMAT = "ipyrepro.fingerprint"
 VERSION = 1
 MAX_FILE_BYTES = 64 << 20
 _DIGEST = re.compile(r"xxh3_128:[0-9a-f]{32}")  # matched with fullmatch: no trailing newline
+
+
 class FingerprintFileError(ValueError):
     """A saved file that cannot be used: missing, corrupt, truncated, from another version, or malformed."""
 
@@ -353,7 +355,7 @@ def _check_record(path: str, old: dict[str, Any], new: dict[str, Any], tol: Tole
     if tol.exact:
         return CheckEntry(path, "differs", _exact_difference(old, new))
     if old["kind"] in ("tensor", "array"):
-        return _check_stats(path, old.get("stats"), new.get("stats"), tol)
+        return check_stats(path, old.get("stats"), new.get("stats"), tol)
     if old["kind"] == "float":
         a, b = float.fromhex(new["value"]), float.fromhex(old["value"])
         if math.isfinite(a) and math.isfinite(b) and abs(a - b) <= tol.atol + tol.rtol * abs(b):
@@ -377,7 +379,7 @@ def _exact_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "digest differs" + (f" ({'; '.join(shown)})" if shown else " (same summary statistics)")
 
 
-def _check_stats(path: str, old: Any, new: Any, tol: Tolerance) -> CheckEntry:
+def check_stats(path: str, old: Any, new: Any, tol: Tolerance) -> CheckEntry:
     """A necessary condition for elementwise closeness: every statistic within what the tolerance allows."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return CheckEntry(path, "differs", "digest differs and no statistics were saved to check a tolerance")

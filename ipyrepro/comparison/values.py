@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..core.numpyrandom import generator_types
+from .digests import generator_state
 
 IDENTICAL = "identical"
 CLOSE = "within tolerance"
@@ -468,15 +469,6 @@ def _compare_complex(a: complex, b: complex, path: str, tol: Tolerance) -> Outco
     if worst.status == IDENTICAL:
         return worst
     return Outcome(worst.status, path, f"{a!r} vs {b!r}", max_abs_diff=abs(a - b) if a == a and b == b else None)
-
-
-def generator_state(generator: Any) -> tuple[str, Any]:
-    """(path suffix, state) of a NumPy or Python random generator, as plain data."""
-    if isinstance(generator, random.Random):  # before NumPy's: checking those would import numpy.random
-        return ".getstate()", generator.getstate()
-    if isinstance(generator, np.random.Generator):
-        return ".bit_generator.state", generator.bit_generator.state
-    return ".get_state()", generator.get_state(legacy=False)
 
 
 def _type_name(value: Any) -> str:

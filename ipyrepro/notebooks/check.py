@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.defaults import ChildSettings, resolve_settings
+from . import statecheck
 from .checkcauses import CheckCauses, find_causes
 from .hiddenstate import find_hidden_state, out_of_order_text
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
@@ -25,6 +26,7 @@ from .machines import MachinePlan
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
 from .report import CheckReport, Run, _current
+from .statecheck import compare_states
 from .verdicts import compare, error_output
 
 
@@ -52,6 +54,7 @@ def check(
     portable: bool = False,
     stop_on_error: bool = False,
     against_saved: bool = False,
+    state: bool = True,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -68,6 +71,8 @@ def check(
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py);
     a cell that raised for lack of a name that a later cell binds is named as hidden state.
+    With `state` (the default) each kernel also digests its namespace after every cell, and the report
+    names the first cell whose state differs (see statecheck.py); `state=False` is `--no-state`.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
@@ -127,12 +132,18 @@ def check(
             say,
             plan,
             stop_on_error,
+            comparison if state else None,
         )
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
     if plan is not None and plan.collects:
         report.machines = plan.finish(report, comparison)
+    if state:
+        report.state = compare_states(
+            [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
+        )
+        report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
     if causes and report.differences:
         report.causes = find_causes(
             report,
@@ -212,7 +223,10 @@ def _run_once(
     say: Callable[[str], None],
     plan: MachinePlan | None = None,
     stop_on_error: bool = False,
+    digests: Comparison | None = None,
 ) -> Run:
+    """One run in a fresh kernel; with `digests` (the check's comparison: its tolerance and sanitizers) the
+    kernel's state is digested after each cell, invisibly to the notebook (statecheck.py)."""
     run = Run(number)
     try:
         with notebook_kernel(
@@ -238,13 +252,23 @@ def _run_once(
                     "is ipyrepro installed in that kernel's Python? Or pass --as-is"
                 )
                 return run
+            if digests is not None:
+                digests = _start_digests(run, runner, digests, timeout)
+            previous = None
             for cell in cells:
                 say(f"run {number}: {cell.label()}")
                 if not cell.source.strip():
                     run.outputs[cell.index] = []
+                    if previous is not None:
+                        run.states[cell.index] = previous
                     continue
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
+                if digests is not None:
+                    try:
+                        previous = run.states[cell.index] = statecheck.record(runner, cell.source, timeout)
+                    except statecheck.StateUnavailable as error:
+                        run.state_error, digests = f"after {cell.where()}: {error}", None
                 if execution.status != "ok" and RAISES_TAG not in cell.tags and not stop_on_error:
                     run.raised[cell.index] = execution.error  # compared like any output; the run goes on
                 elif execution.status != "ok" and RAISES_TAG not in cell.tags:
@@ -270,6 +294,16 @@ def _run_once(
     except KernelError as error:
         run.error, run.stop_kind = str(error), "kernel"
     return run
+
+
+def _start_digests(run: Run, runner: Any, comparison: Comparison, timeout: float | None) -> Comparison | None:
+    """Tell the kernel how to digest (tolerance data or not, the sanitizers); None when it cannot."""
+    try:
+        statecheck.configure(runner, bool(comparison.rtol or comparison.atol), comparison.sanitizers, timeout)
+    except statecheck.StateUnavailable as error:
+        run.state_error = f"the kernel cannot digest its state: {error}"
+        return None
+    return comparison
 
 
 def _pending(run: Run, cells: list[Cell]) -> int | None:

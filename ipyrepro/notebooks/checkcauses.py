@@ -11,6 +11,11 @@ checked run but whose output changes in this kernel depends on string hash
 order, proved by changing nothing else. Its line is then found from the cell's
 code and the values its namespace holds.
 
+With state digests (statecheck.py) tracing starts at the first divergent cell, not
+at the first differing output: every cell that began or changed a divergent
+variable is traced too, and each cause gets its cell and the divergent variables
+its line reaches.
+
 With `--as-is` the kernel first arms `globalrng.GLOBAL_RNGS`, so the tracer can
 name draws from Python's, NumPy's and torch's global RNGs that nothing in the
 notebook seeded (they start from an OS seed in every process).
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..causes.shell import KERNEL_MARKER
-from ..comparison.findings import Cause
+from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
 
 SEED_LIMIT = 2**32
@@ -41,6 +46,7 @@ class CheckCauses:
     hash_order_cells: list[int] = field(default_factory=list)
     hash_seeds: tuple[str, str] | None = None  # (checked runs, diagnostic kernel) when the proof was possible
     status: str = ""
+    ranked: list[Cause] = field(default_factory=list)  # from the first divergence on: each once, strongest first
 
 
 def other_hash_seed(seed: str) -> str:
@@ -72,6 +78,8 @@ def find_causes(
     found = CheckCauses()
     first = next((run for run in report.runs if run.outputs), None)
     differing = {difference.cell.index for difference in report.differences}
+    state = getattr(report, "state", None)
+    traced = set(state.trace_cells(differing)) if state is not None and state.compared else differing
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
     fixed = checked_seed is not None and checked_seed != "random"
     env = {}
@@ -99,12 +107,16 @@ def find_causes(
             for cell in report.cells:
                 if not cell.source.strip():
                     continue
-                if cell.index in differing:
+                if cell.index in traced:
                     say(f"diagnostic run: tracing {cell.label()}")
                     helper = _helper("trace", cell.source, hash_order=not fixed)
-                    found.by_cell[cell.index] = _causes(
-                        runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False)
-                    )
+                    causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                    for cause in causes:
+                        reachable = state.variables_at(cell.index) if state is not None else ()
+                        cause.cell, cause.cells = cell.position, cell.cell_count
+                        cause.variables = reached(cell.source, cause.line, reachable)
+                    if causes or cell.index in differing:
+                        found.by_cell[cell.index] = causes
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 if execution.status != "ok" and RAISES_TAG not in cell.tags and stop_on_error:
                     found.status = f"stopped: {cell.label()} raised {execution.error_text or execution.status}"
@@ -123,6 +135,8 @@ def find_causes(
                 helper = _helper("hash-order", cell.source)
                 causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
                 found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
+                for cause in found.by_cell[cell.index]:
+                    cause.cell, cause.cells = cell.position, cell.cell_count
     except KernelError as error:
         found.status = f"failed: {error}".split("\n")[0]
         return found
@@ -130,7 +144,50 @@ def find_causes(
         found.status = f"failed: the tracing helper did not run ({error})"
         return found
     found.status = "done"
+    found.ranked = _ranked_once(found, traced)
     return found
+
+
+def _ranked_once(found: CheckCauses, traced: set[int]) -> list[Cause]:
+    """The causes of the traced cells, in notebook order, each (kind, cell, line, call) once, strongest first."""
+    seen: set[tuple[Any, ...]] = set()
+    listed = []
+    for index in sorted(traced):
+        if index in found.hash_order_cells:
+            continue
+        for cause in found.by_cell.get(index, []):
+            key = (cause.kind, cause.cell, cause.line, cause.location, cause.code)
+            if key not in seen:
+                seen.add(key)
+                listed.append(cause)
+    return ranked(listed)
+
+
+def reached(source: str, line: int | None, divergent: tuple[str, ...]) -> list[str]:
+    """The divergent names the statement at `line` assigns (the innermost statement there), else all the divergent
+    names the cell began or changed: what the draw on that line can reach."""
+    import ast
+
+    if line is None:
+        return list(divergent)
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):  # IPython syntax (magics): the cell's names
+        return list(divergent)
+    around = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno)
+    ]
+    if not around:
+        return list(divergent)
+    innermost = min(around, key=lambda node: (node.end_lineno or node.lineno) - node.lineno)
+    targets = []
+    for node in ast.walk(innermost):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            targets.append(node.id)
+    assigned = [name for name in dict.fromkeys(targets) if name in divergent]
+    return assigned or list(divergent)
 
 
 ARM_GLOBAL_RNGS = (

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from .outputs import IGNORE_TAGS
+from .statecheck import first_divergence_json, inherits_json, state_json
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "check-report.schema.json"
@@ -23,6 +24,8 @@ def report_dict(report: Any) -> dict[str, Any]:
     causes = report.causes.by_cell if report.causes is not None else {}
     hash_order = report.causes.hash_order_cells if report.causes is not None else []
     status = report.causes.status if report.causes is not None else ""
+    ids = {cell.index: cell.cell_id for cell in report.cells}
+    prints = {cell.index: report.prints(cell.index) for cell in report.cells}
     return {
         "schema": SCHEMA_VERSION,
         "notebook": report.notebook,
@@ -39,9 +42,16 @@ def report_dict(report: Any) -> dict[str, Any]:
         "cells": [_cell(report, cell) for cell in report.cells],
         "errors": [error.to_dict() for error in report.run_errors()],
         "differences": [
-            {**d.to_dict(), "causes": [c.to_dict() for c in report.cell_causes(d.cell.index)]}
+            {
+                **d.to_dict(),
+                "causes": [c.to_dict() for c in report.cell_causes(d.cell.index)],
+                "inherits": inherits_json(report.state.inherits(d.cell.index), ids),
+            }
             for d in report.differences
         ],
+        "first_divergence": first_divergence_json(report.state, ids, prints),
+        "divergence_causes": [c.to_dict() for c in report.divergence_causes()],
+        "state": state_json(report.state, ids),
         "reproduced_errors": [error.to_dict() for error in report.reproduced],
         "not_saved": [cell.ref() for cell in report.not_saved],
         "causes": [

@@ -43,6 +43,7 @@ class Execution:
     status: str  # the shell reply: "ok", "error" or "aborted"
     outputs: list[dict[str, Any]] = field(default_factory=list)
     execution_count: int | None = None
+    user_expressions: dict[str, Any] = field(default_factory=dict)  # name -> {"status", "data", ...} from the reply
 
     @property
     def stdout(self) -> str:
@@ -150,6 +151,7 @@ class KernelRunner:
         timeout: float | None = 60,
         silent: bool = False,
         store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
     ) -> Execution:
         """Execute `code` as a notebook cell with id `cell_id` (a fresh id when None).
 
@@ -160,7 +162,7 @@ class KernelRunner:
             "code": code,
             "silent": silent,
             "store_history": store_history,
-            "user_expressions": {},
+            "user_expressions": dict(user_expressions or {}),
             "allow_stdin": False,
             "stop_on_error": True,
         }
@@ -185,6 +187,7 @@ class KernelRunner:
             status=reply["content"]["status"],
             outputs=outputs.items,
             execution_count=reply["content"].get("execution_count"),
+            user_expressions=reply["content"].get("user_expressions") or {},
         )
 
     def _next(self, receive: Any, deadline: float | None, timeout: float | None) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class Cell:
     def code_position(self) -> int:
         return self.code_index + 1
 
+    def where(self) -> str:
+        """`cell 8 of 36`: 1-based, among all cells, as an editor shows them."""
+        return f"cell {self.position}" + (f" of {self.cell_count}" if self.cell_count else "")
+
     def head(self) -> str:
         lines = self.source.splitlines() or [""]
         shown = lines[:SOURCE_LINES_SHOWN] + (["..."] if len(lines) > SOURCE_LINES_SHOWN else [])

@@ -22,6 +22,11 @@ from .outputs import (
     side_name,
     traceback_tail,
 )
+from .statecheck import (
+    CellState,
+    StateReport,
+    inherits_text,
+)
 
 if TYPE_CHECKING:
     from .hiddenstate import HiddenState
@@ -45,6 +50,8 @@ class Run:
     collected: Any = None  # --save/--against: the kernel's environment and op trace (run 1), or an error text
     stop_kind: str = ""  # one of STOP_KINDS when the run ended early
     raised: dict[int, dict[str, Any] | None] = field(default_factory=dict)  # untagged cells that raised
+    states: dict[int, CellState] = field(default_factory=dict)  # cell index -> state digests after it
+    state_error: str | None = None  # why the kernel could not digest its state (then `states` stops there)
 
     @property
     def complete(self) -> bool:
@@ -157,6 +164,8 @@ class CheckReport:
                 found.append(RunError(run.number, cell, run.stop_kind or "kernel", run.error, stopped_run=True))
         return found
 
+    state: StateReport = field(default_factory=lambda: StateReport(enabled=False))  # per-cell state digests
+
     @property
     def errors(self) -> list[str]:
         found = [f"run {error.run}: {error.text}" for error in self.run_errors()]
@@ -183,6 +192,23 @@ class CheckReport:
         from .reporttext import report_text
 
         return report_text(self)
+
+    def position(self, index: int) -> str:
+        """`cell 8 of 36` for the cell at `index`."""
+        cell = next((cell for cell in self.cells if cell.index == index), None)
+        return cell.where() if cell is not None else f"cell {index + 1}"
+
+    def divergence_causes(self) -> list[Cause]:
+        """The causes traced from the first divergence on, each once, strongest first."""
+        return list(self.causes.ranked) if self.causes is not None else []
+
+    def prints(self, index: int) -> bool:
+        """Whether the cell printed or displayed anything in the reference run."""
+        run = next((run for run in self.runs if run.states or run.outputs), None)
+        return bool(run is not None and run.outputs.get(index))
+
+    def _first_of(self, index: int) -> Difference | None:
+        return next((d for d in self.differences if d.cell.index == index and not d.image), None)
 
     def cell_causes(self, index: int) -> list[Cause]:
         """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
@@ -277,6 +303,14 @@ class CellResult:
         lines = [report.header()] + [f"Error in {error}" for error in self.errors]
         lines += [d.text() for d in self.differences if not d.image]
         if self.differences:
+            first = report.state.first
+            if first is not None and first.index < self.cell.index:
+                from .reporttext import state_lines
+
+                lines += state_lines(report)
+            inherited = report.state.inherits(self.cell.index)
+            if inherited:
+                lines.append(f"    {inherits_text(inherited, report.position)}")
             lines += [
                 f"    cause: {cause.text()}"
                 for cause in report.cell_causes(self.cell.index)
@@ -307,3 +341,6 @@ def cell_results(report: CheckReport) -> list[CellResult]:
         compared = cell.index in report.compared
         results.append(CellResult(cell, differences, tuple(errors), compared, ignored, cell.index in not_saved))
     return results
+
+
+# -- state ---------------------------------------------------------------------------------

@@ -10,23 +10,31 @@ from typing import Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
+from .statecheck import first_divergence_text, inherits_text, names_text, rng_text
 
 
 def report_text(report: Any) -> str:
     """The whole report of a CheckReport, as `ipyrepro check` prints it."""
     lines = [report.header()]
     lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
+    lines += state_lines(report)
+    listed = report.divergence_causes()
     text = [d for d in report.differences if not d.image]
     images = [d for d in report.differences if d.image]
     shown: set[int] = set()
     for difference in text:
         lines.append(difference.text())
         index = difference.cell.index
-        if index not in shown and report.causes is not None:
-            shown.add(index)
+        if index in shown:
+            continue
+        shown.add(index)
+        inherited = report.state.inherits(index)
+        if inherited:  # an earlier divergence explains it (see statecheck.py)
+            lines.append(f"    {inherits_text(inherited, report.position)}")
+        if report.causes is not None:
             found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
-            lines += [f"    cause: {cause.text()}" for cause in found]
-            if not found and report.causes.status == "done":
+            lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
+            if not found and not inherited and report.causes.status == "done":
                 lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
     if report.causes is not None and report.causes.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
@@ -45,6 +53,10 @@ def report_text(report: Any) -> str:
         lines.append("Images (compared by exact bytes):")
         lines += [d.image_line() for d in images]
     compared = summary(report)
+    first = report.state.first
+    if first is not None and not report.differences and report.compared:
+        names = names_text(first.new) if first.new else rng_text(first.rngs)
+        compared += f"; the state differs from {report.position(first.index)} ({names}), though no output shows it"
     if report.machines is not None:  # --save / --against: the environment, the fingerprint, the first op
         lines += report.machines.lines()
         if report.machines.differs and not report.differences:
@@ -127,3 +139,23 @@ def summary(report: Any) -> str:
 
 def _ignored(cell: Any) -> bool:
     return any(tag in cell.tags for tag in IGNORE_TAGS)
+
+
+def state_lines(report: Any) -> list[str]:
+    """The first divergent cell, its code, and the causes traced from there (each once, strongest first)."""
+    lines = [f"State digests: {error}" for error in report.state.errors]
+    first = report.state.first
+    if first is None:
+        return lines
+
+    def note(index: int) -> str:
+        if any(d.cell.index == index for d in report.differences):
+            return "its output differs"
+        return "its output matches" if report.prints(index) else "prints nothing"
+
+    lines.append("First divergence: " + (first_divergence_text(report.state, report.position, note) or ""))
+    cell = next((cell for cell in report.cells if cell.index == first.index), None)
+    if cell is not None:
+        lines.append(cell.head())
+    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    return lines

@@ -84,6 +84,7 @@ OPTIONS = (
         "compare each run with the outputs saved in the notebook (default runs 1); cells saved without outputs "
         "are skipped as not saved",
     ),
+    _Option("no_state", None, "compare outputs only: no state digests after each cell, no first divergence"),
 )
 FLAGS = ("as_is", "against_saved")  # true/false options: a flag on the command line, a bool in the ini file
 
@@ -123,7 +124,10 @@ class CheckOptions:
         for option in OPTIONS:
             dest = f"ipyrepro_{option.name}"
             given = config.getoption(dest)
-            if option.name in FLAGS:
+            if option.name == "no_state":
+                if given or config.getini(dest):
+                    kwargs["state"] = False  # shown in the header only when given
+            elif option.name in FLAGS:
                 kwargs[option.name] = bool(given) or bool(config.getini(dest))
             elif option.name == "sanitize":
                 kwargs["sanitize"] = [*config.getini(dest), *given]

@@ -451,8 +451,14 @@ def test_check_names_the_causes_of_two_cells_and_proves_hash_order(tmp_path: Pat
     assert "PYTHONHASHSEED changed (0 in the checked runs, 1 in one more kernel)" in hash_order[0]["detail"]
     assert report["causes_run"] == "done"
     text = str(checked)
-    assert "    cause: unseeded-generator at line 2: `y = np.random.default_rng().integers(1000)`" in text
-    assert "none ran in this cell; it may use a value from an earlier differing cell" in text
+    # The unseeded cell is also the first whose state differs: its cause is listed there, with its cell; the
+    # downstream cell says what it inherits instead of "none ran in this cell".
+    assert "First divergence: cell 2 of 5 (its output differs): y differs (run 1 vs run 2)" in text
+    assert "    cause: unseeded-generator at cell 2 of 5, line 2: `y = np.random.default_rng().integers(1000)`" in text
+    assert "    inherits y from cell 2 of 5" in text and "none ran in this cell" not in text
+    assert report["differences"][0]["causes"][0]["cell"] == 2 and report["differences"][0]["causes"][0][
+        "variables"
+    ] == ["y"]
     assert "Reproduces here only because PYTHONHASHSEED is fixed" in text
 
 
