@@ -3,7 +3,7 @@
     python benchmarks/bench_causes.py [--rounds 5]
 
 Causes are looked for only after a difference was found, in one extra run under a profiler
-(`ipyrepro.causes.trace`), so a reproducible cell pays nothing. This measures that one run:
+(`ipyrepro.causes.tracer.trace`), so a reproducible cell pays nothing. This measures that one run:
 
 1. Python-heavy: 300k calls of a small Python function (the profiler's worst case: one callback
    per call and return).                                       No target: reported.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from ipyrepro.causes import trace
+from ipyrepro.causes.tracer import trace
 
 
 def _small(i: int) -> int:

@@ -25,9 +25,9 @@ from collections.abc import Callable
 
 import torch
 
-from ipyrepro.comparison import Tolerance, compare_tensors
-from ipyrepro.fingerprint import leaf_record, tensor_digest
-from ipyrepro.snapshot import CellNames, Snapshot, format_bytes
+from ipyrepro.comparison.digests import leaf_record, tensor_digest
+from ipyrepro.comparison.snapshot import CellNames, Snapshot, format_bytes
+from ipyrepro.comparison.values import Tolerance, compare_tensors
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:

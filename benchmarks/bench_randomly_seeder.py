@@ -31,7 +31,7 @@ def main() -> None:
 
     import torch
 
-    from ipyrepro.pytest_plugin import SEED_LIMIT, randomly_seeder
+    from ipyrepro.testing.pytest_plugin import SEED_LIMIT, randomly_seeder
 
     def manual_seed(seed: int) -> None:
         torch.manual_seed(seed % SEED_LIMIT)
@@ -45,7 +45,7 @@ def main() -> None:
         median = statistics.median(values)
         print(f"{name:20s} {median * 1e6:8.1f} us per call   ratio to torch.manual_seed {median / base:.3f}")
 
-    code = "import time; t = time.perf_counter(); import ipyrepro.pytest_plugin; print(time.perf_counter() - t)"
+    code = "import time; t = time.perf_counter(); import ipyrepro.testing.pytest_plugin; print(time.perf_counter() - t)"
     pytest_code = "import pytest; " + code  # pytest is already imported when pytest loads the plugin
     imports = [float(subprocess.check_output([sys.executable, "-c", pytest_code])) for _ in range(5)]
     print(f"importing the plugin after pytest: {statistics.median(imports) * 1e3:.1f} ms (no torch)")

@@ -87,7 +87,7 @@ def bench_enable(rounds: int) -> None:
     calls = {
         "import ipyrepro + enable(0), after import torch": ("", "import ipyrepro; ipyrepro.enable(0)"),
         "enable(0) alone, after import torch and ipyrepro's modules": (
-            "import ipyrepro, ipyrepro.state, ipyrepro.status",
+            "import ipyrepro, ipyrepro.core.state, ipyrepro.core.status",
             "ipyrepro.enable(0)",
         ),
         "(torch.use_deterministic_algorithms(True), for comparison)": ("", "torch.use_deterministic_algorithms(True)"),
@@ -131,7 +131,7 @@ NEXT_CELL = "numbers = [[index] for index in range(3000)]"  # a small cell that 
 
 
 def bench_kernel(rounds: int) -> None:
-    from ipyrepro.kernelrun import running_kernel
+    from ipyrepro.notebooks.kernelrun import running_kernel
 
     # As installed packages are: with bytecode caches (this machine sets PYTHONDONTWRITEBYTECODE, so
     # a source checkout would be compiled on every start while torch's caches exist), in an empty folder.

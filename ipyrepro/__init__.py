@@ -7,31 +7,30 @@ the same through `enable`, `disable`, `seed_all` and `status`.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .causes import Cause
-    from .controlpanel import ReproPanel
-    from .envreport import EnvReport
-    from .report import CompareReport
-    from .rerun import compare
-    from .seeding import derive_cell_seed, derive_source_seed
-    from .state import ReproWarning
-    from .status import Status
+    from .comparison.findings import Cause
+    from .comparison.report import CompareReport
+    from .core.seeding import derive_cell_seed, derive_source_seed
+    from .core.state import ReproWarning
+    from .core.status import Status
+    from .env.report import EnvReport
+    from .jupyter.panel import ReproPanel
+    from .rerun.callables import compare
 
 # Imported on first use (PEP 562), so that importing a submodule that needs no torch (the pytest
 # plugin, which pytest loads in every session) does not import torch.
 _LAZY = {
-    "Cause": "causes",
-    "CompareReport": "report",
-    "compare": "rerun",
-    "derive_cell_seed": "seeding",
-    "derive_source_seed": "seeding",
-    "STATE": "state",
-    "ReproWarning": "state",
-    "Status": "status",
+    "Cause": "comparison.findings",
+    "CompareReport": "comparison.report",
+    "compare": "rerun.callables",
+    "derive_cell_seed": "core.seeding",
+    "derive_source_seed": "core.seeding",
+    "STATE": "core.state",
+    "ReproWarning": "core.state",
+    "Status": "core.status",
+    "__version__": "core",
 }
 
 
@@ -41,20 +40,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _Package(types.ModuleType):
-    """Keeps the function `ipyrepro.status` when the submodule of the same name is first imported
-    (the import system binds a new submodule on its package); the module stays in sys.modules."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "status" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-__version__ = "0.1.0"
 __all__ = [
     "Cause",
     "CompareReport",
@@ -79,7 +64,7 @@ def seed_all(seed: int) -> int:
     """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed.
 
     NumPy's is seeded when `numpy.random` is first imported if it is not yet (see README)."""
-    from .state import STATE
+    from .core.state import STATE
 
     return STATE.seed_all(seed)
 
@@ -99,7 +84,7 @@ def enable(
     IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only False. `rank`: then seed
     with that rank's seed (see `seed_rank`).
     """
-    from .state import STATE
+    from .core.state import STATE
 
     STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank)
     return STATE.status()
@@ -111,7 +96,7 @@ def seed_rank(rank: int | None = None) -> int:
     The rank: as given, else torch.distributed's rank, else RANK, else LOCAL_RANK.
     The formula is `ipyrepro.distributed.derive_rank_seed` (see README).
     """
-    from .distributed import seed_rank as seed_this_rank
+    from .distributed.ranks import seed_rank as seed_this_rank
 
     return seed_this_rank(rank)
 
@@ -120,7 +105,7 @@ def disable() -> Status:
     """Restore every flag, env var and the re-seed mode to what they were before `enable`.
 
     A NumPy seed still waiting for `numpy.random`'s first import is dropped."""
-    from .state import STATE
+    from .core.state import STATE
 
     STATE.disable()
     return STATE.status()
@@ -128,23 +113,23 @@ def disable() -> Status:
 
 def status() -> Status:
     """What is in force right now, read live, with warnings naming cause and fix."""
-    from .state import STATE
+    from .core.state import STATE
 
     return STATE.status()
 
 
 def env_report() -> EnvReport:
     """Everything that decides whether a result reproduces elsewhere; reading it never initialises CUDA."""
-    from .envreport import collect
-    from .state import STATE
+    from .core.state import STATE
+    from .env.report import collect
 
     return collect(STATE)
 
 
 def panel() -> ReproPanel:
     """The control panel widget (ipywidgets) over the same state as `%repro`; leave it last in a cell."""
-    from .controlpanel import panel as make_panel
-    from .state import STATE
+    from .core.state import STATE
+    from .jupyter.panel import panel as make_panel
 
     return make_panel(STATE)
 
@@ -152,7 +137,7 @@ def panel() -> ReproPanel:
 def set_reseed(mode: str) -> None:
     """Re-seed before each cell: 'cell' (a seed per cell id), 'source' (a seed per cell's code, the same in
     every frontend), 'fixed' (the base seed) or 'off'."""
-    from .state import STATE
+    from .core.state import STATE
 
     STATE.set_reseed(mode)
 
@@ -160,21 +145,21 @@ def set_reseed(mode: str) -> None:
 def configure(**settings: Any) -> Status:
     """Change single settings: cudnn_benchmark, cudnn_deterministic, deterministic_algorithms,
     cublas_workspace_config (None unsets it). Validates all before changing any."""
-    from .state import STATE
+    from .core.state import STATE
 
     STATE.configure(**settings)
     return STATE.status()
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .hooks import install
-    from .state import STATE
+    from .core.state import STATE
+    from .jupyter.hooks import install
 
     install(ipython, STATE)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .hooks import uninstall
-    from .state import STATE
+    from .core.state import STATE
+    from .jupyter.hooks import uninstall
 
     uninstall(ipython, STATE)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import arguments
+from .core import arguments
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _kernel_install(args: argparse.Namespace) -> int:
-    from .kernelspec import install
+    from .notebooks.kernelspec import install
 
     folder = install(
         args.name,
@@ -48,14 +48,15 @@ def _kernel_install(args: argparse.Namespace) -> int:
 
 
 def _kernel_uninstall(args: argparse.Namespace) -> int:
-    from .kernelspec import uninstall
+    from .notebooks.kernelspec import uninstall
 
     print(f"Removed kernelspec {args.name!r} from {uninstall(args.name, prefix=args.prefix)}.")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .notebook_check import NotebookError, check
+    from .notebooks.check import check
+    from .notebooks.notebookfile import NotebookError
 
     def progress(text: str) -> None:
         if not args.quiet:
@@ -86,7 +87,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
-    from .validation import RESEED_MODES
+    from .core.validation import RESEED_MODES
 
     parser.add_argument(
         "--reseed",
@@ -98,7 +99,7 @@ def _add_reseed_option(parser: argparse.ArgumentParser, default: str | None, whe
 
 
 def _add_check_command(commands: argparse._SubParsersAction) -> None:
-    from .validation import DETERMINISTIC_CUBLAS_VALUES
+    from .core.validation import DETERMINISTIC_CUBLAS_VALUES
 
     check = commands.add_parser(
         "check",
@@ -177,8 +178,8 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_kernel_commands(commands: argparse._SubParsersAction) -> None:
-    from .kernelspec import DEFAULT_NAME
-    from .validation import DETERMINISTIC_CUBLAS_VALUES
+    from .core.validation import DETERMINISTIC_CUBLAS_VALUES
+    from .notebooks.kernelspec import DEFAULT_NAME
 
     kernel = commands.add_parser("kernel", help="install or remove a Jupyter kernel reproducible from its start")
     actions = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)

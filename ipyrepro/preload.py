@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .state import STATE
+from .core.state import STATE
 
 NAMES = ("ipyrepro", __name__)
 
@@ -38,7 +38,7 @@ class _UnloadEitherName:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .hooks import install
+    from .jupyter.hooks import install
 
     install(ipython, STATE)
     manager = getattr(ipython, "extension_manager", None)
@@ -47,6 +47,6 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .hooks import uninstall
+    from .jupyter.hooks import uninstall
 
     uninstall(ipython, STATE)

@@ -13,7 +13,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from ipyrepro.kernelrun import running_kernel
+from ipyrepro.notebooks.kernelrun import running_kernel
 
 QUIET = ["--IPKernelApp.log_level=ERROR"]  # no start-up chatter from the kernels
 DRAW = "import torch\nx = torch.randn(3)\nx.tolist()"

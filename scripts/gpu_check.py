@@ -429,7 +429,7 @@ def assess_late_cublas(late: ChildResult, first: ChildResult, severity: str) -> 
 
 def check_late_cublas(runner: Runner) -> list[Row]:
     """3. Setting CUBLAS_WORKSPACE_CONFIG after cuBLAS ran is reported (per the torch version); before, it is not."""
-    from ipyrepro.torchinfo import cublas_facts
+    from ipyrepro.core.torchinfo import cublas_facts
 
     late = runner.run_cells("cuBLAS used before %repro on", late_cublas_cells(True))
     first = runner.run_cells("%repro on before cuBLAS", late_cublas_cells(False))
@@ -658,7 +658,7 @@ class Check:
 
 def _late_cublas_plan() -> list[tuple[str, str]]:
     try:
-        from ipyrepro.torchinfo import cublas_facts
+        from ipyrepro.core.torchinfo import cublas_facts
 
         severity = cublas_facts().severity
     except Exception:  # planning a table must work even where ipyrepro cannot be imported

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ipyrepro.flags import Flags
-from ipyrepro.state import STATE
+from ipyrepro.core.flags import Flags
+from ipyrepro.core.state import STATE
 
 MANAGED_ENV = (
     "CUBLAS_WORKSPACE_CONFIG",

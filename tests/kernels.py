@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipyrepro.kernelrun import KernelRunner, running_kernel
+from ipyrepro.notebooks.kernelrun import KernelRunner, running_kernel
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Reply:
 
 
 class Kernel:
-    """A thin test face over ipyrepro.kernelrun's runner, which sends `cellId` like JupyterLab."""
+    """A thin test face over ipyrepro.notebooks.kernelrun.s runner, which sends `cellId` like JupyterLab."""
 
     def __init__(self, runner: KernelRunner) -> None:
         self.runner = runner

@@ -66,8 +66,8 @@ def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
     code = (
         "import sys, ipyrepro\n"
         "assert 'torch' not in sys.modules\n"
-        "from ipyrepro.status import Status\n"  # the submodule named like the function
-        "import ipyrepro.status\n"
+        "from ipyrepro.core.status import Status\n"
+        "assert 'ipyrepro.status' not in sys.modules  # no submodule is named like the function\n"
         "assert ipyrepro.status().enabled is False and ipyrepro.Status is Status\n"
         "print('ok')\n"
     )
@@ -78,7 +78,7 @@ def test_import_ipyrepro_imports_no_torch_and_status_stays_a_function() -> None:
 def test_kernel_install_writes_where_jupyter_client_looks(tmp_path: Path) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from ipyrepro.kernelspec import install
+    from ipyrepro.notebooks.kernelspec import install
 
     folder = install("My-Repro", prefix=tmp_path, seed=3)
     assert folder == tmp_path / "share" / "jupyter" / "kernels" / "my-repro"  # lower-cased, as jupyter_client does

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ipyrepro.torchinfo import cublas_facts, late_cublas_message
+from ipyrepro.core.torchinfo import cublas_facts, late_cublas_message
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-check"
@@ -289,7 +289,7 @@ def test_cuda_tests_row_counts_from_a_real_junit_report(tmp_path: Path) -> None:
 def test_the_cuda_tests_check_finds_the_suites_cuda_tests_skipped_here(runner) -> None:
     [row] = gpu_check.check_cuda_tests(runner)
     passed, skipped = int(row.seen.split()[0]), int(row.seen.split()[2])
-    assert passed == 0 and skipped >= 10  # tests/test_cuda.py alone has more
+    assert passed == 0 and skipped >= 10  # tests/core/test_cuda.py alone has more
     assert row.status == "FAIL" and "nothing marked cuda should skip" in row.detail
 
 

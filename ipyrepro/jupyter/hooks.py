@@ -1,0 +1,68 @@
+"""The IPython event callbacks, and loading/unloading them exactly once per shell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.state import ReproState
+
+
+class CellHooks:
+    """The callbacks registered on one shell, kept so that unloading removes exactly these."""
+
+    def __init__(self, shell: Any, state: ReproState) -> None:
+        self.shell = shell
+        self.state = state
+
+    def pre_run_cell(self, info: Any) -> None:
+        try:
+            self.state.before_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", None) or "")
+        except KeyboardInterrupt:  # the user's Ctrl-C stops the cell, as it would without ipyrepro
+            raise
+        except BaseException as error:  # never break the user's cell, not even with a plugin's SystemExit
+            self.state.record_hook_error("pre_run_cell", error)
+
+    def post_run_cell(self, result: Any) -> None:
+        try:
+            self.state.after_cell()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
+            self.state.record_hook_error("post_run_cell", error)
+
+    def register(self) -> None:
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+
+    def unregister(self) -> None:
+        for event, callback in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
+            if callback in self.shell.events.callbacks[event]:
+                self.shell.events.unregister(event, callback)
+
+
+def install(shell: Any, state: ReproState) -> None:
+    """Register the magics and hooks on `shell`, once: a second load changes nothing."""
+    from .magics import ReproMagics
+
+    if id(shell) in state.shell_hooks:
+        return
+    hooks = CellHooks(shell, state)
+    hooks.register()
+    shell.register_magics(ReproMagics(shell, state=state))
+    state.shell_hooks[id(shell)] = hooks
+
+
+def uninstall(shell: Any, state: ReproState) -> None:
+    """Remove what `install` registered; the settings in force stay as they are."""
+    from ..core.inductor import INDUCTOR
+    from ..core.numpyrandom import NUMPY_RANDOM
+
+    INDUCTOR.remove_hook()  # nothing of ipyrepro stays in the import system
+    NUMPY_RANDOM.cancel()
+    hooks = state.shell_hooks.pop(id(shell), None)
+    if hooks is not None:
+        hooks.unregister()
+    manager = shell.magics_manager
+    for kind in ("line", "cell"):
+        manager.magics[kind].pop("repro", None)
+    manager.registry.pop("ReproMagics", None)

@@ -1,0 +1,179 @@
+"""The causes behind `ipyrepro check`'s differences: one more kernel, run only when something differed.
+
+That kernel runs the whole notebook again (later cells need what earlier ones
+made). Before each cell that differed it sends, with the same cell id, a helper
+that re-seeds as the hook seeds the cell itself (in `source` mode the hook seeded
+the helper's own code), reruns the cell once under the tracer of `causes/tracer.py` and
+restores the namespace and RNG states; then
+it runs the cell itself. The kernel also gets another PYTHONHASHSEED than the
+checked runs: when those shared a fixed one, a cell that matched in every
+checked run but whose output changes in this kernel depends on string hash
+order, proved by changing nothing else. Its line is then found from the cell's
+code and the values its namespace holds.
+
+With `--as-is` the kernel first arms `globalrng.GLOBAL_RNGS`, so the tracer can
+name draws from Python's, NumPy's and torch's global RNGs that nothing in the
+notebook seeded (they start from an OS seed in every process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..causes.shell import KERNEL_MARKER
+from ..comparison.findings import Cause
+from .kernelrun import KernelError
+
+SEED_LIMIT = 2**32
+
+
+@dataclass
+class CheckCauses:
+    """What the diagnostic kernel found: causes per cell index, the cells proved to depend on hash order,
+    and how the run went ("done", or why it stopped)."""
+
+    by_cell: dict[int, list[Cause]] = field(default_factory=dict)
+    hash_order_cells: list[int] = field(default_factory=list)
+    hash_seeds: tuple[str, str] | None = None  # (checked runs, diagnostic kernel) when the proof was possible
+    status: str = ""
+
+
+def other_hash_seed(seed: str) -> str:
+    return str((int(seed) + 1) % SEED_LIMIT)
+
+
+def find_causes(
+    report: Any,
+    comparison: Any,
+    *,
+    kernel_name: str,
+    path: Path,
+    as_is: bool,
+    seed: int,
+    reseed: str | None,
+    cublas: str,
+    timeout: float | None,
+    startup_timeout: float,
+    kernel_spec_manager: Any,
+    say: Callable[[str], None],
+) -> CheckCauses:
+    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed."""
+    from .kernels import notebook_kernel
+    from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
+
+    found = CheckCauses()
+    first = next(run for run in report.runs if run.complete)
+    differing = {difference.cell.index for difference in report.differences}
+    checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
+    fixed = checked_seed is not None and checked_seed != "random"
+    env = {}
+    if fixed:
+        found.hash_seeds = (checked_seed, other_hash_seed(checked_seed))  # type: ignore[arg-type]
+        env["PYTHONHASHSEED"] = found.hash_seeds[1]
+    say("diagnostic run: starting one more kernel to find the causes")
+    try:
+        with notebook_kernel(
+            kernel_name,
+            path,
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
+            startup_timeout=startup_timeout,
+            kernel_spec_manager=kernel_spec_manager,
+            env=env,
+        ) as (runner, setup_error):
+            if setup_error is not None:
+                found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
+                return found
+            if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
+                _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
+            for cell in report.cells:
+                if not cell.source.strip():
+                    continue
+                if cell.index in differing:
+                    say(f"diagnostic run: tracing {cell.label()}")
+                    helper = _helper("trace", cell.source, hash_order=not fixed)
+                    found.by_cell[cell.index] = _causes(
+                        runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False)
+                    )
+                execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
+                if execution.status != "ok" and RAISES_TAG not in cell.tags:
+                    found.status = f"stopped: {cell.label()} raised {execution.error_text or execution.status}"
+                    return found
+                if not fixed or cell.index in differing or any(tag in cell.tags for tag in IGNORE_TAGS):
+                    continue
+                before = output_items(first.outputs.get(cell.index, []), comparison)
+                now = output_items(execution.outputs, comparison)
+                if [item.label for item in before] == [item.label for item in now] and all(
+                    comparison.same_text(a.value, b.value) if not a.image else a.value == b.value
+                    for a, b in zip(before, now)
+                ):
+                    continue
+                found.hash_order_cells.append(cell.index)
+                helper = _helper("hash-order", cell.source)
+                causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
+    except KernelError as error:
+        found.status = f"failed: {error}".split("\n")[0]
+        return found
+    except HelperFailed as error:
+        found.status = f"failed: the tracing helper did not run ({error})"
+        return found
+    found.status = "done"
+    return found
+
+
+ARM_GLOBAL_RNGS = (
+    "__import__('ipyrepro.causes.globalrng').causes.globalrng.arm_for_kernel(); "
+    f"print({KERNEL_MARKER!r} + '[]')"
+)  # sent before the first cell: from here on the kernel knows which global RNGs the notebook seeds
+
+
+def _helper(kind: str, source: str, *, hash_order: bool = False) -> str:
+    """The code the diagnostic kernel runs for one cell; it binds no names in the user's namespace."""
+    return f"__import__('ipyrepro.causes.shell').causes.shell.print_for_kernel({kind!r}, {source!r}, {hash_order!r})"
+
+
+class HelperFailed(Exception):
+    """The helper could not run in the kernel (ipyrepro missing there, or it failed); the message says why."""
+
+
+def _causes(execution: Any) -> list[Cause]:
+    for line in execution.stdout.splitlines():
+        if line.startswith(KERNEL_MARKER):
+            payload = json.loads(line[len(KERNEL_MARKER) :])
+            if isinstance(payload, list):
+                return [Cause.from_dict(item) for item in payload]
+            raise HelperFailed(str(payload.get("error")))
+    raise HelperFailed(
+        (execution.error_text or f"no answer ({execution.status})") + "; is ipyrepro installed in that kernel's Python?"
+    )
+
+
+def _proved(causes: list[Cause], seeds: tuple[str, str]) -> list[Cause]:
+    proof = (
+        f"Proved: its output changed when only PYTHONHASHSEED changed ({seeds[0]} in the checked runs, "
+        f"{seeds[1]} in one more kernel)."
+    )
+    if not causes:
+        return [
+            Cause(
+                "hash-order",
+                None,
+                None,
+                "",
+                "the cell's output depends on PYTHONHASHSEED: string hash order (perhaps of a set of strings made "
+                "in an earlier cell), or the cell reads the variable itself. " + proof,
+                "iterate sets of strings in a fixed order, `sorted(...)`; or keep PYTHONHASHSEED fixed "
+                "(`ipyrepro kernel install`, which `ipyrepro check` does by default).",
+            )
+        ]
+    for cause in causes:
+        cause.detail += " " + proof
+    return causes
