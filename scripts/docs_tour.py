@@ -54,10 +54,7 @@ def on_pre_build(config: Any, **_: Any) -> None:
 
 def execute(notebook: dict[str, Any], cwd: Path, kernel_spec_manager: Any) -> dict[str, Any]:
     """Run `notebook`'s code cells in order in one fresh reproducible kernel; return a copy with outputs."""
-    try:  # TEMP until the layout lands
-        from ipyrepro.notebooks.kernelrun import running_kernel
-    except ImportError:
-        from ipyrepro.kernelrun import running_kernel
+    from ipyrepro.notebooks.kernelrun import running_kernel
 
     executed = copy.deepcopy(notebook)
     with running_kernel(KERNEL, kernel_spec_manager=kernel_spec_manager, cwd=cwd) as kernel:
@@ -76,10 +73,7 @@ def _reproducible_kernel(prefix: Path) -> Any:
     """A kernelspec manager that sees only the reproducible kernel, installed into `prefix`."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    try:  # TEMP until the layout lands
-        from ipyrepro.notebooks.kernelspec import install
-    except ImportError:
-        from ipyrepro.kernelspec import install
+    from ipyrepro.notebooks.kernelspec import install
 
     folder = install(KERNEL, seed=0, prefix=prefix, display_name="Python 3 (ipyrepro docs)")
     return KernelSpecManager(kernel_dirs=[str(folder.parent)])

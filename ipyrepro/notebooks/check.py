@@ -11,6 +11,7 @@ them, so `cell` re-seeding works. The notebook file is only ever read.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import notebook_kernel, plain_kernel_for
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison
+from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _compare, _current, traceback_tail
 
 
@@ -39,7 +41,7 @@ def check(
     reseed: str | None = None,
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
-    progress: Callable[[str], None] | None = None,
+    progress: CheckProgress | Callable[[str], None] | None = None,
     causes: bool = True,
     jobs: int | None = None,
 ) -> CheckReport:
@@ -50,6 +52,7 @@ def check(
     (`ipyrepro kernel install --reseed ...`), else `cell`, as `%repro on` does.
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py).
+    `progress` hears of each run and cell (notebooks/progress.py); a plain function receives whole lines.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
@@ -74,13 +77,15 @@ def check(
     reseeding = "" if reseed is None else f", re-seed {reseed}"
     mode = "as written (--as-is)" if as_is else f"under ipyrepro (seed {seed}{reseeding})"
     report = CheckReport(str(path), kernel_name, mode, [], cells)
-    say = progress or (lambda text: None)
+    tracker = as_progress(progress)
+    say = tracker.note
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
 
     def one(number: int) -> Run:
-        say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
-        return _run_once(
+        tracker.run_started(number, runs, kernel_name)
+        started = time.monotonic()
+        run = _run_once(
             number,
             Path(path),
             cells,
@@ -92,8 +97,10 @@ def check(
             timeout,
             startup_timeout,
             kernel_spec_manager,
-            say,
+            tracker,
         )
+        tracker.run_finished(number, len(run.outputs), len(cells), time.monotonic() - started, run.error)
+        return run
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     _compare(report, comparison)
@@ -154,7 +161,7 @@ def _run_once(
     timeout: float | None,
     startup_timeout: float,
     kernel_spec_manager: Any,
-    say: Callable[[str], None],
+    progress: CheckProgress,
 ) -> Run:
     run = Run(number)
     try:
@@ -175,12 +182,15 @@ def _run_once(
                 )
                 return run
             for position, cell in enumerate(cells, 1):
-                say(f"run {number}: {cell.label()} ({position} of {len(cells)})")
+                progress.cell_started(number, position, len(cells), cell)
+                started = time.monotonic()
                 if not cell.source.strip():
                     run.outputs[cell.index] = []
+                    progress.cell_finished(number, position, len(cells), cell, 0.0)
                     continue
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
+                progress.cell_finished(number, position, len(cells), cell, time.monotonic() - started)
                 if execution.status != "ok" and RAISES_TAG not in cell.tags:
                     run.error_cell = cell.index
                     reason = execution.error_text or f"execution {execution.status}"

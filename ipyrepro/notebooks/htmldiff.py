@@ -51,18 +51,29 @@ def side_by_side(left: str, right: str, left_title: str, right_title: str) -> st
 
 
 def mark_characters(old: str, new: str) -> tuple[str, str]:
-    """Both lines as HTML with the characters that differ wrapped in <mark>."""
+    """Both lines as HTML with what differs wrapped in <mark>: single characters, but a number as a whole
+    (0.2614 vs 0.5171 marks both numbers, not the digits that happen to differ)."""
+    a, b = _tokens(old), _tokens(new)
     left, right = [], []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag == "equal":
-            left.append(_e(old[i1:i2]))
-            right.append(_e(new[j1:j2]))
+            left.append(_e("".join(a[i1:i2])))
+            right.append(_e("".join(b[j1:j2])))
         else:
             if i2 > i1:
-                left.append(f"<mark>{_e(old[i1:i2])}</mark>")
+                left.append(f"<mark>{_e(''.join(a[i1:i2]))}</mark>")
             if j2 > j1:
-                right.append(f"<mark>{_e(new[j1:j2])}</mark>")
+                right.append(f"<mark>{_e(''.join(b[j1:j2]))}</mark>")
     return "".join(left), "".join(right)
+
+
+def _tokens(text: str) -> list[str]:
+    tokens, position = [], 0
+    for match in NUMBER.finditer(text):
+        tokens += list(text[position : match.start()])
+        tokens.append(match.group())
+        position = match.end()
+    return tokens + list(text[position:])
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ section.differs{border-left-color:#c62828}section.error{border-left-color:#6a1b9
 .badge{font-size:.8em;padding:1px 6px;border-radius:3px;background:#eee;margin-left:.5em}
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;margin:.3em 0}
 .source .ln{display:inline-block;width:2.5em;color:#999;user-select:none}
-.source .cause-line{background:#fff3cd;display:block}
+.source>span{display:block;min-height:1.2em}.source .cause-line{background:#fff3cd}
 table.diff{border-collapse:collapse;width:100%;table-layout:fixed;font:12px/1.35 ui-monospace,monospace}
 table.diff td{vertical-align:top;white-space:pre-wrap;word-break:break-all;padding:0 4px;border-left:1px solid #eee}
 table.diff th{font-weight:600;text-align:left;background:#fafafa}
@@ -43,7 +43,7 @@ td.del{background:#ffebe9}td.add{background:#e6ffec}td.empty{background:#f4f4f4}
 td.del mark{background:#ff8182}td.add mark{background:#4ac26b}
 table.numbers{border-collapse:collapse;font:12px ui-monospace,monospace}
 table.numbers td,table.numbers th{border:1px solid #ddd;padding:1px 6px;text-align:right}
-.images{display:flex;gap:1em;flex-wrap:wrap}.images figure{margin:0}.images img{max-width:360px;border:1px solid #ccc}
+.images{display:flex;gap:1em;flex-wrap:wrap}.images figure{margin:0}.images img{min-width:240px;max-width:360px;image-rendering:pixelated;border:1px solid #ccc}
 figcaption{font-size:.85em;color:#555}
 .cause{margin:.3em 0}.cause .kind{font-weight:600}
 .note{color:#555}
@@ -158,7 +158,7 @@ def _source(cell: Any, marked: set[int]) -> str:
     for number, line in enumerate(cell.source.splitlines() or [""], 1):
         mark = " class='cause-line'" if number in marked else ""
         rows.append(f"<span id='cell-{cell.index}-L{number}'{mark}><span class='ln'>{number}</span>{_e(line)}</span>")
-    return "<pre class='source'>" + "\n".join(rows) + "</pre>"
+    return "<pre class='source'>" + "".join(rows) + "</pre>"
 
 
 def _cause(cell: Any, cause: Any) -> str:

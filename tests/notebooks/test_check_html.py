@@ -16,9 +16,9 @@ from ipyrepro.notebooks.htmldiff import mark_characters, number_differences, sid
 from ipyrepro.notebooks.htmlreport import heat_map
 from ipyrepro.notebooks.png import PngError, decode_png, encode_png
 
-from .jupyterlab import CHROMIUM, CHROMIUM_ARGS
+from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The image cell paints a 10x20 patch from a generator nobody seeded: it differs run to run, there only.
 IMAGE_CELL = (
     "rng = np.random.default_rng()\n"
@@ -30,7 +30,8 @@ IMAGE_CELL = (
 
 def test_changed_characters_and_numbers_are_found() -> None:
     left, right = mark_characters("loss 0.2614", "loss 0.5171")
-    assert left == "loss 0.<mark>2614</mark>" and right == "loss 0.<mark>5171</mark>"
+    assert left == "loss <mark>0.2614</mark>" and right == "loss <mark>0.5171</mark>"  # a number as a whole
+    assert mark_characters("name: abc", "name: abd") == ("name: ab<mark>c</mark>", "name: ab<mark>d</mark>")
     found = number_differences("tensor([0.5000, 2.0000])", "tensor([0.2500, 2.0000])")
     assert [(n.position, n.left, n.right, n.absolute, n.relative) for n in found] == [(1, "0.5000", "0.2500", 0.25, 0.5)]
     assert number_differences("a 1", "b 2") == []  # the text around the numbers differs: no number table
