@@ -43,7 +43,8 @@ td.del{background:#ffebe9}td.add{background:#e6ffec}td.empty{background:#f4f4f4}
 td.del mark{background:#ff8182}td.add mark{background:#4ac26b}
 table.numbers{border-collapse:collapse;font:12px ui-monospace,monospace}
 table.numbers td,table.numbers th{border:1px solid #ddd;padding:1px 6px;text-align:right}
-.images{display:flex;gap:1em;flex-wrap:wrap}.images figure{margin:0}.images img{min-width:240px;max-width:360px;image-rendering:pixelated;border:1px solid #ccc}
+.images{display:flex;gap:1em;flex-wrap:wrap}.images figure{margin:0}
+.images img{min-width:240px;max-width:360px;image-rendering:pixelated;border:1px solid #ccc}
 figcaption{font-size:.85em;color:#555}
 .cause{margin:.3em 0}.cause .kind{font-weight:600}
 .note{color:#555}

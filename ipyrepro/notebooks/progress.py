@@ -87,7 +87,11 @@ class LiveProgress(CheckProgress):
     """
 
     def __init__(
-        self, stream: IO[str] | None = None, *, guard: Callable[[], AbstractContextManager[Any]] | None = None
+        self,
+        stream: IO[str] | None = None,
+        *,
+        guard: Callable[[], AbstractContextManager[Any]] | None = None,
+        transient: bool = False,
     ) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -102,7 +106,7 @@ class LiveProgress(CheckProgress):
             TimeElapsedColumn(),
             console=console,
             auto_refresh=guard is None,
-            transient=False,
+            transient=transient,
         )
         self._tasks: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -160,22 +164,27 @@ def terminal_progress(
     stream: IO[str] | None = None,
     *,
     quiet: bool = False,
+    live: bool | None = None,
     slow_after: float = SLOW_CELL_SECONDS,
     guard: Callable[[], AbstractContextManager[Any]] | None = None,
+    write: Callable[[str], None] | None = None,
+    transient: bool = False,
 ) -> Iterator[CheckProgress]:
-    """The progress display for `stream` (default stderr): live on a TTY, whole lines elsewhere, none if quiet."""
-    target = stream if stream is not None else sys.stderr
+    """The progress display for `stream` (default stderr): live on a TTY, whole lines elsewhere, none if quiet.
+
+    `live` overrides the TTY test; `write` receives the whole lines instead of `stream`; `guard` wraps
+    every draw and `transient` removes the live lines at the end (both for the pytest plugin).
+    """
     if quiet:
         shown: CheckProgress = CheckProgress()
-    elif _is_tty(target):
-        shown = LiveProgress(stream, guard=guard)
+    elif live if live is not None else _is_tty(stream if stream is not None else sys.stderr):
+        shown = LiveProgress(stream, guard=guard, transient=transient)
     else:
-        def write(text: str) -> None:
+        def print_line(text: str) -> None:
             with (guard or nullcontext)():
-                out = stream if stream is not None else sys.stderr  # pytest swaps sys.stderr while capturing
-                print(text, file=out, flush=True)
+                print(text, file=stream if stream is not None else sys.stderr, flush=True)
 
-        shown = PlainProgress(write, slow_after=slow_after)
+        shown = PlainProgress(write or print_line, slow_after=slow_after)
     try:
         yield shown
     finally:

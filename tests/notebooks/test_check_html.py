@@ -33,7 +33,8 @@ def test_changed_characters_and_numbers_are_found() -> None:
     assert left == "loss <mark>0.2614</mark>" and right == "loss <mark>0.5171</mark>"  # a number as a whole
     assert mark_characters("name: abc", "name: abd") == ("name: ab<mark>c</mark>", "name: ab<mark>d</mark>")
     found = number_differences("tensor([0.5000, 2.0000])", "tensor([0.2500, 2.0000])")
-    assert [(n.position, n.left, n.right, n.absolute, n.relative) for n in found] == [(1, "0.5000", "0.2500", 0.25, 0.5)]
+    expected = [(1, "0.5000", "0.2500", 0.25, 0.5)]
+    assert [(n.position, n.left, n.right, n.absolute, n.relative) for n in found] == expected
     assert number_differences("a 1", "b 2") == []  # the text around the numbers differs: no number table
     table = side_by_side("same\nold line\n", "same\nnew line\nextra\n", "run 1", "run 2")
     assert "<td class='add'><mark>extra</mark></td>" in table and "<td class=''>same</td>" in table
