@@ -481,7 +481,7 @@ def test_check_as_is_without_a_hash_seed_names_hash_order_from_the_code(
 def test_repro_in_a_real_kernel_names_the_cell_line_and_the_earlier_cells_file_and_line() -> None:
     import json
 
-    from .kernels import kernel
+    from ..kernels import kernel
 
     with kernel() as k:
         k.ok("%load_ext ipyrepro\nimport numpy as np\ndef draw():\n    return np.random.default_rng().random()")
