@@ -107,6 +107,8 @@ class LiveProgress(CheckProgress):
             console=console,
             auto_refresh=guard is None,
             transient=transient,
+            redirect_stdout=False,  # never swap sys.stdout/stderr: pytest's capturing owns them in the plugin
+            redirect_stderr=False,
         )
         self._tasks: dict[int, Any] = {}
         self._lock = threading.Lock()
