@@ -86,9 +86,9 @@ class NumberDifference:
 
 
 def number_differences(left: str, right: str) -> list[NumberDifference]:
-    """The numbers that differ, when both texts are the same apart from their numbers (else none)."""
+    """The numbers that differ, when both texts are the same apart from their numbers and spacing (else none)."""
     a, b = NUMBER.findall(left), NUMBER.findall(right)
-    if len(a) != len(b) or NUMBER.sub("#", left) != NUMBER.sub("#", right):
+    if len(a) != len(b) or _skeleton(left) != _skeleton(right):
         return []
     found = []
     for position, (x, y) in enumerate(zip(a, b), 1):
@@ -101,6 +101,11 @@ def number_differences(left: str, right: str) -> list[NumberDifference]:
         if len(found) >= MAX_NUMBERS:
             break
     return found
+
+
+def _skeleton(text: str) -> str:
+    """The text without its numbers and spacing: NumPy pads columns, so `[0.1 0.25]` prints as `[0.1  0.25]`."""
+    return re.sub(r"\s+", "", NUMBER.sub("#", text))
 
 
 def _e(text: str) -> str:

@@ -35,6 +35,8 @@ def test_changed_characters_and_numbers_are_found() -> None:
     found = number_differences("tensor([0.5000, 2.0000])", "tensor([0.2500, 2.0000])")
     expected = [(1, "0.5000", "0.2500", 0.25, 0.5)]
     assert [(n.position, n.left, n.right, n.absolute, n.relative) for n in found] == expected
+    padded = number_differences("[0.61285605 0.0315142 ]", "[0.21366386 0.01538356]")  # NumPy pads columns
+    assert [n.position for n in padded] == [1, 2]
     assert number_differences("a 1", "b 2") == []  # the text around the numbers differs: no number table
     table = side_by_side("same\nold line\n", "same\nnew line\nextra\n", "run 1", "run 2")
     assert "<td class='add'><mark>extra</mark></td>" in table and "<td class=''>same</td>" in table
