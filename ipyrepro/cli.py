@@ -64,14 +64,18 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .core.userfiles import PathProblem, validate_target
     from .notebooks.check import check
     from .notebooks.fingerprint import FingerprintError
     from .notebooks.notebookfile import NotebookError
+    from .notebooks.progress import terminal_progress
 
-    def progress(text: str) -> None:
-        if not args.quiet:
-            print(text, file=sys.stderr, flush=True)
-
+    html = None
+    if args.html is not None:
+        try:  # before any kernel starts: a report that cannot be written would waste the runs
+            html = validate_target(args.html, "--html")
+        except PathProblem as error:
+            raise ValueError(f"--html: {error}") from None
     runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
     if runs < 2 and not args.against_saved:
         args.check_parser.error(
@@ -79,33 +83,40 @@ def _check(args: argparse.Namespace) -> int:
             "--against-saved compares one run with the saved outputs)"
         )
     try:
-        report = check(
-            args.notebook,
-            runs=runs,
-            seed=args.seed,
-            as_is=args.as_is,
-            kernel=args.kernel,
-            timeout=args.timeout or None,
-            sanitize=args.sanitize,
-            rtol=args.rtol,
-            atol=args.atol,
-            cublas=args.cublas,
-            reseed=args.reseed,
-            progress=progress,
-            jobs=args.jobs,
-            causes=not args.no_causes,
-            save=args.save,
-            against=args.against,
-            trace_ops=args.trace_ops,
-            portable=args.portable,
-            stop_on_error=args.stop_on_error,
-            against_saved=args.against_saved,
-            state=not args.no_state,
-        )
+        with terminal_progress(sys.stderr, quiet=args.quiet) as progress:
+            report = check(
+                args.notebook,
+                runs=runs,
+                seed=args.seed,
+                as_is=args.as_is,
+                kernel=args.kernel,
+                timeout=args.timeout or None,
+                sanitize=args.sanitize,
+                rtol=args.rtol,
+                atol=args.atol,
+                cublas=args.cublas,
+                reseed=args.reseed,
+                progress=progress,
+                jobs=args.jobs,
+                causes=not args.no_causes,
+                save=args.save,
+                against=args.against,
+                trace_ops=args.trace_ops,
+                portable=args.portable,
+                stop_on_error=args.stop_on_error,
+                against_saved=args.against_saved,
+                state=not args.no_state,
+            )
     except (NotebookError, FingerprintError) as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report)
+    if html is not None:
+        from .notebooks.htmlreport import write_html
+
+        write_html(report, html)
+        if not args.json:
+            print(f"HTML report: {html}")
     return report.exit_code
 
 
@@ -259,7 +270,18 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         help="do not digest each kernel's state after every cell: compare outputs only (no first divergence)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    check.add_argument(
+        "--html",
+        metavar="REPORT.html",
+        help="also write the report as one self-contained web page: each cell's source, differences side by side, "
+        "images that differ with a heat map, causes linked to their lines",
+    )
+    check.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (by default: a live line per run on a terminal; elsewhere a line per run start "
+        "and end, and one per cell slower than 5 s)",
+    )
     check.set_defaults(handler=_check, check_parser=check)
 
 

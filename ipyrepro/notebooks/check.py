@@ -11,6 +11,7 @@ them, so `cell` re-seeding works. The notebook file is only ever read.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
 from .machines import MachinePlan
 from .notebookfile import Cell, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
+from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _current
 from .statecheck import compare_states
 from .verdicts import compare, error_output
@@ -45,7 +47,7 @@ def check(
     reseed: str | None = None,
     startup_timeout: float = 60,
     kernel_spec_manager: Any = None,
-    progress: Callable[[str], None] | None = None,
+    progress: CheckProgress | Callable[[str], None] | None = None,
     causes: bool = True,
     jobs: int | None = None,
     save: str | None = None,
@@ -73,6 +75,7 @@ def check(
     a cell that raised for lack of a name that a later cell binds is named as hidden state.
     With `state` (the default) each kernel also digests its namespace after every cell, and the report
     names the first cell whose state differs (see statecheck.py); `state=False` is `--no-state`.
+    `progress` hears of each run and cell (notebooks/progress.py); a plain function receives whole lines.
     """
     from ..core.validation import validate_cublas_value, validate_reseed_mode, validate_seed
 
@@ -111,13 +114,15 @@ def check(
     if plan is not None:  # the fingerprint records the seed and mode the runs really used
         plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
     report.against_saved, report.stop_on_error = against_saved, stop_on_error
-    say = progress or (lambda text: None)
+    tracker = as_progress(progress)
+    say = tracker.note
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
 
     def one(number: int) -> Run:
-        say(f"run {number} of {runs}: starting kernel {kernel_name!r}")
-        return _run_once(
+        tracker.run_started(number, runs, kernel_name)
+        started = time.monotonic()
+        run = _run_once(
             number,
             Path(path),
             cells,
@@ -129,11 +134,13 @@ def check(
             timeout,
             startup_timeout,
             kernel_spec_manager,
-            say,
+            tracker,
             plan,
             stop_on_error,
             comparison if state else None,
         )
+        tracker.run_finished(number, len(run.outputs), len(cells), time.monotonic() - started, run.error)
+        return run
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
@@ -220,7 +227,7 @@ def _run_once(
     timeout: float | None,
     startup_timeout: float,
     kernel_spec_manager: Any,
-    say: Callable[[str], None],
+    progress: CheckProgress,
     plan: MachinePlan | None = None,
     stop_on_error: bool = False,
     digests: Comparison | None = None,
@@ -255,15 +262,18 @@ def _run_once(
             if digests is not None:
                 digests = _start_digests(run, runner, digests, timeout)
             previous = None
-            for cell in cells:
-                say(f"run {number}: {cell.label()}")
+            for position, cell in enumerate(cells, 1):
+                progress.cell_started(number, position, len(cells), cell)
+                started = time.monotonic()
                 if not cell.source.strip():
                     run.outputs[cell.index] = []
                     if previous is not None:
                         run.states[cell.index] = previous
+                    progress.cell_finished(number, position, len(cells), cell, 0.0)
                     continue
                 execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
                 run.outputs[cell.index] = execution.outputs
+                progress.cell_finished(number, position, len(cells), cell, time.monotonic() - started)
                 if digests is not None:
                     try:
                         previous = run.states[cell.index] = statecheck.record(runner, cell.source, timeout)

@@ -109,6 +109,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(flag, type=option.parse, dest=dest, metavar=option.metavar, help=option.help)
             parser.addini(dest, option.help.replace("%%", "%"), default="")  # argparse un-doubles %% itself
+    group.addoption(
+        "--ipyrepro-html",
+        metavar="DIR",
+        dest="ipyrepro_html",
+        help="write each checked notebook's report as a web page into DIR (as `ipyrepro check --html` does)",
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,17 @@ class CheckOptions:
 _OPTIONS_KEY = pytest.StashKey[CheckOptions]()
 _CHECKPOINT_KEY = pytest.StashKey[Any]()  # a state.Checkpoint
 _MARKER_SEED_KEY = pytest.StashKey[int]()
+_HTML_KEY = pytest.StashKey[Path]()
+
+
+def _html_folder(text: str) -> Path:
+    """The folder for --ipyrepro-html, created now; a path that cannot be one is a usage error."""
+    folder = Path(text).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise pytest.UsageError(f"--ipyrepro-html {text!r}: cannot use it as a folder ({error.strerror})") from None
+    return folder
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -170,6 +187,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.getoption("ipyrepro"):
         config.stash[_OPTIONS_KEY] = CheckOptions.from_config(config)
+        html = config.getoption("ipyrepro_html")
+        if html is not None:
+            config.stash[_HTML_KEY] = _html_folder(html)
         if config.pluginmanager.hasplugin("xdist") and config.getoption("dist") == "worksteal":
             config.issue_config_time_warning(
                 pytest.PytestConfigWarning(
@@ -233,8 +253,10 @@ class NotebookFile(pytest.File):
                 kwargs = dict(self.config.stash[_OPTIONS_KEY].kwargs)
                 if hasattr(self.config, "workerinput"):  # an xdist worker: the workers are the parallelism
                     kwargs["jobs"] = 1
-                report = check(self.path, **kwargs)
+                with self._progress() as progress:
+                    report = check(self.path, progress=progress, **kwargs)
                 self._outcome = (report, {result.cell.index: result for result in cell_results(report)})
+                self._write_html(report)
             except Exception as error:  # e.g. no such kernelspec: every cell of this notebook fails with it
                 self._outcome = error
         if isinstance(self._outcome, Exception):
@@ -242,6 +264,40 @@ class NotebookFile(pytest.File):
                 f"ipyrepro check {self.path.name} could not run: {type(self._outcome).__name__}: {self._outcome}"
             )
         return self._outcome
+
+    def _progress(self) -> Any:
+        """In verbose mode (not on an xdist worker), the check's progress as `ipyrepro check` shows it."""
+        from contextlib import nullcontext
+
+        from ..notebooks.progress import terminal_progress
+
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.config.getoption("verbose") <= 0 or hasattr(self.config, "workerinput") or reporter is None:
+            return terminal_progress(quiet=True)
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        guard = capture.global_and_fixture_disabled if capture is not None else nullcontext
+        with guard():
+            reporter.ensure_newline()
+        if reporter.isatty:
+            return terminal_progress(live=True, guard=guard, transient=True)
+
+        def write(text: str) -> None:
+            with guard():
+                reporter.write_line(text)
+
+        return terminal_progress(write=write)
+
+    def _write_html(self, report: CheckReport) -> None:
+        folder = self.config.stash.get(_HTML_KEY, None)
+        if folder is None:
+            return
+        from ..notebooks.htmlreport import write_html
+
+        try:
+            name = self.path.resolve().relative_to(self.config.rootpath.resolve())
+        except ValueError:  # outside the rootdir
+            name = Path(self.path.name)
+        write_html(report, folder / ("__".join(name.with_suffix("").parts) + ".html"))
 
 
 class CellItem(pytest.Item):

@@ -4,7 +4,7 @@ One notebook, run with kernels installed by `ipyrepro kernel install --reseed so
 in JupyterLab 4 and Notebook 7 (headless Chromium: Run All, save, read the saved file),
 by `jupyter nbconvert --execute`, papermill, `jupyter execute` and `ipyrepro check`, checked
 by `pytest --nbval` against what JupyterLab saved, and fed to a real terminal `ipython`.
-The last cell reports whether the frontend sent a cell id: the README's table of frontends
+The last cell reports whether the frontend sent a cell id: the table of frontends in docs/reseeding.md
 comes from these runs. Every run is made once per module and shared by the tests.
 """
 

@@ -1,0 +1,194 @@
+"""`ipyrepro check --html`: one self-contained page, opened in real Chromium, showing both images and the heat map."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ipyrepro.notebooks.htmldiff import mark_characters, number_differences, side_by_side
+from ipyrepro.notebooks.htmlreport import heat_map
+from ipyrepro.notebooks.png import PngError, decode_png, encode_png
+
+from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS
+
+ROOT = Path(__file__).resolve().parents[2]
+# The image cell paints a 10x20 patch from a generator nobody seeded: it differs run to run, there only.
+IMAGE_CELL = (
+    "rng = np.random.default_rng()\n"
+    "img = np.full((40, 60, 3), 200, np.uint8)\n"
+    "img[10:20, 10:30] = rng.integers(0, 256, (10, 20, 3))\n"
+    "display.display(display.Image(data=encode_png(img), format='png'))"
+)
+
+
+def test_changed_characters_and_numbers_are_found() -> None:
+    left, right = mark_characters("loss 0.2614", "loss 0.5171")
+    assert left == "loss <mark>0.2614</mark>" and right == "loss <mark>0.5171</mark>"  # a number as a whole
+    assert mark_characters("name: abc", "name: abd") == ("name: ab<mark>c</mark>", "name: ab<mark>d</mark>")
+    found = number_differences("tensor([0.5000, 2.0000])", "tensor([0.2500, 2.0000])")
+    expected = [(1, "0.5000", "0.2500", 0.25, 0.5)]
+    assert [(n.position, n.left, n.right, n.absolute, n.relative) for n in found] == expected
+    padded = number_differences("[0.61285605 0.0315142 ]", "[0.21366386 0.01538356]")  # NumPy pads columns
+    assert [n.position for n in padded] == [1, 2]
+    assert number_differences("a 1", "b 2") == []  # the text around the numbers differs: no number table
+    table = side_by_side("same\nold line\n", "same\nnew line\nextra\n", "run 1", "run 2")
+    assert "<td class='add'><mark>extra</mark></td>" in table and "<td class=''>same</td>" in table
+
+
+def test_pngs_round_trip_and_bad_bytes_say_why() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (7, 9, 4), dtype=np.uint8)
+    assert (decode_png(encode_png(image)) == image).all()
+    with pytest.raises(PngError, match="not a PNG"):
+        decode_png(b"GIF89a")
+    with pytest.raises(PngError, match="corrupt"):
+        decode_png(encode_png(image)[:40] + b"\x00" * 30)
+
+
+def test_the_heat_map_marks_exactly_the_changed_pixels() -> None:
+    a = np.full((4, 5, 4), 255, np.uint8)
+    b = a.copy()
+    b[1, 2, 0] = 155  # a change of 100
+    b[3, 4, 1] = 205  # a change of 50
+    picture, changed, largest = heat_map(a, b)
+    assert (changed, largest) == (2, 100)
+    assert tuple(picture[1, 2]) == (255, 0, 0)  # the largest change is red
+    assert tuple(picture[3, 4]) == (255, 110, 0)  # half as large: orange
+    assert (picture[0, 0] == picture[0, 1]).all() and picture[0, 0, 0] == picture[0, 0, 2]  # unchanged: grey
+
+
+def _notebook(folder: Path) -> Path:
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [
+        new_code_cell(
+            "import numpy as np\nfrom IPython import display\nfrom ipyrepro.notebooks.png import encode_png", id="setup"
+        ),
+        new_markdown_cell("An image that differs, then numbers that differ, then a cell that matches."),
+        new_code_cell(IMAGE_CELL, id="image"),
+        new_code_cell("print(np.random.default_rng().random(2))", id="numbers"),
+        new_code_cell("x = 40 + 2\nx", id="same"),
+    ]
+    path = folder / "pictures.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.mark.kernel
+@pytest.mark.browser
+def test_check_html_shows_both_images_and_the_heat_map_in_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    notebook = _notebook(tmp_path)
+    page_path = tmp_path / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--html", str(page_path), "--quiet"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # 1: something differed
+    assert done.stderr == ""  # --quiet: no progress
+    assert f"HTML report: {page_path}" in done.stdout
+    text = page_path.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # nothing fetched at view time
+
+    heat_src = text.split("class='heat-map'")[1].split("src='data:image/png;base64,")[1].split("'")[0]
+    heat = decode_png(base64.b64decode(heat_src))
+    changed = (heat[..., 0] == 255) & (heat[..., 2] == 0)
+    rows, columns = np.nonzero(changed)
+    assert rows.min() >= 10 and rows.max() < 20 and columns.min() >= 10 and columns.max() < 30  # only the patch
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_path.as_uri())
+            section = page.locator("#cell-2")
+            images = section.locator("img.run-image")
+            assert images.count() == 2
+            heat_map_image = section.locator("img.heat-map")
+            assert heat_map_image.count() == 1
+            for image in [images.nth(0), images.nth(1), heat_map_image]:
+                image.scroll_into_view_if_needed()
+                assert image.is_visible()
+                assert image.evaluate("img => img.complete && img.naturalWidth") == 60  # decoded by the browser
+            assert "difference: " in section.inner_text()
+            # The cause is linked to its line in the shown source, and that line is marked.
+            link = section.locator("a[href='#cell-2-L1']")
+            assert "unseeded-generator" in section.inner_text() and link.count() == 1
+            link.click()
+            assert page.locator("#cell-2-L1").get_attribute("class") == "cause-line"
+            # Numbers: side by side with the changed characters marked, and the abs/rel table.
+            numbers = page.locator("#cell-3")
+            assert numbers.locator("td.del mark").count() >= 1 and numbers.locator("td.add mark").count() >= 1
+            assert "abs diff" in numbers.locator("table.numbers").inner_text()
+            assert page.locator("#cell-4 .badge").inner_text() == "matched"
+            page.screenshot(path=str(_screenshot_path()), full_page=True)
+            # Chromium's own PNG decoder agrees with ipyrepro's on a real screenshot (every filter type).
+            panel = base64.b64encode((ROOT / "docs" / "panel.png").read_bytes()).decode()
+            seen = page.evaluate(_CANVAS_PIXELS, panel)
+        finally:
+            browser.close()
+    assert errors == []
+    assert all(url.startswith(("file://", "data:")) for url in requests), requests
+    ours = decode_png((ROOT / "docs" / "panel.png").read_bytes())
+    assert seen["size"] == [ours.shape[1], ours.shape[0]]
+    assert seen["sum"] == int(ours[..., :3].astype(np.int64).sum())
+
+
+_CANVAS_PIXELS = """async (data) => {
+  const image = new Image();
+  image.src = 'data:image/png;base64,' + data;
+  await image.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+  const context = canvas.getContext('2d', {colorSpace: 'srgb'});
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
+  return {size: [canvas.width, canvas.height], sum};
+}"""
+
+
+def _screenshot_path() -> Path:
+    folder = ROOT / "test-output"
+    folder.mkdir(exist_ok=True)
+    return folder / "check-html-report.png"
+
+
+def test_check_html_to_a_missing_folder_is_a_usage_error_before_any_kernel_starts(tmp_path: Path) -> None:
+    notebook = _notebook(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--html", str(tmp_path / "nope" / "r.html")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--html" in done.stderr and "nope" in done.stderr
+    assert "starting kernel" not in done.stderr  # refused before any kernel started
+
+
+def test_errors_and_findings_other_checks_add_are_rendered_at_their_cells() -> None:
+    from ipyrepro.notebooks.htmlreport import render_html
+    from ipyrepro.notebooks.notebookfile import Cell
+    from ipyrepro.notebooks.report import CheckReport, Run
+
+    cells = [Cell(0, "a", "x = 1", ()), Cell(2, "b", "y = x +\n", (), 1)]
+    stopped = "cell 2 (code cell 1, id 'b') raised SyntaxError: invalid syntax; this run stopped there"
+    runs = [Run(1, {0: []}, error=stopped, error_cell=2), Run(2, {0: []}, error=stopped, error_cell=2)]
+    report = CheckReport("broken.ipynb", "python3", "under ipyrepro (seed 0)", runs, cells)
+    report.hidden_state = ["name 'P' is used in cell 2 but assigned only in a later cell"]  # as issue 18 adds
+    page = render_html(report)
+    assert "<span class='verdict ERROR'>ERROR</span>" in page
+    assert page.count("Run 1 stopped here") == 1 and "SyntaxError: invalid syntax" in page
+    assert "id='hidden-state'" in page and "assigned only in a later cell" in page
+    assert "<script" not in page
