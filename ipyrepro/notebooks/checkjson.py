@@ -24,7 +24,7 @@ def report_dict(report: Any) -> dict[str, Any]:
     causes = report.causes.by_cell if report.causes is not None else {}
     hash_order = report.causes.hash_order_cells if report.causes is not None else []
     status = report.causes.status if report.causes is not None else ""
-    ids = {cell.index: cell.cell_id for cell in report.cells}
+    ids = {cell.index: cell.saved_id for cell in report.cells}  # as every cell ref: null when saved without one
     prints = {cell.index: report.prints(cell.index) for cell in report.cells}
     return {
         "schema": SCHEMA_VERSION,
