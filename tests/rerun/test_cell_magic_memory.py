@@ -29,7 +29,7 @@ ORIGINAL = big = Counted([1, 2, 3])
 def shell(ip: Any) -> Any:
     ip.run_cell(COUNTED)
     yield ip
-    for name in ("Counted", "ORIGINAL", "big", "total", "tick", "b"):
+    for name in ("Counted", "ORIGINAL", "big", "total", "tick", "b", "n"):
         ip.user_ns.pop(name, None)
 
 

@@ -6,31 +6,9 @@ from typing import Any
 
 import pytest
 
-COUNTED = '''
-class Counted:
-    """A stand-in for a big object: counts how many of its copies are alive at once."""
-    alive = 0
-    most = 0
-    def __init__(self, value, is_copy=False):
-        self.value = value
-        self.is_copy = is_copy
-    def __deepcopy__(self, memo):
-        Counted.alive += 1
-        Counted.most = max(Counted.most, Counted.alive)
-        return Counted(list(self.value), is_copy=True)
-    def __del__(self):
-        if self.is_copy:
-            type(self).alive -= 1
-ORIGINAL = big = Counted([1, 2, 3])
-'''
+from . import test_cell_magic_memory
 
-
-@pytest.fixture
-def shell(ip: Any) -> Any:
-    ip.run_cell(COUNTED)
-    yield ip
-    for name in ("Counted", "ORIGINAL", "big", "total", "tick", "b", "n"):
-        ip.user_ns.pop(name, None)
+shell = test_cell_magic_memory.shell  # the same fixture: the counted big object, defined once
 
 
 @pytest.mark.parametrize("runs", [3, 4, 5])
