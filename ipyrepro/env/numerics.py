@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.portable import capability  # what ATen's CPU kernels dispatch to: AVX512, AVX2, NEON...
 from ..core.torchinfo import cuda_available, gpu_names, precision_flags
 from . import nvml
 
@@ -86,20 +87,12 @@ def cpu_facts() -> dict[str, Any]:
     return {
         "model": cpu_model(),
         "machine": platform.machine(),
-        "capability": cpu_capability(),
+        "capability": capability(),
         "blas": _config_line(config, r"BLAS_INFO=(\w+)") or None,
         "mkl": _config_line(config, r"(Intel\(R\) (?:oneAPI )?Math Kernel Library Version [^\n]*?)(?: for |\n)"),
         "onednn": _config_line(config, r"(?:MKL-DNN|oneDNN) (v[\d.]+)"),
         "openmp": _config_line(config, r"OpenMP (\d+)"),
     }
-
-
-def cpu_capability() -> str | None:
-    """What ATen's CPU kernels dispatch to here: AVX512, AVX2, DEFAULT, or on arm64 SVE256, NEON..."""
-    try:
-        return str(torch.backends.cpu.get_cpu_capability())
-    except (AttributeError, RuntimeError):  # torch older than 2.1
-        return None
 
 
 def cpu_model() -> str:

@@ -22,6 +22,7 @@ from ..core.flags import Flags
 from ..core.rendering import TextReport
 from ..core.torchinfo import cuda_available, cuda_initialized, cudnn_version, gpu_names, precision_flags, torch_version
 from . import nvml
+from .numerics import cpu_model
 
 if TYPE_CHECKING:
     from ..core.state import ReproState
@@ -188,24 +189,13 @@ def _gpu(notes: list[str], nvml_library: str) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith(("model name", "Model", "Hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cpu() -> dict[str, Any]:
     try:
         usable: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = None
     return {
-        "model": _cpu_model(),
+        "model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "torch_threads": torch.get_num_threads(),
