@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
+from bench_startup import PLAIN_RUNS, TORCH_NOTEBOOK  # the same torch notebook and plain baseline as there
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 NUMPY_CELL = (
@@ -39,21 +40,6 @@ NUMPY_NOTEBOOK = [
     "x = rng.normal(size=(200, 200))\nprint(float((x @ x.T).trace()))",
     "print(np.linalg.svd(x, compute_uv=False)[:3], np.random.rand(2))",
 ]
-TORCH_NOTEBOOK = [
-    "import torch\ntorch.set_num_threads(1)\ntorch.manual_seed(0)",
-    "data = torch.randn(512, 16)\ntarget = data @ torch.randn(16, 1)\nmodel = torch.nn.Sequential("
-    "torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))\n"
-    "opt = torch.optim.SGD(model.parameters(), lr=0.01)",
-    "for step in range(200):\n    opt.zero_grad()\n    loss = torch.nn.functional.mse_loss(model(data), target)\n"
-    "    loss.backward()\n    opt.step()\nprint(round(loss.item(), 6))",
-]
-PLAIN_RUNS = """
-import sys, nbformat
-from nbclient import NotebookClient
-for _ in range(2):
-    nb = nbformat.read(sys.argv[1], as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=600).execute()
-"""
 # Sent before and after the timed cells (the same for every case): the kernel's CPU time in between,
 # and whether torch was imported.
 START_CPU_CLOCK = "import time as _bench_time\n_bench_cpu = _bench_time.process_time()"
