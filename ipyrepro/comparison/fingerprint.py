@@ -54,7 +54,7 @@ def environment(seed: int | None) -> dict[str, Any]:
         "cudnn": cudnn_version(),
         "cuda_initialized": cuda_initialized(),
         "gpus": gpu_names(),
-        "flags": dataclasses.asdict(Flags.read()),
+        "flags": Flags.read()._asdict(),
         "precision": precision_flags(),
         "seed": seed,
         "torch_threads": torch.get_num_threads(),

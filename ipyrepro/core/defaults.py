@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from .records import Record
 from .validation import (
     DETERMINISTIC_VAR,
     RESEED_VAR,
@@ -25,8 +25,7 @@ from .validation import (
 )
 
 
-@dataclass(frozen=True)
-class ChildSettings:
+class ChildSettings(Record):
     """The settings one source gives (None: that source does not say): the options given, what is in
     force, or the variables a kernel (or a parent's `on`) set."""
 
@@ -35,8 +34,7 @@ class ChildSettings:
     deterministic: str | None = None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """A complete set, every value decided."""
 
     seed: int

@@ -8,12 +8,12 @@ the cuBLAS variable, which torch reads when it starts, is set at once either way
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
 from .lazytorch import TORCH, Settings
 from .lazytorch import imported as imported_torch
+from .records import Record
 from .torchinfo import deterministic_algorithms_mode
 from .validation import (  # noqa: F401  (re-exported)
     DETERMINISTIC_CUBLAS_VALUES,
@@ -25,8 +25,7 @@ from .validation import (  # noqa: F401  (re-exported)
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
 
 
-@dataclass(frozen=True)
-class Flags:
+class Flags(Record):
     """One reading (or one target) of every setting that `on` manages."""
 
     cudnn_benchmark: bool
@@ -74,7 +73,7 @@ class Flags:
 
     def differences(self, other: Flags) -> dict[str, tuple[object, object]]:
         """Fields where `other` differs from self, as name -> (self's value, other's value)."""
-        mine, theirs = asdict(self), asdict(other)
+        mine, theirs = self._asdict(), other._asdict()
         return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
 
 

@@ -21,14 +21,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 from .importhook import ImportHook, after_import
+from .records import Record
 
 MODULE = "torch"
 
 
-class Settings(NamedTuple):
+class Settings(Record):
     """The torch flags `on` manages (the cuBLAS variable is an env var: set at once, never pending)."""
 
     cudnn_benchmark: bool
@@ -42,7 +43,7 @@ TORCH_DEFAULTS = Settings(cudnn_benchmark=False, cudnn_deterministic=False, dete
 PENDING_TEXT = "torch not imported yet; applied when it is"
 
 
-class NotImported(NamedTuple):
+class NotImported(Record):
     """`capture()` when torch was not imported: the seed its import would get (None: none)."""
 
     pending: int | None

@@ -15,14 +15,15 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 from .importhook import ImportHook, after_import
+from .records import Record
 
 MODULE = "numpy.random"
 
 
-class NotImported(NamedTuple):
+class NotImported(Record):
     """`capture()` when `numpy.random` was not imported: the seed its import would get (None: none)."""
 
     pending: int | None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import dataclass
 from typing import Any
+
+from .records import Record
 
 PORTABLE_THREADS = 4  # the same everywhere: the chunking of parallel reductions follows the thread count
 
@@ -69,8 +70,7 @@ def start_variables(machine: str | None = None) -> dict[str, str]:
     return {**pinned, **THREAD_START_VARIABLES}
 
 
-@dataclass(frozen=True)
-class PortableReport:
+class PortableReport(Record):
     """What `apply_runtime` did, and the start-only variables this process lacks (restart to get them)."""
 
     applied: list[str]

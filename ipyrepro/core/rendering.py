@@ -6,7 +6,8 @@ from typing import Any
 
 
 class TextReport:
-    """Mix into a `@dataclass(repr=False)` report that defines `__str__` (and `_repr_html_` for notebooks)."""
+    """Mix into a report (a `@dataclass(repr=False)`, or first before `Record`) that defines `__str__` (and
+    `_repr_html_` for notebooks)."""
 
     def __repr__(self) -> str:
         return str(self)

@@ -12,8 +12,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import seeding
 from .defaults import ChildSettings, resolve_settings
@@ -42,6 +41,7 @@ from .processes import (
     validate_rank,
     watch_persistent_workers,
 )
+from .records import Record
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
 
 PORTABLE_STEP = "portable profile"  # its run-time half, applied at torch's import when torch is not imported yet
@@ -55,7 +55,7 @@ _UNKNOWN = object()  # the cuBLAS variable when CUDA was first initialised, if n
 _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means unset it)
 
 
-class CellSeed(NamedTuple):
+class CellSeed(Record):
     """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
 
     `derivation` is "cell" (from the cell id), "source" (from the cell's code),
@@ -67,7 +67,7 @@ class CellSeed(NamedTuple):
     derivation: str = "fixed"
 
 
-class PendingRestore(NamedTuple):
+class PendingRestore(Record):
     """RNG states a checkpoint restored, waiting for the cell that was running when it was saved.
 
     That cell's next run continues from them instead of being re-seeded (docs/resume.md). `apply` puts
@@ -87,26 +87,24 @@ class PendingRestore(NamedTuple):
         return derivation == "source" or not (cell_id and self.cell_id) or cell_id == self.cell_id
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(Record):
     """What was in force before the first `on`, for `off` to restore."""
 
     flags: Flags
     reseed: str
-    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
-    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
+    env: dict[str, str | None]  # the variables exported to child processes
+    inductor: tuple[Any, ...]  # see flags.inductor_checkpoint
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(Record):
     """What `ReproState.checkpoint` saw, for `restore`."""
 
     flags: Flags
     settings: tuple[Any, ...]
     rng: tuple[Any, ...]
-    env: dict[str, str | None] = field(default_factory=dict)  # the variables exported to child processes
-    inductor: tuple[Any, ...] = ()  # see flags.inductor_checkpoint
-    torch: tuple[Any, ...] = (None, None, {}, True)  # what waits for torch's import: see LazyTorch.checkpoint
+    env: dict[str, str | None]  # the variables exported to child processes
+    inductor: tuple[Any, ...]  # see flags.inductor_checkpoint
+    torch: tuple[Any, ...]  # what waits for torch's import: see LazyTorch.checkpoint
 
 
 class ReproState:
@@ -272,7 +270,7 @@ class ReproState:
         if warn_only is not None and not isinstance(warn_only, bool):
             raise ValueError(f"warn_only must be True or False; got {warn_only!r}")
         explicit = ChildSettings(seed, reseed, None if warn_only is None else "warn" if warn_only else "error")
-        seed, reseed, deterministic = astuple(resolve_settings(explicit, self.in_force()))
+        seed, reseed, deterministic = resolve_settings(explicit, self.in_force())
         if rank is not None:
             validate_rank(rank, "rank")
         current = Flags.read()
@@ -285,7 +283,7 @@ class ReproState:
                 self.saved = Saved(current, self.reseed, dict(env_before), inductor)
                 INDUCTOR.save()
             target = recipe(warn_only=deterministic == "warn", cublas=cublas, current=current)
-            self.target = replace(target, deterministic_algorithms=deterministic)
+            self.target = target._replace(deterministic_algorithms=deterministic)
             self._apply_flags(self.target)
             self.enabled = True
             self.reseed = reseed

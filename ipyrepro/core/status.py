@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .flags import CUBLAS_VAR, Flags
@@ -15,6 +15,7 @@ from .inductor import inductor_deterministic
 from .lazytorch import PENDING_TEXT, TORCH
 from .lazytorch import imported as imported_torch
 from .portable import describe as describe_portable
+from .records import Record
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
@@ -50,8 +51,7 @@ NO_CELL_ID_NOTE = (
 FRONTEND_NOTES = (NO_CELL_ID_NOTE,)  # they depend on the frontend: shown in status, never printed by `%repro on`
 
 
-@dataclass(repr=False)
-class Status(TextReport):
+class Status(TextReport, Record, mutable=True):
     """A snapshot of ipyrepro's state and the live library settings; renders as text or HTML."""
 
     enabled: bool
@@ -72,18 +72,24 @@ class Status(TextReport):
     numpy_version: str
     python_version: str
     precision: dict[str, Any]
-    inductor_deterministic: bool | None = None  # None: inductor's config is not loaded
-    pending_restore: dict[str, Any] | None = None  # a checkpoint's RNG states waiting for their cell: seed, id, how
-    torch_imported: bool = True  # False: the torch flags shown are what its import will get (lazytorch.py)
-    portable: str = "off"  # the portable profile: "in force", "partly" or "off" (core/portable.py)
-    portable_missing: list[str] = field(default_factory=list)  # what "partly" lacks
-    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    inductor_deterministic: bool | None  # None: inductor's config is not loaded
+    pending_restore: dict[str, Any] | None  # a checkpoint's RNG states waiting for their cell: seed, id, how
+    torch_imported: bool  # False: the torch flags shown are what its import will get (lazytorch.py)
+    portable: str  # the portable profile: "in force", "partly" or "off" (core/portable.py)
+    portable_missing: list[str]  # what "partly" lacks
+    drift: dict[str, dict[str, Any]]
+    warnings: list[str]
+    notes: list[str]
 
     @classmethod
     def read(cls, state: ReproState) -> Status:
         flags = Flags.read()
+        pending = state.pending_restore
+        portable, portable_missing = describe_portable(state.portable)
+        drift = {}
+        if state.enabled and state.target is not None:
+            for name, (expected, actual) in state.target.differences(flags).items():
+                drift[name] = {"expected": expected, "actual": actual}
         status = cls(
             enabled=state.enabled,
             seed=state.seed,
@@ -104,15 +110,16 @@ class Status(TextReport):
             python_version=platform.python_version(),
             precision=precision_flags(),
             inductor_deterministic=inductor_deterministic(),
+            pending_restore=None
+            if pending is None
+            else dict(seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation),
             torch_imported=imported_torch() is not None,
+            portable=portable,
+            portable_missing=portable_missing,
+            drift=drift,
+            warnings=[],
+            notes=[],
         )
-        pending = state.pending_restore
-        if pending is not None:
-            status.pending_restore = dict(seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation)
-        status.portable, status.portable_missing = describe_portable(state.portable)
-        if state.enabled and state.target is not None:
-            for name, (expected, actual) in state.target.differences(flags).items():
-                status.drift[name] = {"expected": expected, "actual": actual}
         status._diagnose(state)
         return status
 
@@ -215,7 +222,7 @@ class Status(TextReport):
     # -- renderings ----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return copy.deepcopy(self._asdict())
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -10,11 +10,11 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .lazytorch import TORCH
 from .lazytorch import imported as imported_torch
+from .records import Record
 from .validation import DETERMINISTIC_CUBLAS_VALUES  # noqa: F401  (re-exported)
 
 # Nothing here imports torch: each read asks `imported_torch()` and answers for a torch not imported
@@ -45,7 +45,20 @@ def _installed_torch_version() -> str:
     return installed_version("torch")
 
 
-_VERSION_LINE = re.compile(r"""^(?:__version__|version)\s*(?::\s*str\s*)?=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+def _version_in(source: str) -> str | None:
+    """The string assigned to `__version__` (or `version`) in a version.py, annotated or not.
+
+    Read line by line, not with a regular expression: compiling one costs more than the rest of
+    `%repro on`'s status (issue 23's start-up budget).
+    """
+    for line in source.splitlines():
+        target, assigns, value = line.partition("=")
+        value = value.strip()
+        if assigns and target.partition(":")[0].strip() in ("__version__", "version") and value[:1] in ("'", '"'):
+            end = value.find(value[0], 1)
+            if end > 1:
+                return value[1:end]
+    return None
 
 
 @functools.cache
@@ -58,9 +71,9 @@ def installed_version(package: str) -> str:
         spec = importlib.util.find_spec(package)  # a top-level name: finds, never imports
         if spec is not None and spec.origin:
             with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as file:
-                match = _VERSION_LINE.search(file.read())
-            if match:
-                return match.group(1)
+                found = _version_in(file.read())
+            if found:
+                return found
     except (OSError, ImportError, ValueError):
         pass
     from importlib.metadata import PackageNotFoundError, version
@@ -71,8 +84,7 @@ def installed_version(package: str) -> str:
         return "not installed"
 
 
-@dataclass(frozen=True)
-class CublasFacts:
+class CublasFacts(Record):
     """What CUBLAS_WORKSPACE_CONFIG means for one range of torch releases."""
 
     first: tuple[int, int]

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
 
 import ipyrepro
 from ipyrepro.core.state import STATE
-from ipyrepro.core.torchinfo import CUBLAS_FACTS, cublas_facts, late_cublas_message, parse_version
+from ipyrepro.core.torchinfo import (
+    CUBLAS_FACTS,
+    cublas_facts,
+    installed_version,
+    late_cublas_message,
+    parse_version,
+)
 
 
 def messages(status) -> str:
@@ -75,6 +82,33 @@ def test_cublas_table_covers_every_version_once() -> None:
 def test_parse_version_reads_local_and_prerelease_versions() -> None:
     assert parse_version("2.13.0+cpu") == (2, 13)
     assert parse_version("2.10.0a0+git123") == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("__version__ = '2.13.0+cpu'\n", "2.13.0+cpu"),
+        ('from typing import Optional\n__all__ = ["__version__"]\nversion: str = "1.2.3"  # local\n', "1.2.3"),
+        ("__version__ == 'no'\nversion = compute()\n", "9.9"),  # neither is an assignment of a string
+    ],
+)
+def test_an_installed_version_is_read_from_version_py_without_importing_the_package(
+    source: str, expected: str, tmp_path, monkeypatch
+) -> None:
+    package = tmp_path / "fakeversioned"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (package / "version.py").write_text(source)
+    info = tmp_path / "fakeversioned-9.9.dist-info"  # the metadata's version: the fallback
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeversioned\nVersion: 9.9\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed_version.cache_clear()
+    try:
+        assert installed_version("fakeversioned") == expected
+    finally:
+        installed_version.cache_clear()
+    assert "fakeversioned" not in sys.modules
 
 
 def test_setting_cublas_after_cuda_init_is_reported_for_the_installed_torch(fake_gpu, monkeypatch) -> None:

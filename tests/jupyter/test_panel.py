@@ -12,7 +12,7 @@ import torch
 
 import ipyrepro
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
-from ipyrepro.core.state import STATE
+from ipyrepro.core.state import STATE, CellSeed
 from ipyrepro.jupyter.panel import ReproPanel
 
 from ..kernels import kernel
@@ -82,7 +82,7 @@ def test_reseed_choice_sets_the_mode_used_before_cells(ip, panel) -> None:
     panel.reseed.value = "source"
     assert STATE.reseed == "source"
     run(ip, "x = 1", cell_id="c1")
-    assert STATE.last_cell == (derive_source_seed(0, "x = 1"), "c1", "source")
+    assert STATE.last_cell == CellSeed(derive_source_seed(0, "x = 1"), "c1", "source")
     assert "source" in panel.reseed.options and len(panel.reseed.tooltips) == len(panel.reseed.options)
 
 
