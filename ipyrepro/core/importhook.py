@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from importlib.abc import Loader, MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
 
-class ImportHook(MetaPathFinder):
-    """Calls `callback(module)` once, right after the module named `name` is imported."""
+class ImportHook:
+    """Calls `callback(module)` once, right after the module named `name` is imported.
+
+    A meta path finder by its methods, as importlib asks of one (the `importlib.abc` base classes
+    would only make defining these classes slower).
+    """
 
     def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
         self.name = name
@@ -63,8 +66,8 @@ class ImportHook(MetaPathFinder):
             self.callback(module)
 
 
-class _CallbackLoader(Loader):
-    def __init__(self, loader: Loader, hooks: list[ImportHook]) -> None:
+class _CallbackLoader:
+    def __init__(self, loader: Any, hooks: list[ImportHook]) -> None:
         self.loader = loader
         self.hooks = hooks  # fired in this order: the first installed first
 

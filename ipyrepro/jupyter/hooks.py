@@ -50,7 +50,7 @@ def install(shell: Any, state: ReproState) -> None:
     TORCH.inductor_follows = True
     hooks = CellHooks(shell, state)
     hooks.register()
-    shell.register_magics(ReproMagics(shell, state=state))
+    ReproMagics(shell, state=state).register()
     state.shell_hooks[id(shell)] = hooks
 
 
@@ -59,6 +59,7 @@ def uninstall(shell: Any, state: ReproState) -> None:
     from ..core.inductor import INDUCTOR
     from ..core.lazytorch import TORCH
     from ..core.numpyrandom import NUMPY_RANDOM
+    from .magics import ReproMagics
 
     INDUCTOR.remove_hook()  # inductor's and NumPy's hooks leave the import system
     NUMPY_RANDOM.cancel()
@@ -71,4 +72,5 @@ def uninstall(shell: Any, state: ReproState) -> None:
     manager = shell.magics_manager
     for kind in ("line", "cell"):
         manager.magics[kind].pop("repro", None)
-    manager.registry.pop("ReproMagics", None)
+    if isinstance(getattr(getattr(manager.user_magics, "repro", None), "__self__", None), ReproMagics):
+        delattr(manager.user_magics, "repro")  # where `register_magic_function` also put it

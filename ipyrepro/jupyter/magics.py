@@ -6,12 +6,11 @@ import argparse
 import keyword
 import os
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from ..core import arguments
 from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
 from ..core.lazytorch import PENDING_TEXT
 from ..core.seeding import RESEED_MODES
@@ -33,42 +32,54 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="%repro", description="Reproducible PyTorch notebooks. With no subcommand: status.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    status = commands.add_parser("status", help="what is in force now, and warnings (the default)")
+def _status_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    on = commands.add_parser(
-        "on",
-        help="apply the full recipe and re-seed before each cell",
-        description="An option left out keeps the value in force (a second `on`), else takes the kernel's "
-        "(IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else the built-in default.",
-    )
+
+# What each subcommand's options are when none is given: `%repro on` alone is answered from here,
+# without building a parser (argparse's gettext lookups alone cost a fresh kernel 1 ms).
+ON_DEFAULTS: dict[str, Any] = {
+    "seed": None,
+    "warn_only": None,
+    "cublas": DETERMINISTIC_CUBLAS_VALUES[0],
+    "reseed": None,
+    "portable": False,
+}
+BARE: dict[str, dict[str, Any]] = {
+    "status": {"json": False},
+    "on": ON_DEFAULTS,
+    "off": {},
+    "panel": {},
+    "env": {"json": False, "markdown": False},
+}
+
+
+def _on_arguments(on: argparse.ArgumentParser) -> None:
+    from ..core import arguments  # only when a line has options to parse
+
     on.add_argument(
         "--seed",
         type=arguments.seed,
-        default=None,
+        default=ON_DEFAULTS["seed"],
         help="base seed, 0 <= seed < 2**32 (default: the seed in force, else IPYREPRO_SEED, else 0)",
     )
     on.add_argument(
         "--warn-only",
         action=argparse.BooleanOptionalAction,
-        default=None,
+        default=ON_DEFAULTS["warn_only"],
         help="ops without a deterministic implementation warn instead of raising; --no-warn-only: raise "
         "(default: as in force, else IPYREPRO_DETERMINISTIC, else raise)",
     )
     on.add_argument(
         "--cublas",
         choices=DETERMINISTIC_CUBLAS_VALUES,
-        default=DETERMINISTIC_CUBLAS_VALUES[0],
+        default=ON_DEFAULTS["cublas"],
         help="CUBLAS_WORKSPACE_CONFIG when not already deterministic (default :4096:8; :16:8 uses less memory)",
     )
     on.add_argument(
         "--reseed",
         choices=RESEED_MODES,
-        default=None,
+        default=ON_DEFAULTS["reseed"],
         help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
         "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
         "in force (already on, or chosen while off), else IPYREPRO_RESEED (the reproducible kernel's), else cell",
@@ -76,24 +87,64 @@ def build_parser() -> argparse.ArgumentParser:
     on.add_argument(
         "--portable",
         action="store_true",
+        default=ON_DEFAULTS["portable"],
         help="the portable profile: fixed threads, TF32 off, IEEE fp32 now; says which CPU variables need a kernel "
         "restarted with `ipyrepro kernel install --portable`",
     )
 
-    commands.add_parser("off", help="restore everything to what it was before `on`")
 
-    seed = commands.add_parser("seed", help="seed every RNG now; also the base seed for re-seeding")
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _seed_arguments(seed: argparse.ArgumentParser) -> None:
+    from ..core import arguments  # only when a line has options to parse
+
     seed.add_argument("seed", type=arguments.seed)
 
-    reseed = commands.add_parser("reseed", help="set the re-seed mode before each cell")
+
+def _reseed_arguments(reseed: argparse.ArgumentParser) -> None:
     reseed.add_argument("mode", choices=RESEED_MODES)
 
-    commands.add_parser("panel", help="a control panel (widgets) in Jupyter; the text status in a terminal")
 
-    env = commands.add_parser("env", help="versions, GPU, CPU, flags and env vars that decide reproducibility")
+def _env_arguments(env: argparse.ArgumentParser) -> None:
     env_format = env.add_mutually_exclusive_group()
     env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
     env_format.add_argument("--markdown", action="store_true", help="print a Markdown table for a paper or an issue")
+
+
+ON_DESCRIPTION = (
+    "An option left out keeps the value in force (a second `on`), else takes the kernel's "
+    "(IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else the built-in default."
+)
+# name -> (help, description, adds its arguments); `%repro -h` lists them in this order.
+COMMANDS: dict[str, tuple[str, str | None, Callable[[argparse.ArgumentParser], None]]] = {
+    "status": ("what is in force now, and warnings (the default)", None, _status_arguments),
+    "on": ("apply the full recipe and re-seed before each cell", ON_DESCRIPTION, _on_arguments),
+    "off": ("restore everything to what it was before `on`", None, _no_arguments),
+    "seed": ("seed every RNG now; also the base seed for re-seeding", None, _seed_arguments),
+    "reseed": ("set the re-seed mode before each cell", None, _reseed_arguments),
+    "panel": ("a control panel (widgets) in Jupyter; the text status in a terminal", None, _no_arguments),
+    "env": ("versions, GPU, CPU, flags and env vars that decide reproducibility", None, _env_arguments),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `%repro` parser: for `%repro -h` and for a line that starts with no known subcommand."""
+    parser = _Parser(prog="%repro", description="Reproducible PyTorch notebooks. With no subcommand: status.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, description, add_arguments) in COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=help_text, description=description))
+    return parser
+
+
+def build_command_parser(name: str) -> argparse.ArgumentParser:
+    """One subcommand's parser, the same as its part of `build_parser` (prog, help, errors), at a tenth of
+    the cost: `%repro on` in a fresh kernel builds only this (issue 23's start-up budget)."""
+    _help_text, description, add_arguments = COMMANDS[name]
+    parser = _Parser(prog=f"%repro {name}", description=description)
+    add_arguments(parser)
+    parser.set_defaults(command=name)
     return parser
 
 
@@ -106,6 +157,8 @@ def _names(text: str) -> list[str]:
 
 
 def build_cell_parser() -> argparse.ArgumentParser:
+    from ..core import arguments  # only when a line has options to parse
+
     parser = _Parser(
         prog="%%repro",
         description="Run the cell N times from the same seed and namespace and compare every name it assigns.",
@@ -150,17 +203,29 @@ def _raised_by_ipyrepro(error: BaseException) -> bool:
     return os.path.abspath(traceback.tb_frame.f_code.co_filename).startswith(package + os.sep)
 
 
-@magics_class
-class ReproMagics(Magics):
-    """The `%repro` magic, a thin face over one ReproState."""
+class ReproMagics:
+    """The `%repro` and `%%repro` magics, a thin face over one ReproState.
+
+    Registered as magic functions (`register`), not as an IPython `Magics` subclass: defining and
+    creating a traitlets class would cost a fresh kernel's `%load_ext ipyrepro` a tenth of its budget.
+    """
 
     def __init__(self, shell: Any, *, state: ReproState) -> None:
-        super().__init__(shell)
+        self.shell = shell
         self.state = state
-        self.parser = build_parser()
-        self.cell_parser = build_cell_parser()
+        self._parsers: dict[str, argparse.ArgumentParser] = {}
 
-    @line_magic
+    def register(self) -> None:
+        self.shell.register_magic_function(self.repro, "line", "repro")
+        self.shell.register_magic_function(self.repro_cell, "cell", "repro")
+
+    def _parser(self, name: str) -> argparse.ArgumentParser:
+        """Built on first use: a fresh kernel's `%load_ext ipyrepro` + `%repro on` builds just `on`'s."""
+        if name not in self._parsers:
+            build = {"%repro": build_parser, "%%repro": build_cell_parser}.get(name)
+            self._parsers[name] = build() if build else build_command_parser(name)
+        return self._parsers[name]
+
     def repro(self, line: str = "") -> Any:
         """Reproducible PyTorch notebooks.
 
@@ -175,8 +240,14 @@ class ReproMagics(Magics):
 
         `%repro on -h` (and so on) explains each option.
         """
+        words = line.split() or ["status"]
         try:
-            args = self.parser.parse_args(line.split())
+            if len(words) == 1 and words[0] in BARE:  # nothing to parse
+                args = argparse.Namespace(command=words[0], **BARE[words[0]])
+            elif words[0] in COMMANDS:
+                args = self._parser(words[0]).parse_args(words[1:])
+            else:
+                args = self._parser("%repro").parse_args(words)
         except _HelpShown:
             return None
         command = args.command or "status"
@@ -247,7 +318,6 @@ class ReproMagics(Magics):
         self.state.set_reseed(args.mode)
         print(f"Re-seed before each cell: {args.mode}.")
 
-    @cell_magic("repro")
     def repro_cell(self, line: str, cell: str) -> Any:
         """Rerun this cell and compare the results: is it reproducible, and if not, what differs and why?
 
@@ -261,7 +331,7 @@ class ReproMagics(Magics):
         from ..rerun.cell import rerun_cell
 
         try:
-            args = self.cell_parser.parse_args(shlex.split(line))
+            args = self._parser("%%repro").parse_args(shlex.split(line))
         except _HelpShown:
             return None
         except ValueError as error:  # shlex: an unclosed quote

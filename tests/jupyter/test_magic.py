@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -14,6 +15,7 @@ from IPython.utils.capture import capture_output
 from ipyrepro.core.flags import Flags
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
 from ipyrepro.core.state import STATE
+from ipyrepro.jupyter.magics import BARE, COMMANDS, build_command_parser, build_parser
 
 
 def run(ip, code: str, cell_id: str | None = None):
@@ -109,6 +111,35 @@ def test_help_prints_usage_and_changes_nothing(ip, capsys) -> None:
     magic(ip, "on -h")
     assert "--warn-only" in capsys.readouterr().out
     assert not STATE.enabled
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_subcommand_parser_is_its_part_of_the_whole_parser(name: str) -> None:
+    """`%repro on ...` builds only `on`'s parser (issue 23): its help, options and errors are the same."""
+    whole = build_parser()
+    part = next(action for action in whole._actions if action.dest == "command").choices[name]
+    alone = build_command_parser(name)
+    assert alone.format_help() == part.format_help()
+    assert alone.prog == part.prog == f"%repro {name}"
+
+
+@pytest.mark.parametrize("name", sorted(BARE))
+def test_a_bare_subcommand_gets_what_its_parser_gives_for_no_options(name: str) -> None:
+    assert build_command_parser(name).parse_args([]) == argparse.Namespace(command=name, **BARE[name])
+
+
+def test_repro_on_alone_builds_no_parser_and_options_build_only_their_own(ip, capsys) -> None:
+    magics = ip.magics_manager.magics["line"]["repro"].__self__
+    magic(ip, "on")
+    magic(ip, "")
+    assert magics._parsers == {}
+    magic(ip, "on --seed 5")
+    assert list(magics._parsers) == ["on"] and STATE.seed == 5
+    with pytest.raises(UsageError, match="%repro on: .*unrecognized arguments: --bogus"):
+        magic(ip, "on --seed 5 --bogus")
+    capsys.readouterr()
+    magic(ip, "-h")
+    assert "COMMAND" in capsys.readouterr().out and "%repro" in magics._parsers
 
 
 def test_fixed_reseeding_gives_every_cell_the_same_stream(ip) -> None:
