@@ -12,9 +12,7 @@ import math
 import os
 import platform
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,18 +108,8 @@ def save(
         "values": records,
     }
     text = json.dumps(document, indent=1, sort_keys=False, allow_nan=False, default=str)
-    handle, temporary = tempfile.mkstemp(
-        prefix=userfiles.temporary_prefix(target), suffix=userfiles.TEMPORARY_SUFFIX, dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with userfiles.replacing(target, durable=True) as stream:
+        stream.write(text)
     return str(target)
 
 

@@ -9,11 +9,14 @@ becomes a `PathProblem` that names the path and the problem.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 _WHY = {
     errno.ENOENT: "it does not exist",
@@ -115,6 +118,35 @@ def temporary_prefix(target: Path) -> str:
 
 
 TEMPORARY_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def replacing(
+    target: Path, *, binary: bool = False, durable: bool = False, shared: bool = False, suffix: str = TEMPORARY_SUFFIX
+) -> Iterator[IO[Any]]:
+    """A file whose content replaces `target` at once when the block ends, or is removed if it raises.
+
+    Written as a temporary file in the same folder, then renamed over `target`, so a reader (another
+    kernel, a later run) sees the old file or the new one, never half of one. `durable`: fsynced
+    before the rename, for a file that must survive a crash (a checkpoint). `shared`: the usual
+    permissions (0666 less the umask) instead of the temporary file's private 0600.
+    """
+    folder = target.parent if str(target.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as stream:
+            yield stream
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
+        if shared:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:

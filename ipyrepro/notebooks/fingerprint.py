@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import xxhash
@@ -76,19 +74,8 @@ def save(path: str | os.PathLike[str], content: dict[str, Any]) -> str:
     """Write atomically (a temporary file in the same folder, then a rename)."""
     target = userfiles.validate_target(path, "fingerprint file")
     text = json.dumps(content, indent=1, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(
-        prefix=userfiles.temporary_prefix(target), suffix=userfiles.TEMPORARY_SUFFIX, dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # a file to share, not mkstemp's private 0600
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with userfiles.replacing(target, shared=True) as stream:  # a file to share, not mkstemp's private 0600
+        stream.write(text + "\n")
     return str(target)
 
 

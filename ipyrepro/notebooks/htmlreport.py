@@ -15,12 +15,12 @@ import binascii
 import html
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core import userfiles
 from .htmldiff import number_differences, side_by_side
 from .png import PngError, decode_png, encode_png
 
@@ -55,14 +55,8 @@ def write_html(report: Any, path: str | os.PathLike[str]) -> Path:
     """Write `report` (a CheckReport) as one HTML file at `path`, atomically; return the path."""
     target = Path(path)
     text = render_html(report)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with userfiles.replacing(target) as out:
+        out.write(text)
     return target
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..core import userfiles
 from .digest import digest
 from .rngstate import RngRestore, encode_generator, rng_state, set_rng_state
 
@@ -101,20 +101,10 @@ def save_checkpoint(path: str | os.PathLike[str], **objects: Any) -> Path:
 
 
 def _write_atomically(target: Path, payload: dict[str, Any]) -> None:
-    folder = target.parent if str(target.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    with userfiles.replacing(target, binary=True, durable=True, suffix=".partial") as file:
+        torch.save(payload, file)
     with contextlib.suppress(OSError):  # make the rename itself durable
-        directory = os.open(folder, os.O_RDONLY)
+        directory = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
