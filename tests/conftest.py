@@ -28,12 +28,14 @@ MANAGED_ENV = (
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_jupyter_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep IPython and Jupyter away from the user's profile, config and runtime files."""
+    """Keep IPython, Jupyter and ipyrepro's cache away from the user's profile, config and runtime files."""
     base = tmp_path_factory.mktemp("jupyter")
-    saved = {name: os.environ.get(name) for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR")}
+    names = ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "IPYREPRO_CACHE_DIR")
+    saved = {name: os.environ.get(name) for name in names}
     os.environ["IPYTHONDIR"] = str(base / "ipython")
     os.environ["JUPYTER_CONFIG_DIR"] = str(base / "config")
     os.environ["JUPYTER_RUNTIME_DIR"] = str(base / "runtime")
+    os.environ["IPYREPRO_CACHE_DIR"] = str(base / "ipyrepro-cache")  # kernels the tests start inherit it
     yield
     for name, value in saved.items():
         if value is None:

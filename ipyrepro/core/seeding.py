@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import _random
 import hashlib
-import os
 import random
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +22,9 @@ from .lazytorch import TORCH
 from .lazytorch import imported as imported_torch
 from .numpyrandom import MODULE as NUMPY_RANDOM_MODULE
 from .numpyrandom import NUMPY_RANDOM
+from .seederplugins import GROUP as SEEDER_GROUP
+from .seederplugins import registering_distributions
 from .validation import RESEED_MODES, SEED_LIMIT, validate_reseed_mode, validate_seed  # noqa: F401  (re-exported)
-
-SEEDER_GROUP = "ipyrepro.seeders"
 
 Seeder = Callable[[int], None]
 
@@ -70,36 +68,16 @@ def load_seeders() -> list[Seeder]:
     """Callables that other libraries register under the `ipyrepro.seeders` entry-point group.
 
     `importlib.metadata.entry_points()` parses every installed package's entry points (30-40 ms
-    with a data-science stack); this reads each package's entry_points.txt only as far as
-    checking for the group's name, and parses just the packages that have it, in the same
-    order and with the same rule for duplicates (the first on sys.path wins).
+    with a data-science stack); seederplugins.py finds the few packages that register seeders
+    (from a cache while nothing was installed), and only those are parsed, in the same order and
+    with the same rule for duplicates (the first on sys.path wins).
     """
     found: list[Seeder] = []
-    seen: set[str] = set()
-    for folder in sys.path:
-        try:
-            names = sorted(entry.name for entry in os.scandir(folder or "."))
-        except OSError:
-            continue
-        for name in names:
-            stem, _, suffix = name.rpartition(".")
-            if suffix not in ("dist-info", "egg-info"):
-                continue
-            project = re.sub(r"[-_.]+", "_", stem.split("-")[0]).lower()
-            if project in seen:
-                continue
-            seen.add(project)
-            path = os.path.join(folder or ".", name)
-            try:
-                with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as file:
-                    if SEEDER_GROUP not in file.read():
-                        continue
-            except OSError:
-                continue
-            from importlib.metadata import PathDistribution  # only for a package that registers seeders
+    for path in registering_distributions():
+        from importlib.metadata import PathDistribution  # only for a package that registers seeders
 
-            entries = PathDistribution(Path(path)).entry_points.select(group=SEEDER_GROUP)
-            found += [NamedSeeder(entry.name, entry.load()) for entry in entries]
+        entries = PathDistribution(Path(path)).entry_points.select(group=SEEDER_GROUP)
+        found += [NamedSeeder(entry.name, entry.load()) for entry in entries]
     return found
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from ipyrepro.core.importhook import after_import
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+from ipyrepro.core.validation import CHILD_VARS
 from ipyrepro.distributed import derive_rank_seed
 
 PRELUDE = """
@@ -49,7 +50,7 @@ def cell(code, cell_id=None):
 def run_fresh(script: str, *, shell: bool = False) -> dict:
     """Run PRELUDE (+ a real IPython shell) + script in a new Python; the script fills `out`."""
     code = PRELUDE + (SHELL if shell else "") + textwrap.dedent(script) + "\nprint('RESULT' + json.dumps(out))\n"
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("IPYREPRO_")}
+    environment = {name: value for name, value in os.environ.items() if name not in CHILD_VARS}  # a fresh start
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300, check=False
     )

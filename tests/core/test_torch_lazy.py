@@ -22,6 +22,7 @@ import torch
 from ipyrepro.core.lazytorch import PENDING_TEXT
 from ipyrepro.core.processes import derive_rank_seed
 from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+from ipyrepro.core.validation import CHILD_VARS
 
 PRELUDE = """
 import json, sys
@@ -55,7 +56,7 @@ def run_fresh(script: str, *, eager: bool, shell: bool = False) -> dict:
     """Run PRELUDE (+ a real IPython shell) + script in a new Python; the script fills `out`."""
     prelude = PRELUDE.format(eager="import torch" if eager else "")
     code = prelude + (SHELL if shell else "") + textwrap.dedent(script) + "\nprint('RESULT' + json.dumps(out))\n"
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("IPYREPRO_")}
+    environment = {name: value for name, value in os.environ.items() if name not in CHILD_VARS}  # a fresh start
     environment.pop("CUBLAS_WORKSPACE_CONFIG", None)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300, check=False

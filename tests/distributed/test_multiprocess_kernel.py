@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ipyrepro.core.validation import CHILD_VARS
+
 from ..kernels import Kernel, kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(sys.platform != "linux", reason="fork and /proc: Linux")]
@@ -119,7 +121,7 @@ def test_ddp_training_reproduces_across_launches_and_check_in_sync_names_a_plant
     """)
     run(k, torchrun)
     run(k, "%repro off")
-    assert run(k, "print(sorted(n for n in os.environ if n.startswith('IPYREPRO_')))").strip() == "[]"
+    assert run(k, f"print(sorted(n for n in os.environ if n in {CHILD_VARS}))").strip() == "[]"
     # a notebook that draws from NumPy's global RNG itself: forked ranks copy its state (until the kernel
     # imports numpy.random, each rank imports it and NumPy seeds it from the OS)
     run(k, "import numpy as np\nnp.random.rand()")
