@@ -127,11 +127,12 @@ def replacing(
     """A file whose content replaces `target` at once when the block ends, or is removed if it raises.
 
     Written as a temporary file in the same folder, then renamed over `target`, so a reader (another
-    kernel, a later run) sees the old file or the new one, never half of one. `durable`: fsynced
-    before the rename, for a file that must survive a crash (a checkpoint). `shared`: the usual
-    permissions (0666 less the umask) instead of the temporary file's private 0600.
+    kernel, a later run) sees the old file or the new one, never half of one. `durable`: the file
+    fsynced before the rename and the folder after it, for a file that must survive a crash (a
+    checkpoint). `shared`: the usual permissions (0666 less the umask) instead of the temporary
+    file's private 0600.
     """
-    folder = target.parent if str(target.parent) else Path(".")
+    folder = target.parent  # Path("name").parent is Path(".")
     handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=suffix, dir=folder)
     try:
         with os.fdopen(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as stream:
@@ -147,6 +148,13 @@ def replacing(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    if durable:
+        with contextlib.suppress(OSError):  # the rename itself (not every file system can fsync a folder)
+            directory = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
 
 def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:

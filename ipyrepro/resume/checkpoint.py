@@ -96,19 +96,9 @@ def save_checkpoint(path: str | os.PathLike[str], **objects: Any) -> Path:
     }
     payload = {"format": FORMAT, "digest": digest(body), "body": body}
     target = Path(path)
-    _write_atomically(target, payload)
-    return target
-
-
-def _write_atomically(target: Path, payload: dict[str, Any]) -> None:
     with userfiles.replacing(target, binary=True, durable=True, suffix=".partial") as file:
         torch.save(payload, file)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        directory = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    return target
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
