@@ -2,7 +2,7 @@
 
 `typing.NamedTuple` and `dataclass` write and `exec` code for every class they define:
 0.2 ms for a named tuple, 0.3 to 1.3 ms for a dataclass. A fresh kernel's `%load_ext ipyrepro` +
-`%repro on` defines fifteen records and has a budget of a few milliseconds in all
+`%repro on` defines thirteen records and has a budget of a few milliseconds in all
 (benchmarks/bench_lazy_torch.py), so the records on that path subclass `Record` instead: the
 fields are the class's annotations, in order, and defaults are plain class attributes, as in a
 `NamedTuple`. Defining one costs what a plain class costs; the methods are shared.

@@ -32,26 +32,28 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
-def _status_arguments(status: argparse.ArgumentParser) -> None:
-    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
 # What each subcommand's options are when none is given: `%repro on` alone is answered from here,
-# without building a parser (argparse's gettext lookups alone cost a fresh kernel 1 ms).
-ON_DEFAULTS: dict[str, Any] = {
-    "seed": None,
-    "warn_only": None,
-    "cublas": DETERMINISTIC_CUBLAS_VALUES[0],
-    "reseed": None,
-    "portable": False,
-}
+# without building a parser (argparse's gettext lookups alone cost a fresh kernel 1 ms). The parsers
+# take their defaults from here too.
 BARE: dict[str, dict[str, Any]] = {
     "status": {"json": False},
-    "on": ON_DEFAULTS,
+    "on": {
+        "seed": None,
+        "warn_only": None,
+        "cublas": DETERMINISTIC_CUBLAS_VALUES[0],
+        "reseed": None,
+        "portable": False,
+    },
     "off": {},
     "panel": {},
     "env": {"json": False, "markdown": False},
 }
+
+
+def _status_arguments(status: argparse.ArgumentParser) -> None:
+    status.add_argument(
+        "--json", action="store_true", default=BARE["status"]["json"], help="print machine-readable JSON"
+    )
 
 
 def _on_arguments(on: argparse.ArgumentParser) -> None:
@@ -60,26 +62,26 @@ def _on_arguments(on: argparse.ArgumentParser) -> None:
     on.add_argument(
         "--seed",
         type=arguments.seed,
-        default=ON_DEFAULTS["seed"],
+        default=BARE["on"]["seed"],
         help="base seed, 0 <= seed < 2**32 (default: the seed in force, else IPYREPRO_SEED, else 0)",
     )
     on.add_argument(
         "--warn-only",
         action=argparse.BooleanOptionalAction,
-        default=ON_DEFAULTS["warn_only"],
+        default=BARE["on"]["warn_only"],
         help="ops without a deterministic implementation warn instead of raising; --no-warn-only: raise "
         "(default: as in force, else IPYREPRO_DETERMINISTIC, else raise)",
     )
     on.add_argument(
         "--cublas",
         choices=DETERMINISTIC_CUBLAS_VALUES,
-        default=ON_DEFAULTS["cublas"],
+        default=BARE["on"]["cublas"],
         help="CUBLAS_WORKSPACE_CONFIG when not already deterministic (default :4096:8; :16:8 uses less memory)",
     )
     on.add_argument(
         "--reseed",
         choices=RESEED_MODES,
-        default=ON_DEFAULTS["reseed"],
+        default=BARE["on"]["reseed"],
         help="before each cell: cell = a seed per cell id (from the code when no id is sent), source = a seed "
         "from the cell's code (the same in every frontend), fixed = the base seed, off = none. Default: the mode "
         "in force (already on, or chosen while off), else IPYREPRO_RESEED (the reproducible kernel's), else cell",
@@ -87,7 +89,7 @@ def _on_arguments(on: argparse.ArgumentParser) -> None:
     on.add_argument(
         "--portable",
         action="store_true",
-        default=ON_DEFAULTS["portable"],
+        default=BARE["on"]["portable"],
         help="the portable profile: fixed threads, TF32 off, IEEE fp32 now; says which CPU variables need a kernel "
         "restarted with `ipyrepro kernel install --portable`",
     )
@@ -109,8 +111,15 @@ def _reseed_arguments(reseed: argparse.ArgumentParser) -> None:
 
 def _env_arguments(env: argparse.ArgumentParser) -> None:
     env_format = env.add_mutually_exclusive_group()
-    env_format.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    env_format.add_argument("--markdown", action="store_true", help="print a Markdown table for a paper or an issue")
+    env_format.add_argument(
+        "--json", action="store_true", default=BARE["env"]["json"], help="print machine-readable JSON"
+    )
+    env_format.add_argument(
+        "--markdown",
+        action="store_true",
+        default=BARE["env"]["markdown"],
+        help="print a Markdown table for a paper or an issue",
+    )
 
 
 ON_DESCRIPTION = (
