@@ -225,10 +225,10 @@ class ReproState:
             self.pending_restore = None  # the cell that was running at the save: it continues, not re-seeded
             pending.apply()
         else:
-            if pending is not None and not pending.warned:
-                pending.warned = True
-                _emit(pending.elsewhere_text())
             (self._reseeder or self.reseeder).reseed(seed)
+            if pending is not None and not pending.warned:  # re-seeded first: a warning raised as an error
+                pending.warned = True  # (-W error) must not keep the cell from its seed
+                _emit(pending.elsewhere_text())
         last = self.last_cell
         if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
             self.last_cell = CellSeed(seed, cell_id, derivation)
