@@ -264,6 +264,7 @@ class StatefulResumable:
         self.batches = 0
         self._in_epoch = False
         self._loaded = False
+        self._finished = False  # loaded from a save on an epoch's last batch
 
     def __getattr__(self, name: str) -> Any:
         if name == "loader":
@@ -276,6 +277,10 @@ class StatefulResumable:
     def __iter__(self) -> Iterator[Any]:
         if self._loaded:  # the loader continues the epoch its state_dict was saved in
             self._loaded = False
+            if self._finished:  # saved on that epoch's last batch: torchdata's first iter() ends it, empty
+                self._finished = False
+                for _ in self.loader:
+                    pass
         elif self._in_epoch:  # the last epoch was left mid-way: this is a new one
             self.epoch += 1
             self.batches = 0
@@ -287,11 +292,26 @@ class StatefulResumable:
         self.epoch += 1
         self.batches = 0
 
+    @property
+    def place(self) -> tuple[int, int]:
+        """(epoch, batches) as a checkpoint records them: an epoch whose last batch was taken is finished."""
+        if self._at_epoch_end():
+            return self.epoch + 1, 0
+        return self.epoch, self.batches
+
+    def _at_epoch_end(self) -> bool:
+        try:
+            return self._in_epoch and self.batches >= len(self.loader) > 0
+        except TypeError:  # an iterable dataset without a length: its end is only known when reached
+            return False
+
     def state_dict(self) -> dict[str, Any]:
+        epoch, batches = self.place
         return {
             "format": FORMAT + "+torchdata",
-            "epoch": self.epoch,
-            "batches": self.batches,
+            "epoch": epoch,
+            "batches": batches,
+            "finished": self._at_epoch_end(),
             "loader": self.loader.state_dict(),
         }
 
@@ -300,6 +320,7 @@ class StatefulResumable:
             raise ValueError("This is not the place of an ipyrepro.resumable StatefulDataLoader.")
         self.loader.load_state_dict(state["loader"])
         self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
+        self._finished = bool(state.get("finished", False))
         self._in_epoch = self.batches > 0
         self._loaded = True
 

@@ -244,7 +244,7 @@ def snapshot(objects: Objects) -> dict[str, Any]:
             except TypeError:
                 continue
     loader = objects["loader"]
-    shot["place"] = loader.place if isinstance(loader, ResumableLoader) else (loader.epoch, loader.batches)
+    shot["place"] = loader.place
     if isinstance(loader, ResumableLoader):
         shot["order"] = digest(loader.state_dict()["indices"])
         for label, generator in loader_generators(loader.loader):

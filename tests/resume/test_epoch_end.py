@@ -72,3 +72,19 @@ def test_verify_resume_names_a_resumed_run_that_takes_other_steps():
     assert not report.identical
     assert (report.steps, report.resumed_steps) == (10, 15)
     assert "The resumed run took 15 steps, the uninterrupted one 10" in str(report)
+
+
+def test_torchdatas_loader_saved_on_an_epochs_last_batch_resumes_with_the_next_epoch():
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+
+    def loader():
+        return ipyrepro.resumable(stateful.StatefulDataLoader(list(range(12)), batch_size=4, shuffle=True))
+
+    saving = loader()
+    for _ in saving:
+        state = saving.state_dict()  # the last one is taken on the epoch's last batch
+    fresh = loader()
+    fresh.load_state_dict(state)
+    assert (state["epoch"], state["batches"], fresh.epoch) == (1, 0, 1)
+    steps = sum(1 for epoch in range(fresh.epoch, 3) for _ in fresh)
+    assert steps == 6  # epochs 1 and 2, as in the run that never stopped
