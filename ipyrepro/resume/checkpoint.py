@@ -115,13 +115,18 @@ def validate_checkpoint_target(path: str | os.PathLike[str]) -> Path:
         return userfiles.validate_target(path, "checkpoint")
     except userfiles.PathProblem as problem:
         text = str(problem)
+        target = userfiles.expand(path, "checkpoint")
+        prefix = f"cannot save to {str(target)!r}: "
+        reason = text[len(prefix) :] if text.startswith(prefix) else text
         if "does not exist" in text:
-            fix = "create the folder first (os.makedirs(folder, exist_ok=True)), or save to a folder that exists."
+            fix = f"create the folder first (os.makedirs({str(target.parent)!r}, exist_ok=True)), or save elsewhere."
         elif "not writable" in text or "permission denied" in text:
             fix = "save to a folder you can write to, or change the folder's permissions."
         else:
             fix = "give the path of a file in a folder that exists and that you can write to."
-        raise userfiles.PathProblem(f"Cannot save the checkpoint: {text}. Nothing was written.\nFix: {fix}") from None
+        raise userfiles.PathProblem(
+            f"Cannot save the checkpoint {str(path)!r}: {reason}. Nothing was written.\nFix: {fix}"
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -230,8 +235,9 @@ def _skipped_note(name: str, loader: ResumableLoader, saved: dict[str, Any]) -> 
     differences = describe_differences(saved["shape"], loader_shape(loader.loader), loader.differences(saved))
     return (
         f"{name} is not built like the saved loader ({differences}); with strict=False it starts epoch "
-        f"{loader.next_epoch(saved)} from its first batch, skipping the rest of the saved epoch: the run differs "
-        "from the uninterrupted one."
+        f"{loader.next_epoch(saved)} from its first batch"
+        + (", skipping the rest of the saved epoch" if saved["indices"] is not None else "")
+        + ": the run differs from the uninterrupted one."
     )
 
 
