@@ -112,7 +112,9 @@ class Status(TextReport, Record, mutable=True):
             inductor_deterministic=inductor_deterministic(),
             pending_restore=None
             if pending is None
-            else dict(seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation),
+            else dict(
+                seed=pending.seed, cell_id=pending.cell_id, derivation=pending.derivation, cell=pending.cell_name()
+            ),
             torch_imported=imported_torch() is not None,
             portable=portable,
             portable_missing=portable_missing,
@@ -276,7 +278,8 @@ class Status(TextReport, Record, mutable=True):
     def _pending_text(self) -> str:
         pending = self.pending_restore or {}
         return (
-            f"a checkpoint's RNG states wait for the cell that was running at its save (seed {pending.get('seed')}, "
+            f"a checkpoint's RNG states wait for {pending.get('cell') or 'the cell'}, which was running at its save "
+            f"(seed {pending.get('seed')}, "
             f"{DERIVED_FROM.get(pending.get('derivation'), '')}): when it runs next it continues from them, "
             "not re-seeded"
         )

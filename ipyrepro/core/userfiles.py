@@ -122,7 +122,13 @@ TEMPORARY_SUFFIX = ".tmp"
 
 @contextlib.contextmanager
 def replacing(
-    target: Path, *, binary: bool = False, durable: bool = False, shared: bool = False, suffix: str = TEMPORARY_SUFFIX
+    target: Path,
+    *,
+    binary: bool = False,
+    durable: bool = False,
+    shared: bool = False,
+    keep_mode: bool = False,
+    suffix: str = TEMPORARY_SUFFIX,
 ) -> Iterator[IO[Any]]:
     """A file whose content replaces `target` at once when the block ends, or is removed if it raises.
 
@@ -130,7 +136,8 @@ def replacing(
     kernel, a later run) sees the old file or the new one, never half of one. `durable`: the file
     fsynced before the rename and the folder after it, for a file that must survive a crash (a
     checkpoint). `shared`: the usual permissions (0666 less the umask) instead of the temporary
-    file's private 0600.
+    file's private 0600. `keep_mode`: an existing target's permissions stay its own; a new one gets the
+    usual ones, as with `shared`.
     """
     folder = target.parent  # Path("name").parent is Path(".")
     handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=suffix, dir=folder)
@@ -140,7 +147,10 @@ def replacing(
             if durable:
                 stream.flush()
                 os.fsync(stream.fileno())
-        if shared:
+        kept = _mode_of(target) if keep_mode else None
+        if kept is not None:
+            os.chmod(temporary, kept)
+        elif shared or keep_mode:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(temporary, 0o666 & ~umask)
@@ -155,6 +165,15 @@ def replacing(
                 os.fsync(directory)
             finally:
                 os.close(directory)
+
+
+def _mode_of(target: Path) -> int | None:
+    """The permission bits of an existing regular file at `target`; None when there is none."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return None
+    return stat.S_IMODE(mode) if stat.S_ISREG(mode) else None
 
 
 def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:

@@ -1,8 +1,9 @@
 """`save_checkpoint` / `load_checkpoint`: state dicts, every RNG and the DataLoader's place in one file.
 
 The file is written to a temporary name beside the target and renamed over it (an interrupted save leaves
-the previous checkpoint as it was), read back with `torch.load(weights_only=True)` (no pickle of arbitrary
-objects), and carries a digest of everything it holds: torch's zip reader does not notice a flipped byte in
+the previous checkpoint as it was, and the next save or load removes its partial file: partials.py), read
+back with `torch.load(weights_only=True)` (no pickle of arbitrary objects; a refusal says why: refusal.py),
+and carries a digest of everything it holds: torch's zip reader does not notice a flipped byte in
 a tensor, so the digest does, before any object is touched. Its manifest names what it holds, so a load
 given fewer or other objects says so.
 """
@@ -20,6 +21,10 @@ import torch
 
 from ..core import userfiles
 from .digest import digest
+from .loader import ResumableLoader
+from .loadershape import describe_differences, loader_shape
+from .partials import lock, partial_suffix, remove_abandoned
+from .refusal import is_refusal, refusal_message
 from .rngstate import RngRestore, encode_generator, rng_state, set_rng_state
 
 FORMAT = "ipyrepro-checkpoint/1"
@@ -38,13 +43,14 @@ class LoadReport:
     not_loaded: list[str] = field(default_factory=list)
     rng: RngRestore = field(default_factory=RngRestore)
     cell: dict[str, Any] | None = None  # the cell that was running at the save (re-seeding waits for it)
+    notes: list[str] = field(default_factory=list)  # e.g. a loader that starts the next epoch (strict=False)
 
     def __str__(self) -> str:
         lines = [f"Loaded {', '.join(self.loaded) or 'no objects'} and the RNG states from {self.path}."]
         if self.not_loaded:
             lines.append(f"In the checkpoint but not given, so not loaded: {', '.join(self.not_loaded)}.")
         lines += [f"Not restored: {text}" for text in self.rng.not_restored]
-        lines += [f"Note: {text}" for text in self.rng.notes]
+        lines += [f"Note: {text}" for text in [*self.notes, *self.rng.notes]]
         if self.cell is not None:
             lines.append(
                 f"The cell that was running at the save (seed {self.cell['seed']}) will not be re-seeded when it "
@@ -95,10 +101,32 @@ def save_checkpoint(path: str | os.PathLike[str], **objects: Any) -> Path:
         "rng": rng_state(*generators.values()),
     }
     payload = {"format": FORMAT, "digest": digest(body), "body": body}
-    target = Path(path)
-    with userfiles.replacing(target, binary=True, durable=True, suffix=".partial") as file:
+    target = validate_checkpoint_target(path)
+    remove_abandoned(target)
+    with userfiles.replacing(target, binary=True, durable=True, keep_mode=True, suffix=partial_suffix()) as file:
+        lock(file)
         torch.save(payload, file)
     return target
+
+
+def validate_checkpoint_target(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint's path, checked before anything is written: the message names it, with a fix."""
+    try:
+        return userfiles.validate_target(path, "checkpoint")
+    except userfiles.PathProblem as problem:
+        text = str(problem)
+        target = userfiles.expand(path, "checkpoint")
+        prefix = f"cannot save to {str(target)!r}: "
+        reason = text[len(prefix) :] if text.startswith(prefix) else text
+        if "does not exist" in text:
+            fix = f"create the folder first (os.makedirs({str(target.parent)!r}, exist_ok=True)), or save elsewhere."
+        elif "not writable" in text or "permission denied" in text:
+            fix = "save to a folder you can write to, or change the folder's permissions."
+        else:
+            fix = "give the path of a file in a folder that exists and that you can write to."
+        raise userfiles.PathProblem(
+            f"Cannot save the checkpoint {str(path)!r}: {reason}. Nothing was written.\nFix: {fix}"
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -109,16 +137,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        unsafe = isinstance(error, __import__("pickle").UnpicklingError) and "weights_only" in str(error)
-        reason = (
-            "it holds objects other than tensors and plain values (was it written by ipyrepro.save_checkpoint?)"
-            if unsafe
-            else "it is truncated or corrupted"
-        )
-        detail = next((line for line in str(error).splitlines() if "WeightsUnpickler error" in line), str(error))
+        if is_refusal(error):
+            raise CheckpointError(refusal_message(path, str(error))) from None  # torch's text advises the unsafe load
         raise CheckpointError(
-            f"Cannot read the checkpoint {path}: {reason} ({type(error).__name__}: {detail.strip()[:300]}). "
-            "Nothing was changed. Fix: load an earlier checkpoint, or save a new one."
+            f"Cannot read the checkpoint {path}: it is truncated or corrupted ({type(error).__name__}: "
+            f"{str(error).strip()[:300]}). Nothing was changed. Fix: load an earlier checkpoint, or save a new one."
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
@@ -134,19 +157,26 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return body
 
 
-def load_checkpoint(path: str | os.PathLike[str], **objects: Any) -> LoadReport:
+def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True, **objects: Any) -> LoadReport:
     """Load the state dicts, the loaders' places and every RNG state saved in `path` into `objects`.
 
-    Reads and checks the whole file, and checks the objects against its manifest, before changing
-    anything. A name that was not saved raises; a saved name not given is left out and warned about.
+    Reads and checks the whole file, and checks the objects against its manifest and each loader against
+    the one it was saved from (batch size, dataset, sampler, workers), before changing anything. A name
+    that was not saved raises; a saved name not given is left out and warned about. `strict=False` lets a
+    loader built otherwise start the next epoch instead of raising, and says so.
     The cell that was running at the save is not re-seeded when it runs next (see docs/resume.md).
     """
-    return load_into(path, objects, pending=True)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False; got {strict!r}")
+    return load_into(path, objects, pending=True, strict=strict)
 
 
-def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending: bool) -> LoadReport:
+def load_into(
+    path: str | os.PathLike[str], objects: dict[str, Any], *, pending: bool, strict: bool = True
+) -> LoadReport:
     """load_checkpoint's work; `pending=False` (verify_resume's own loads) leaves per-cell re-seeding alone."""
     stateful, generators = _classify(objects)
+    remove_abandoned(path)
     body = read_checkpoint(path)
     manifest: dict[str, str] = body["manifest"]
     unknown = [name for name in objects if name not in manifest]
@@ -162,7 +192,9 @@ def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending:
                 f"Fix: build {name} the way the saved run did."
             )
     for name, obj in stateful.items():
-        _check_fits(name, obj, body["objects"][name])
+        _check_fits(name, obj, body["objects"][name], strict)
+    skipped = {name: obj for name, obj in stateful.items() if isinstance(obj, ResumableLoader)}
+    skipped = {name: obj for name, obj in skipped.items() if obj.differences(body["objects"][name])}
     saved_generators: list[str] = body["generators"]
     order = [name for name in saved_generators if name in generators]
     report = LoadReport(str(path), not_loaded=[name for name in manifest if name not in objects])
@@ -170,7 +202,10 @@ def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending:
     rng["generators"] = [rng["generators"][saved_generators.index(name)] for name in order]
     for name, obj in stateful.items():
         try:
-            obj.load_state_dict(body["objects"][name])
+            if name in skipped:
+                obj.load_state_dict(body["objects"][name], strict=False)
+            else:
+                obj.load_state_dict(body["objects"][name])
         except Exception as error:
             done = f" ({', '.join(report.loaded)} were loaded already)" if report.loaded else ""
             with contextlib.suppress(AttributeError, TypeError):
@@ -180,9 +215,13 @@ def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending:
     report.rng = set_rng_state(rng, *(generators[name] for name in order), pending=pending)
     report.loaded += order
     report.cell = rng.get("ipyrepro", {}).get("cell") if pending else None
-    if report.not_loaded:
-        from ..core.state import ReproWarning
+    for name, obj in skipped.items():
+        report.notes.append(_skipped_note(name, obj, body["objects"][name]))
+    from ..core.state import ReproWarning
 
+    for note in report.notes:
+        warnings.warn(note, ReproWarning, stacklevel=3)
+    if report.not_loaded:
         warnings.warn(
             f"The checkpoint {path} also holds {', '.join(report.not_loaded)}, which were not given and stay as "
             "they are. Fix: pass them to load_checkpoint too, if the run needs them.",
@@ -192,9 +231,24 @@ def load_into(path: str | os.PathLike[str], objects: dict[str, Any], *, pending:
     return report
 
 
-def _check_fits(name: str, obj: Any, saved: Any) -> None:
+def _skipped_note(name: str, loader: ResumableLoader, saved: dict[str, Any]) -> str:
+    differences = describe_differences(saved["shape"], loader_shape(loader.loader), loader.differences(saved))
+    return (
+        f"{name} is not built like the saved loader ({differences}); with strict=False it starts epoch "
+        f"{loader.next_epoch(saved)} from its first batch"
+        + (", skipping the rest of the saved epoch" if saved["indices"] is not None else "")
+        + ": the run differs from the uninterrupted one."
+    )
+
+
+def _check_fits(name: str, obj: Any, saved: Any, strict: bool = True) -> None:
     """For modules, optimizers and resumable loaders: the saved state fits, so loading cannot half-fail."""
-    if callable(getattr(obj, "check_state_dict", None)):
+    if isinstance(obj, ResumableLoader):
+        try:
+            obj.check_state_dict(saved, strict=strict)
+        except ValueError as error:
+            raise CheckpointError(f"{name}: {error} Nothing was changed.") from None
+    elif callable(getattr(obj, "check_state_dict", None)):
         try:
             obj.check_state_dict(saved)
         except ValueError as error:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
+from .loadershape import describe_differences, fix_text, loader_shape, shape_differences
 from .workers import (
     CollateWithState,
     WorkerSetup,
@@ -122,26 +123,50 @@ class ResumableLoader:
 
     # -- the place -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """The place: epoch, batches consumed, this epoch's indices and base seed, the workers' RNG states."""
+    @property
+    def place(self) -> tuple[int, int]:
+        """(epoch, batches) as a checkpoint records them: an epoch whose last batch was taken is finished."""
         plan = self._plan
+        if plan is not None and self.batches >= len(plan.batches):
+            return self.epoch + 1, 0
+        return self.epoch, self.batches
+
+    def state_dict(self) -> dict[str, Any]:
+        """The place: epoch, batches consumed, this epoch's indices and base seed, the workers' RNG states.
+
+        Taken on an epoch's last batch (the loop that took it has not asked for the next yet), it records
+        that epoch as finished, so a loop over `range(loader.epoch, N)` resumes with the next epoch.
+        """
+        plan = self._plan
+        carried = self._carried
+        if plan is not None and self.batches >= len(plan.batches):
+            plan, carried = None, plan.worker_states  # what _finish_epoch will make of it
+        epoch, batches = self.place
         return {
             "format": FORMAT,
-            "epoch": self.epoch,
-            "batches": self.batches,
+            "epoch": epoch,
+            "batches": batches,
             "num_workers": self.loader.num_workers,
             "length": len(plan.batches) if plan is not None else None,
             "indices": None if plan is None else _encode_batches(plan.batches),
             "base_seed": None if plan is None else plan.base_seed,
             "worker_states": [] if plan is None else [encode_worker_state(s) for s in plan.worker_states.values()],
-            "carried": [encode_worker_state(s) for s in self._carried.values()],
+            "carried": [encode_worker_state(s) for s in carried.values()],
             "persistent_seed": self._persistent_seed,
             "generators": {label: generator.get_state() for label, generator in loader_generators(self.loader)},
+            "shape": loader_shape(self.loader),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Put the place back; the next `iter()` continues the epoch it was saved in. Validates first."""
-        self.check_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Put the place back; the next `iter()` continues the epoch it was saved in. Validates first.
+
+        `strict=False`: a loader built otherwise than the saved one (see `differences`) starts the epoch
+        after the saved one's instead of raising; the rest of the saved epoch is skipped.
+        """
+        self.check_state_dict(state, strict=strict)
+        if self.differences(state):
+            self._load_at_next_epoch(state)
+            return
         generators = dict(loader_generators(self.loader))
         plan = None
         if state["indices"] is not None:
@@ -154,12 +179,38 @@ class ResumableLoader:
         for label, generator in generators.items():
             generator.set_state(state["generators"][label])
 
-    def check_state_dict(self, state: Any) -> None:
+    def next_epoch(self, state: dict[str, Any]) -> int:
+        """The epoch a non-strict load of `state` starts: the saved one if it was not begun, else the next."""
+        return int(state["epoch"]) + (1 if state["indices"] is not None else 0)
+
+    def _load_at_next_epoch(self, state: dict[str, Any]) -> None:
+        saved = state.get("shape") or {}
+        same_workers = all(
+            saved.get(name) == getattr(self.loader, name) for name in ("num_workers", "persistent_workers")
+        )
+        self._carried = {s[0]: s for s in map(decode_worker_state, state["carried"])} if same_workers else {}
+        self._persistent_seed = state.get("persistent_seed") if same_workers else None
+        self.epoch, self.batches, self._plan = self.next_epoch(state), 0, None
+        generators = dict(loader_generators(self.loader))
+        if set(state.get("generators", {})) == set(generators):
+            for label, generator in generators.items():
+                generator.set_state(state["generators"][label])
+
+    def differences(self, state: dict[str, Any]) -> list[str]:
+        """The settings (loadershape.FIELDS) in which this loader differs from the one `state` was saved from."""
+        return shape_differences(state.get("shape"), loader_shape(self.loader))
+
+    def check_state_dict(self, state: Any, strict: bool = True) -> None:
         """Raise ValueError, naming cause and fix, if `state` is not a place this loader can take."""
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(
                 "This is not the place of an ipyrepro.resumable loader. Fix: pass what its state_dict() returned."
             )
+        differences = self.differences(state)
+        if differences:
+            if strict:
+                raise ValueError(self._difference_message(state, differences))
+            return  # a non-strict load starts the next epoch: nothing of the saved epoch is used
         if state["num_workers"] != self.loader.num_workers and state["indices"] is not None:
             raise ValueError(
                 f"The place was saved with num_workers={state['num_workers']}, this loader has "
@@ -175,6 +226,20 @@ class ResumableLoader:
             )
         if state["indices"] is not None and not 0 <= state["batches"] <= state["length"]:
             raise ValueError(f"The place says {state['batches']} batches consumed of {state['length']}.")
+
+    def _difference_message(self, state: dict[str, Any], differences: list[str]) -> str:
+        saved, current = state["shape"], loader_shape(self.loader)
+        if state["indices"] is not None:
+            where = f"epoch {state['epoch']} after {state['batches']} of its {state['length']} batches"
+        else:
+            where = f"the start of epoch {state['epoch']}"
+        return (
+            f"This loader is not built like the one the place was saved from: "
+            f"{describe_differences(saved, current, differences)}. The saved place ({where}) would give other "
+            f"batches than the saved run's. Fix: build the DataLoader with {fix_text(saved, differences)}; or pass "
+            f"strict=False to load_checkpoint to start epoch {self.next_epoch(state)} with this loader instead "
+            "(the run then differs from the uninterrupted one)."
+        )
 
 
 def loader_generators(loader: DataLoader) -> list[tuple[str, torch.Generator]]:
@@ -199,6 +264,7 @@ class StatefulResumable:
         self.batches = 0
         self._in_epoch = False
         self._loaded = False
+        self._finished = False  # loaded from a save on an epoch's last batch
 
     def __getattr__(self, name: str) -> Any:
         if name == "loader":
@@ -211,6 +277,10 @@ class StatefulResumable:
     def __iter__(self) -> Iterator[Any]:
         if self._loaded:  # the loader continues the epoch its state_dict was saved in
             self._loaded = False
+            if self._finished:  # saved on that epoch's last batch: torchdata's first iter() ends it, empty
+                self._finished = False
+                for _ in self.loader:
+                    pass
         elif self._in_epoch:  # the last epoch was left mid-way: this is a new one
             self.epoch += 1
             self.batches = 0
@@ -222,11 +292,26 @@ class StatefulResumable:
         self.epoch += 1
         self.batches = 0
 
+    @property
+    def place(self) -> tuple[int, int]:
+        """(epoch, batches) as a checkpoint records them: an epoch whose last batch was taken is finished."""
+        if self._at_epoch_end():
+            return self.epoch + 1, 0
+        return self.epoch, self.batches
+
+    def _at_epoch_end(self) -> bool:
+        try:
+            return self._in_epoch and self.batches >= len(self.loader) > 0
+        except TypeError:  # an iterable dataset without a length: its end is only known when reached
+            return False
+
     def state_dict(self) -> dict[str, Any]:
+        epoch, batches = self.place
         return {
             "format": FORMAT + "+torchdata",
-            "epoch": self.epoch,
-            "batches": self.batches,
+            "epoch": epoch,
+            "batches": batches,
+            "finished": self._at_epoch_end(),
             "loader": self.loader.state_dict(),
         }
 
@@ -235,6 +320,7 @@ class StatefulResumable:
             raise ValueError("This is not the place of an ipyrepro.resumable StatefulDataLoader.")
         self.loader.load_state_dict(state["loader"])
         self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
+        self._finished = bool(state.get("finished", False))
         self._in_epoch = self.batches > 0
         self._loaded = True
 

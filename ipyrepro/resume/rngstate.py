@@ -87,8 +87,24 @@ def _ipyrepro_state() -> dict[str, Any]:
         "reseed": STATE.reseed,
         "rank": STATE.rank,
         "rank_seed": STATE.rank_seed,
-        "cell": None if last is None else {"seed": last.seed, "cell_id": last.cell_id, "derivation": last.derivation},
+        "cell": None
+        if last is None
+        else {"seed": last.seed, "cell_id": last.cell_id, "derivation": last.derivation, "head": _running_cell_head()},
     }
+
+
+def _running_cell_head() -> str:
+    """The first line of the cell running now (IPython's input history), to name it later; "" outside IPython."""
+    import sys
+
+    ipython = sys.modules.get("IPython")  # never imported here: a script has no cells
+    shell = ipython.get_ipython() if ipython is not None else None
+    try:
+        code = shell.history_manager.input_hist_raw[-1] if shell is not None else ""
+    except (AttributeError, IndexError):
+        return ""
+    line = next((line.strip() for line in str(code).splitlines() if line.strip()), "")
+    return line if len(line) <= 80 else line[:77] + "..."
 
 
 def encode_generator(generator: Any, label: str) -> dict[str, Any]:
@@ -304,7 +320,9 @@ def _plan_ipyrepro(
             for _, apply in steps:
                 apply()
 
-        pending = PendingRestore(int(cell["seed"]), cell.get("cell_id"), str(cell["derivation"]), put_back)
+        pending = PendingRestore(
+            int(cell["seed"]), cell.get("cell_id"), str(cell["derivation"]), put_back, head=str(cell.get("head") or "")
+        )
     if saved.get("enabled") and not STATE.enabled:
         report.notes.append(
             "ipyrepro was on when this state was saved and is off now: the determinism flags differ. "

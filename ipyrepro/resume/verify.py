@@ -13,7 +13,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,8 @@ class ResumeReport:
     first_divergent_step: int | None
     missing: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
-    steps: int = 0
+    steps: int = 0  # the steps the uninterrupted run took
+    resumed_steps: int = 0  # the steps the saved-and-resumed run took, before and after the load
     at: int = 0
     fresh_process: bool = False
 
@@ -59,10 +60,15 @@ class ResumeReport:
         else:
             head = f"Resume differs: the resumed run diverges from step {self.first_divergent_step} ({plan})."
         lines = [head]
+        if self.resumed_steps != self.steps:
+            lines.append(
+                f"The resumed run took {self.resumed_steps} steps, the uninterrupted one {self.steps}: after the load "
+                "the loader's epoch is not the one the training loop's `range(loader.epoch, ...)` counts from."
+            )
         if self.missing:
             lines.append("Not restored by the load:")
             lines += [f"  - {self.details[name]}" for name in self.missing]
-        elif not self.identical:
+        elif not self.identical and self.resumed_steps == self.steps:
             lines.append(
                 "Every RNG state, the loader's place and every state dict were as at the save: something else "
                 "differs (a state kept outside these objects, or a nondeterministic operation)."
@@ -91,10 +97,10 @@ def verify_resume(
     caller = STATE.checkpoint()  # flags, re-seed settings, a pending restore and RNG states, put back after
     start = global_rng_state()
     try:
-        reference = _train(_fresh(build, start), step, 0, steps)
+        reference = _train(_fresh(build, start), step, steps)
         _restore(start)
         objects = _fresh(build, start)
-        trace = _train(objects, step, 0, at)
+        trace = _train(objects, step, steps, stop=at)
         with tempfile.TemporaryDirectory(prefix="ipyrepro-verify-") as folder:
             path = os.path.join(folder, "checkpoint.pt")
             (save or default_save)(objects, path)
@@ -108,7 +114,16 @@ def verify_resume(
         STATE.restore(caller)
     trace += rest
     first = next((index + 1 for index, (a, b) in enumerate(zip(reference, trace)) if a != b), None)
-    report = ResumeReport(first is None, first, steps=steps, at=at, fresh_process=fresh_process)
+    if first is None and len(trace) != len(reference):
+        first = min(len(trace), len(reference)) + 1  # one run went on where the other had stopped
+    report = ResumeReport(
+        first is None,
+        first,
+        steps=len(reference),
+        resumed_steps=len(trace),
+        at=at,
+        fresh_process=fresh_process,
+    )
     _explain(report, at_save, after_load, first)
     return report
 
@@ -167,24 +182,26 @@ def _fresh(build: Callable[[], Objects], start: dict[str, Any]) -> Objects:
     return objects
 
 
-def _batches(loader: Any) -> Iterator[Any]:
-    while True:
-        empty = True
+def _train(objects: Objects, step: Callable[[Objects, Any], Any], steps: int, stop: int | None = None) -> list[str]:
+    """The docs' loop, `for epoch in range(loader.epoch, epochs): for batch in loader: step`, as far as the
+    uninterrupted run's `steps` go (or `stop` steps, for the save); the training state's digest after each.
+
+    The epoch index is the loop's, as in a user's script: a place that puts the loader in another epoch
+    than the loop believes makes the run take another number of steps.
+    """
+    loader = objects["loader"]
+    length = len(loader)
+    if length == 0:
+        raise ValueError("The DataLoader yields no batches; verify_resume needs at least one per epoch.")
+    epochs = -(-steps // length)
+    last = steps - (epochs - 1) * length  # batches of the last epoch the uninterrupted run takes
+    trace: list[str] = []
+    for epoch in range(loader.epoch, epochs):
         for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("The DataLoader yields no batches; verify_resume needs at least one per epoch.")
-
-
-def _train(objects: Objects, step: Callable[[Objects, Any], Any], done: int, until: int) -> list[str]:
-    """Steps done+1..until; the training state's digest after each."""
-    trace = []
-    batches = _batches(objects["loader"])
-    for _ in range(done, until):
-        step(objects, next(batches))
-        trace.append(digest(_training_state(objects)))
-    batches.close()
+            step(objects, batch)
+            trace.append(digest(_training_state(objects)))
+            if len(trace) == stop or (epoch == epochs - 1 and loader.batches == last):
+                return trace
     return trace
 
 
@@ -209,7 +226,7 @@ def resume_and_train(
     objects = _fresh(build, start)
     (load or default_load)(objects, path)
     after_load = snapshot(objects)
-    return after_load, _train(objects, step, at, steps)
+    return after_load, _train(objects, step, steps)
 
 
 def snapshot(objects: Objects) -> dict[str, Any]:
@@ -227,7 +244,7 @@ def snapshot(objects: Objects) -> dict[str, Any]:
             except TypeError:
                 continue
     loader = objects["loader"]
-    shot["place"] = (loader.epoch, loader.batches)
+    shot["place"] = loader.place
     if isinstance(loader, ResumableLoader):
         shot["order"] = digest(loader.state_dict()["indices"])
         for label, generator in loader_generators(loader.loader):

@@ -87,11 +87,23 @@ def _same(a: tuple, b: tuple) -> bool:
     return equal(a, b)
 
 
+def _inside_the_largest_tensor(path: Path) -> int:
+    """The offset of a byte in the middle of the checkpoint's largest tensor's data (zip records are padded)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        record = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        with archive.open(record) as stream:
+            stream.read(1)
+            start = stream._orig_compress_start  # where the record's data begins in the file
+    return start + record.file_size // 2
+
+
 def test_a_corrupted_checkpoint_raises_and_changes_nothing(tmp_path):
     path = tmp_path / "checkpoint.pt"
     ipyrepro.save_checkpoint(path, **_trained(3))
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # inside a tensor: torch.load alone would not notice
+    data[_inside_the_largest_tensor(path)] ^= 0xFF  # torch.load alone would not notice
     path.write_bytes(bytes(data))
     fresh = _trained(2)
     before = _fingerprint(fresh)
@@ -151,6 +163,29 @@ def test_a_save_that_is_killed_midway_leaves_the_previous_checkpoint_loadable(tm
     assert path.read_bytes() == previous
     model = torch.nn.Linear(3, 3)
     ipyrepro.load_checkpoint(path, model=model)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the load removed the dead writer's file
+
+
+def test_a_sigkilled_save_leaves_nothing_after_the_next_save(tmp_path):
+    path = tmp_path / "run.pt"
+    script = (
+        "import torch, ipyrepro, sys\n"
+        "model = torch.nn.Linear(6000, 6000)\n"
+        "ipyrepro.save_checkpoint(sys.argv[1], model=model)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and writer.poll() is None:
+        if any(p.name.endswith(".partial") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()):
+            break
+        time.sleep(0.01)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert left and all(name.startswith(".run.pt.") and name.endswith(".partial") for name in left)
+    ipyrepro.save_checkpoint(path, model=torch.nn.Linear(3, 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
 
 
 def test_a_load_given_fewer_objects_loads_them_and_names_the_rest(tmp_path):
@@ -228,7 +263,7 @@ def test_a_loader_place_that_does_not_fit_raises_before_the_model_is_loaded(tmp_
     ipyrepro.save_checkpoint(path, **_trained(3))
     fresh = _objects(workers=2)  # saved with num_workers=0
     before = _fingerprint(fresh)
-    with pytest.raises(CheckpointError, match=r"loader: The place was saved with num_workers=0.*Nothing was changed"):
+    with pytest.raises(CheckpointError, match=r"loader: .*num_workers 0 at the save, 2 now.*Nothing was changed"):
         ipyrepro.load_checkpoint(path, **fresh)
     assert _same(before, _fingerprint(fresh))
 

@@ -5,6 +5,7 @@ cell re-seeds; status shows the pending restore until then."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -96,3 +97,17 @@ def test_the_panel_shows_the_pending_restore_until_its_cell_runs(ip):
     assert "pending restore" in panel.status_view.value
     assert _drawn(ip, TRAIN, "train") == continued
     assert "pending restore" not in panel.status_view.value
+
+
+def test_another_cell_is_told_once_which_cell_the_restore_waits_for(ip):
+    _cell(ip, "%repro on --seed 5 --reseed cell", "setup")
+    continued = _drawn(ip, TRAIN, "train")
+    _cell(ip, "report = ipyrepro.set_rng_state(saved)", "load")
+    with pytest.warns(ipyrepro.ReproWarning, match=r"wait for the cell with id 'train' \(which begins `import random"):
+        _drawn(ip, DRAW, "other")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _drawn(ip, DRAW, "other-again")
+        assert "the cell with id 'train'" in str(ipyrepro.status())
+        assert _drawn(ip, TRAIN, "train") == continued
+    assert not [w for w in caught if "re-seeded as usual" in str(w.message)]  # once

@@ -79,3 +79,12 @@ def test_bad_arguments_are_named(steps, at, message):
 def test_build_must_name_its_loader():
     with pytest.raises(ValueError, match="DataLoader under 'loader'"):
         ipyrepro.verify_resume(lambda: {"model": torch.nn.Linear(1, 1)}, training.step, steps=3, at=1)
+
+
+@pytest.mark.parametrize(("at", "fresh_process"), [(5, False), (10, True)], ids=["in-process", "fresh-process"])
+def test_a_save_on_an_epoch_boundary_resumes_identically_with_the_same_steps(at, fresh_process):
+    """5 batches an epoch: the save falls on an epoch's last batch, with two epochs still to go or one."""
+    report = ipyrepro.verify_resume(training.build, training.step, steps=15, at=at, fresh_process=fresh_process)
+    assert report.identical, str(report)
+    assert report.steps == report.resumed_steps == 15
+    assert report.missing == []
