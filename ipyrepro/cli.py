@@ -181,6 +181,38 @@ def _check_one(args: argparse.Namespace, notebook: str) -> int:
     return report.exit_code
 
 
+def _lint(args: argparse.Namespace) -> int:
+    from .notebooks.lint import lint
+
+    report = lint(args.notebook, random=args.random)
+    print(report.to_json() if args.json else report)
+    return report.exit_code
+
+
+def _add_lint_command(commands: argparse._SubParsersAction) -> None:
+    lint = commands.add_parser(
+        "lint",
+        help="static check of saved notebooks, no kernel: out-of-order counts, cells never run, names read "
+        "before any cell above binds them, outputs of another kernel",
+        description="Reads the files only; nothing runs. Exit 0 when clean, 1 on findings, 2 on usage errors "
+        "(a notebook that cannot be read).",
+    )
+    lint.add_argument(
+        "notebook",
+        nargs="+",
+        metavar="PATH",
+        help="notebooks and folders (searched as `ipyrepro check` searches them)",
+    )
+    lint.add_argument(
+        "--random",
+        action="store_true",
+        help="also name randomness visible in the code (torch.randn, np.random.*, random.*, nn.Linear, ...) with "
+        "no seed call above it (off by default: a notebook run in the reproducible kernel is seeded by it)",
+    )
+    lint.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lint.set_defaults(handler=_lint)
+
+
 def _explain(args: argparse.Namespace) -> int:
     import json
     import os
@@ -411,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_kernel_commands(commands)
     _add_check_command(commands)
+    _add_lint_command(commands)
     explain = commands.add_parser(
         "explain",
         help="compare two fingerprints without running anything: is bitwise equality expected, and what differs",
