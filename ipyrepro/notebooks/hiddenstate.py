@@ -108,16 +108,34 @@ def cell_bindings(source: str) -> Bindings:
 
 
 def _python_bindings(source: str, offset: int = 0) -> Bindings:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        tree = ast.parse(TransformerManager().transform_cell(source))
-    except (SyntaxError, ValueError, IndexError):  # not Python (or not this Python's): it binds nothing we can see
+    tree = parse_python(source)
+    if tree is None:  # not Python (or not this Python's): it binds nothing we can see
         return Bindings()
     collector = _Collector(offset)
     for statement in tree.body:
         collector.visit(statement)
     return collector.found
+
+
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)  # magics, shell escapes, help
+
+
+def parse_python(source: str) -> ast.Module | None:
+    """The syntax tree of a cell as the kernel runs it (IPython turns magics into calls first), or None.
+
+    Plain Python is parsed directly: IPython's transformer (and IPython's import, most of a second in a
+    fresh process) is only needed for IPython's own syntax, which is how `ipyrepro lint` stays fast."""
+    if not _IPYTHON_SYNTAX.search(source):
+        try:
+            return ast.parse(source)
+        except (SyntaxError, ValueError):
+            pass  # maybe IPython syntax the pattern did not see (`%%time` is handled by the callers)
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError, IndexError):
+        return None
 
 
 class _Collector(ast.NodeVisitor):

@@ -176,6 +176,8 @@ def random_calls(tree: ast.AST, offset: int, aliases: Aliases, seeded: bool) -> 
         if isinstance(func, ast.Attribute) and func.attr in INPLACE_SAMPLERS:  # `torch.empty(3).normal_()`
             if not seeded:
                 found.append((name or f"Tensor.{func.attr}", call.lineno + offset))
+        elif isinstance(func, ast.Attribute) and func.attr == "run_line_magic" and is_seed("run_line_magic", call):
+            seeded = True
         elif name is None:
             continue
         elif is_seed(name, call):

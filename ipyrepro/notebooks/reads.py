@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 
-from .hiddenstate import NAMESPACE_MAGICS
+from .hiddenstate import NAMESPACE_MAGICS, parse_python
 
 # Names every IPython kernel has without a cell binding them.
 IPYTHON_NAMES = frozenset(
@@ -55,16 +55,12 @@ def python_source(source: str) -> tuple[str, int] | None:
 
 def parse_cell(source: str) -> tuple[ast.Module, int] | None:
     """The cell's syntax tree (after IPython's transforms) and its line offset, or None when it is not Python."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
     python = python_source(source)
     if python is None:
         return None
     code, offset = python
-    try:
-        return ast.parse(TransformerManager().transform_cell(code)), offset
-    except (SyntaxError, ValueError, IndexError):
-        return None
+    tree = parse_python(code)
+    return (tree, offset) if tree is not None else None
 
 
 def reads_before_binding(tree: ast.Module, offset: int = 0) -> tuple[dict[str, int], set[str]]:
