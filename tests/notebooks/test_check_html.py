@@ -178,17 +178,19 @@ def test_check_html_to_a_missing_folder_is_a_usage_error_before_any_kernel_start
 
 
 def test_errors_and_findings_other_checks_add_are_rendered_at_their_cells() -> None:
+    from ipyrepro.notebooks.check import add_hidden_state
     from ipyrepro.notebooks.htmlreport import render_html
     from ipyrepro.notebooks.notebookfile import Cell
     from ipyrepro.notebooks.report import CheckReport, Run
 
-    cells = [Cell(0, "a", "x = 1", ()), Cell(2, "b", "y = x +\n", (), 1)]
+    cells = [Cell(0, "a", "x = 1\nprint(P)", (), 0), Cell(2, "b", "y = x +\n", (), 1), Cell(3, "c", "P = 3", (), 2)]
     stopped = "cell 2 (code cell 1, id 'b') raised SyntaxError: invalid syntax; this run stopped there"
-    runs = [Run(1, {0: []}, error=stopped, error_cell=2), Run(2, {0: []}, error=stopped, error_cell=2)]
+    name_error = {"output_type": "error", "ename": "NameError", "evalue": "name 'P' is not defined", "traceback": []}
+    runs = [Run(n, {0: [name_error]}, error=stopped, error_cell=2, stop_kind="cell-raised") for n in (1, 2)]
     report = CheckReport("broken.ipynb", "python3", "under ipyrepro (seed 0)", runs, cells)
-    report.hidden_state = ["name 'P' is used in cell 2 but assigned only in a later cell"]  # as issue 18 adds
+    add_hidden_state(report)  # as the check adds it: P is bound only in a later cell
     page = render_html(report)
     assert "<span class='verdict ERROR'>ERROR</span>" in page
     assert page.count("Run 1 stopped here") == 1 and "SyntaxError: invalid syntax" in page
-    assert "id='hidden-state'" in page and "assigned only in a later cell" in page
+    assert "id='hidden-state'" in page and "after this cell: run top to bottom it does not exist yet" in page
     assert "<script" not in page
