@@ -15,8 +15,9 @@ from urllib.parse import quote
 
 from ..core import userfiles
 from ..core.userfiles import PathProblem, expand
+from .htmlreport import CSP
+from .reportmodel import VERDICTS
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 INDEX = "index.html"
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em 2em;color:#1b1b1b}
@@ -70,7 +71,7 @@ def write_reports(many: Any, folder: str | os.PathLike[str]) -> Path:
         if result.report is not None:
             write_html(result.report, target / name)
     index = target / INDEX
-    with userfiles.replacing(index) as out:
+    with userfiles.replacing(index, shared=True) as out:  # a page to open and share
         out.write(render_index(many, names))
     return index
 
@@ -88,7 +89,7 @@ def render_index(many: Any, names: list[str]) -> str:
             f"<td>{e(result.compared())}</td><td>{e(result.first_divergence())}</td>"
             f"<td>{result.seconds:.1f} s</td></tr>"
         )
-    verdict = {0: "OK", 1: "DIFFERS"}.get(many.exit_code, "ERROR")
+    verdict = VERDICTS[many.exit_code]
     return "\n".join(
         [
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import userfiles
+from .many import COMPARED
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # XML 1.0 cannot hold these
 
@@ -33,46 +34,37 @@ def _failure_text(difference: Any) -> str:
 
 
 def notebook_suite(report: Any, seconds: float | None = None) -> ET.Element:
-    """One notebook's testsuite."""
-    suite = ET.Element("testsuite", name=_clean(str(report.notebook)))
-    errors = report.run_errors()
+    """One notebook's testsuite, read from the report's model (reportmodel.py), as its text and HTML are."""
+    model = report.model()
+    notebook = _clean(str(report.notebook))
+    suite = ET.Element("testsuite", name=notebook)
     counts = {"tests": 0, "failures": 0, "errors": 0}
-    for cell in report.cells:
-        mine = [error for error in errors if error.cell is not None and error.cell.index == cell.index]
-        differences = [d for d in report.differences if d.cell.index == cell.index]
-        if cell.index not in report.compared and not mine and not differences:
+    for outcome in model.cells:
+        if outcome.status not in COMPARED and not outcome.errors:
             continue
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=_clean(str(report.notebook)),
-            name=_clean(cell.label()),
-            file=_clean(str(report.notebook)),
-        )
+        case = ET.SubElement(suite, "testcase", classname=notebook, name=_clean(outcome.cell.label()), file=notebook)
         counts["tests"] += 1
-        if mine:
+        if outcome.errors:
             counts["errors"] += 1
-            first = mine[0]
+            first = outcome.errors[0]
             detail = first.error or {}
             message = f"{detail.get('ename')}: {detail.get('evalue')}" if detail else first.text.splitlines()[0]
-            element = ET.SubElement(
-                case, "error", message=_clean(message), type=_clean(str(detail.get("ename") or first.kind))
-            )
-            element.text = _clean("\n\n".join(f"run {error.run}: {error.text}" for error in mine))
-        elif differences:
+            kind = str(detail.get("ename") or first.kind)
+            element = ET.SubElement(case, "error", message=_clean(message), type=_clean(kind))
+            element.text = _clean("\n\n".join(f"run {error.run}: {error.text}" for error in outcome.errors))
+        elif outcome.differences:
             counts["failures"] += 1
-            what = ", ".join(dict.fromkeys(d.what for d in differences))
-            element = ET.SubElement(
-                case, "failure", message=_clean(f"{what} differs {differences[0].between()}"), type="OutputDiffers"
-            )
-            element.text = _clean("\n\n".join(_failure_text(d) for d in differences))
-    for error in errors:  # a run that failed before reaching any cell
-        if error.cell is None:
-            case = ET.SubElement(suite, "testcase", classname=_clean(str(report.notebook)), name=f"run {error.run}")
-            counts["tests"] += 1
-            counts["errors"] += 1
-            element = ET.SubElement(case, "error", message=_clean(error.text.splitlines()[0]), type=error.kind)
-            element.text = _clean(error.text)
+            first = outcome.differences[0]
+            what = ", ".join(dict.fromkeys(d.what for d in outcome.differences))
+            message = f"{what} differs between {model.side(first.runs[0])} and {model.side(first.runs[1])}"
+            element = ET.SubElement(case, "failure", message=_clean(message), type="OutputDiffers")
+            element.text = _clean("\n\n".join(_failure_text(d) for d in outcome.differences))
+    for error in model.errors:  # a run that failed before reaching any cell
+        case = ET.SubElement(suite, "testcase", classname=notebook, name=f"run {error.run}")
+        counts["tests"] += 1
+        counts["errors"] += 1
+        element = ET.SubElement(case, "error", message=_clean(error.text.splitlines()[0]), type=error.kind)
+        element.text = _clean(error.text)
     for name, count in counts.items():
         suite.set(name, str(count))
     suite.set("skipped", "0")
@@ -104,6 +96,6 @@ def write_junit(reports: list[tuple[Any, float | None]], path: str | os.PathLike
     tree = junit_tree(reports)
     ET.indent(tree)
     target = Path(path)
-    with userfiles.replacing(target) as out:
+    with userfiles.replacing(target, shared=True) as out:  # read by CI, not private
         out.write("<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(tree.getroot(), encoding="unicode"))
     return target

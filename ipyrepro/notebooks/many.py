@@ -22,65 +22,75 @@ from .discover import find_notebooks
 from .fingerprint import FingerprintError
 from .notebookfile import NotebookError
 from .progress import SLOW_CELL_SECONDS, CheckProgress, LabelledCell, as_progress
+from .reportmodel import VERDICTS
 
 MANY_SCHEMA_VERSION = 2  # the document for several notebooks; one notebook's report keeps its own version
 MANY_SCHEMA_FILE = "check-many.schema.json"
-VERDICTS = {0: "OK", 1: "DIFFERS", 2: "ERROR"}
+
+
+COMPARED = ("matched", "differs", "reproduced-error")  # the outcomes of cells compared on two sides or more
 
 
 @dataclass
 class NotebookResult:
-    """One notebook's share: its report, or why it could not be checked (`error`), and how long it took."""
+    """One notebook's share: its report, or why it could not be checked (`error`), and how long it took.
+
+    The row is read from the report's model (reportmodel.py), as its text, JSON and HTML are."""
 
     path: Path
     report: Any = None  # a CheckReport; None when `error`
     error: str | None = None
     seconds: float = 0.0
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def model(self) -> Any:
+        """The report's ReportModel, built once; None when the notebook could not be checked."""
+        if self._model is None and self.report is not None:
+            self._model = self.report.model()
+        return self._model
 
     @property
     def exit_code(self) -> int:
-        return 2 if self.report is None else self.report.exit_code
+        return 2 if self.model is None else self.model.exit_code
 
     @property
     def verdict(self) -> str:
         return VERDICTS[self.exit_code]
 
+    def counts(self) -> tuple[int, int] | None:
+        """(code cells compared, code cells), or None when nothing ran."""
+        if self.model is None:
+            return None
+        return sum(outcome.status in COMPARED for outcome in self.model.cells), len(self.model.cells)
+
     def compared(self) -> str:
         """`4 of 6`: the code cells compared, of all code cells; `-` when nothing ran."""
-        if self.report is None:
-            return "-"
-        return f"{len(self.report.compared)} of {len(self.report.cells)}"
+        counts = self.counts()
+        return "-" if counts is None else f"{counts[0]} of {counts[1]}"
+
+    def first_cell(self) -> Any:
+        """Where the notebook first went apart: the first divergent state, else the first differing cell."""
+        if self.model is None:
+            return None
+        if self.model.first is not None:
+            return self.model.first.cell
+        return next((outcome.cell for outcome in self.model.cells if outcome.differences), None)
 
     def first_divergence(self) -> str:
-        """Where the notebook first went apart: the first divergent state, else the first differing cell."""
-        report = self.report
-        if report is None:
-            return "-"
-        first = report.state.first
-        if first is not None:
-            return report.position(first.index)
-        if report.differences:
-            return min(report.differences, key=lambda d: d.cell.index).cell.where()
-        return "-"
-
-    def first_divergence_ref(self) -> dict[str, Any] | None:
-        report = self.report
-        if report is None:
-            return None
-        index = report.state.first.index if report.state.first is not None else None
-        if index is None and report.differences:
-            index = min(d.cell.index for d in report.differences)
-        cell = next((cell for cell in report.cells if cell.index == index), None)
-        return cell.ref() if cell is not None else None
+        cell = self.first_cell()
+        return cell.where() if cell is not None else "-"
 
     def row(self) -> dict[str, Any]:
+        counts = self.counts()
+        first = self.first_cell()
         return {
             "notebook": str(self.path),
             "verdict": self.verdict,
             "exit_code": self.exit_code,
-            "cells": len(self.report.cells) if self.report is not None else None,
-            "compared": len(self.report.compared) if self.report is not None else None,
-            "first_divergence": self.first_divergence_ref(),
+            "cells": counts[1] if counts is not None else None,
+            "compared": counts[0] if counts is not None else None,
+            "first_divergence": first.ref() if first is not None else None,
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
