@@ -74,7 +74,8 @@ def _check(args: argparse.Namespace) -> int:
 def _check_many(args: argparse.Namespace) -> int:
     """Several paths or a folder: every notebook's report, then the summary table (notebooks/many.py)."""
     from .core.userfiles import PathProblem, validate_target
-    from .notebooks.htmlindex import validate_folder, write_reports
+    from .notebooks.discover import find_notebooks, refuse_inputs
+    from .notebooks.htmlindex import planned_files, validate_folder, write_reports
     from .notebooks.many import check_many
     from .notebooks.progress import terminal_progress
 
@@ -87,6 +88,11 @@ def _check_many(args: argparse.Namespace) -> int:
         junit = validate_target(args.junit, "--junit") if args.junit is not None else None
     except PathProblem as error:
         raise ValueError(str(error)) from None
+    notebooks = find_notebooks(args.notebook)  # inputs are only read: no output may be one of them
+    if junit is not None:
+        refuse_inputs(junit, notebooks, "--junit")
+    for page in planned_files(html, notebooks) if html is not None else ():
+        refuse_inputs(page, notebooks, "--html")
     with terminal_progress(sys.stderr, quiet=args.quiet) as progress:
         many = check_many(args.notebook, jobs=args.jobs, progress=progress, **_check_options(args, runs))
     print(many.to_json() if args.json else many)
@@ -152,6 +158,10 @@ def _check_one(args: argparse.Namespace, notebook: str) -> int:
         junit = validate_target(args.junit, "--junit") if args.junit is not None else None
     except PathProblem as error:
         raise ValueError(f"--junit: {error}") from None
+    if junit is not None:
+        from .notebooks.discover import refuse_inputs
+
+        refuse_inputs(junit, [notebook], "--junit")
     runs = _check_runs(args)
     started = time.monotonic()
     try:

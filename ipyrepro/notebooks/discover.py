@@ -66,3 +66,22 @@ def several(paths: Iterable[str | os.PathLike[str]]) -> bool:
     file: a set gets the summary table and the list form of `--json`; one file keeps the one-report form."""
     given = list(paths)
     return len(given) != 1 or Path(os.path.expanduser(os.fspath(given[0]))).is_dir()
+
+
+def refuse_inputs(target: str | os.PathLike[str], notebooks: Iterable[str | os.PathLike[str]], option: str) -> None:
+    """A ValueError when the file `option` would write is one of the notebooks read: inputs are never written."""
+    written = Path(os.path.expanduser(os.fspath(target)))
+    for notebook in notebooks:
+        path = Path(os.path.expanduser(os.fspath(notebook)))
+        if os.path.realpath(written) == os.path.realpath(path) or _same_existing(written, path):
+            raise ValueError(
+                f"{option} {os.fspath(target)!r} is the notebook {os.fspath(notebook)!r}, which is only read; "
+                "give another file name"
+            )
+
+
+def _same_existing(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -60,6 +60,11 @@ def report_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def planned_files(folder: Path, paths: list[Path]) -> list[Path]:
+    """Every file `write_reports` will write for `paths`: the reports and the index."""
+    return [folder / name for name in report_names(paths)] + [folder / INDEX]
+
+
 def write_reports(many: Any, folder: str | os.PathLike[str]) -> Path:
     """Write each notebook's report and the index into `folder` (created if missing); return the index's path."""
     from .htmlreport import write_html

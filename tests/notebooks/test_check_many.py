@@ -105,8 +105,13 @@ def test_json_is_one_document_with_a_list_of_reports(checked: dict, folder: Path
         validate(report)  # each is one notebook's report, as `check NB --json` prints it
         assert report["schema"] == 1
     assert [report["notebook"] for report in document["reports"]] == [row["notebook"] for row in document["summary"]]
-    # the kernels ran at most two at a time, and the progress names each notebook
+    # the progress names each notebook, and no more than --jobs 2 kernels ran at once in all
     assert f"{folder / 'good.ipynb'}: run 1 of 2: starting kernel 'python3'" in checked["err"]
+    running, most = 0, 0
+    for line in checked["err"].splitlines():
+        running += ("starting kernel" in line) - (": done, " in line or ": stopped after" in line)
+        most = max(most, running)
+    assert most == 2
 
 
 def test_jupytext_cells_are_numbered_as_jupytext_splits_them(checked: dict) -> None:
@@ -209,3 +214,10 @@ def test_paths_that_name_no_notebook_are_usage_errors(tmp_path: Path, capsys) ->
     (tmp_path / "file").write_text("")
     assert main(["check", str(tmp_path / "a.ipynb"), str(tmp_path), "--html", str(tmp_path / "file")]) == 2
     assert "it is a file" in capsys.readouterr().err
+    before = (tmp_path / "a.ipynb").read_bytes()
+    for paths in ([str(tmp_path / "a.ipynb")], [str(tmp_path / "a.ipynb"), str(tmp_path / "empty")]):
+        (tmp_path / "empty" / "b.ipynb").write_bytes(before)
+        assert main(["check", *paths, "--junit", str(tmp_path / "a.ipynb"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "--junit" in err and "a.ipynb', which is only read; give another file name" in err
+    assert (tmp_path / "a.ipynb").read_bytes() == before
