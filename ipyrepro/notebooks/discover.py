@@ -27,14 +27,14 @@ def find_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     seen: set[Path] = set()
     for given in paths:
         path = Path(os.path.expanduser(os.fspath(given)))
-        if path.is_dir():
+        if _is_dir(path):
             inside = list(_walk(path))
             if not inside:
                 raise NoNotebooks(
                     f"{path}: no notebooks in this folder (looked for .ipynb files, and .py/.md files with a "
                     f"jupytext header, outside hidden folders and {CHECKPOINTS})"
                 )
-        elif not path.exists():
+        elif not _exists(path):
             raise NoNotebooks(f"{path}: no such notebook or folder")
         else:
             inside = [path]
@@ -44,6 +44,13 @@ def find_notebooks(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 seen.add(key)
                 found.append(notebook)
     return found
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte: nothing there to check
+        return False
 
 
 def _walk(folder: Path) -> Iterable[Path]:
@@ -65,7 +72,15 @@ def several(paths: Iterable[str | os.PathLike[str]]) -> bool:
     """Whether the command line asks about a set of notebooks (several paths, or a folder) rather than one
     file: a set gets the summary table and the list form of `--json`; one file keeps the one-report form."""
     given = list(paths)
-    return len(given) != 1 or Path(os.path.expanduser(os.fspath(given[0]))).is_dir()
+    return len(given) != 1 or _is_dir(Path(os.path.expanduser(os.fspath(given[0]))))
+
+
+def _is_dir(path: Path) -> bool:
+    """is_dir that says False for a path the system refuses (too long, a NUL byte): one file's check names why."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def refuse_inputs(target: str | os.PathLike[str], notebooks: Iterable[str | os.PathLike[str]], option: str) -> None:
