@@ -118,24 +118,51 @@ def _python_bindings(source: str, offset: int = 0) -> Bindings:
 
 
 _IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)  # magics, shell escapes, help
+_ESCAPED = re.compile(r"^(\s*)(?:([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*)?([%!])(?![%!])(.*)$")
 
 
 def parse_python(source: str) -> ast.Module | None:
     """The syntax tree of a cell as the kernel runs it (IPython turns magics into calls first), or None.
 
-    Plain Python is parsed directly: IPython's transformer (and IPython's import, most of a second in a
-    fresh process) is only needed for IPython's own syntax, which is how `ipyrepro lint` stays fast."""
-    if not _IPYTHON_SYNTAX.search(source):
+    Plain Python is parsed directly, and lines that are one line magic or shell escape (`%time x = f()`,
+    `files = !ls`) are turned into the calls IPython makes of them; IPython's own transformer (and IPython's
+    import, a good part of a second in a fresh process) is only needed for the rest, which is how
+    `ipyrepro lint` stays fast."""
+    quick = _escapes_as_calls(source) if _IPYTHON_SYNTAX.search(source) else source
+    if quick is not None:
         try:
-            return ast.parse(source)
+            return ast.parse(quick)
         except (SyntaxError, ValueError):
-            pass  # maybe IPython syntax the pattern did not see (`%%time` is handled by the callers)
+            pass  # IPython syntax the quick path does not know (`%%time` is handled by the callers)
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
         return ast.parse(TransformerManager().transform_cell(source))
     except (SyntaxError, ValueError, IndexError):
         return None
+
+
+def _escapes_as_calls(source: str) -> str | None:
+    """`source` with each `%magic args` / `!command` line (alone or assigned) as IPython's call, or None when
+    a line needs IPython's own transformer (help `?`, `%%`, a continued magic)."""
+    lines = []
+    for line in source.splitlines():
+        match = _ESCAPED.match(line)
+        if match is None:
+            if line.rstrip().endswith("?") and not line.lstrip().startswith("#"):  # `obj?`: help
+                return None
+            lines.append(line)
+            continue
+        indent, target, escape, rest = match.groups()
+        if rest.rstrip().endswith("\\"):
+            return None
+        if escape == "%":
+            name, _, arguments = rest.partition(" ")
+            call = f"get_ipython().run_line_magic({name!r}, {arguments.strip()!r})"
+        else:
+            call = f"get_ipython().{'getoutput' if target else 'system'}({rest.strip()!r})"
+        lines.append(f"{indent}{target} = {call}" if target else f"{indent}{call}")
+    return "\n".join(lines)
 
 
 class _Collector(ast.NodeVisitor):

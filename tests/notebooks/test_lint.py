@@ -166,3 +166,39 @@ def test_lint_imports_no_torch_and_starts_no_kernel(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "%time y = f(1)\nprint(y)",
+        "files = !ls -l\nx = 1",
+        "for i in range(3):\n    %time z = i",
+        "%load_ext ipyrepro\n%repro on --seed 3",
+        "a, b = %sx ls\n# why?",
+        "x = 1 if a != b else c % 2",
+        "obj?",
+        "%matplotlib inline\nimport numpy as np",
+    ],
+)
+def test_cells_read_without_ipython_parse_as_ipython_would(source: str) -> None:
+    """lint's quick reading of magics gives the tree IPython's own transformer gives."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from ipyrepro.notebooks.hiddenstate import parse_python
+
+    assert ast.dump(parse_python(source)) == ast.dump(ast.parse(TransformerManager().transform_cell(source)))
+
+
+def test_a_notebook_of_magics_and_plain_code_is_linted_without_importing_ipython(tmp_path: Path) -> None:
+    path = saved(tmp_path / "m.ipynb", ("%matplotlib inline\nimport math", 1), ("%time r = math.sqrt(N)", 2))
+    probe = (
+        "import sys\nfrom ipyrepro.notebooks.lint import lint_notebook\n"
+        f"found = lint_notebook({str(path)!r}).findings\n"
+        "assert [f.name for f in found] == [], found\n"
+        "assert 'IPython' not in sys.modules, 'IPython imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
