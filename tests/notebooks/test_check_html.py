@@ -263,10 +263,10 @@ def test_malformed_and_oversized_pngs_are_refused_with_a_reason() -> None:
 def test_an_image_beyond_the_decoding_cap_is_shown_side_by_side_with_a_note() -> None:
     from ipyrepro.notebooks.htmlimages import Pictures
 
-    big = [base64.b64encode(encode_png(np.full((3200, 3200, 3), v, np.uint8))).decode() for v in (0, 1)]
+    big = [base64.b64encode(encode_png(np.full((2100, 2000, 3), v, np.uint8))).decode() for v in (0, 1)]
     shown = Pictures().pair("image/png", (big[0], big[1]), ("run 1", "run 2"))
     assert shown.count("class='run-image'") == 2 and "heat-map" not in shown
-    assert "too large to compare pixel by pixel (3200x3200); shown side by side" in shown
+    assert "too large to compare pixel by pixel (2000x2100); shown side by side" in shown
 
 
 def test_the_page_grows_linearly_with_the_images_of_a_cell() -> None:
