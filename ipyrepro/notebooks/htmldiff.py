@@ -15,7 +15,7 @@ from dataclasses import dataclass
 MAX_ROWS = 400  # rows drawn per difference, from the first differing line on; the rest is counted
 CONTEXT_LINES = 3  # equal lines kept around each change; longer equal stretches fold into one row
 MAX_NUMBERS = 50
-CHAR_DIFF_LIMIT = 2_000  # characters of a line pair diffed one by one; longer lines: the window around the change
+CHAR_DIFF_LIMIT = 1_000  # characters of a line pair diffed one by one; longer lines: the window around the change
 CONTEXT_CHARS = 120  # equal characters shown before and after a change in a long line
 WINDOW_CHARS = 400  # differing characters shown of a long line; the rest is counted
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)\b")
