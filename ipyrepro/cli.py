@@ -117,7 +117,7 @@ def _check_runs(args: argparse.Namespace) -> int:
     return runs
 
 
-def _check_options(args: argparse.Namespace, runs: int) -> dict:
+def _check_options(args: argparse.Namespace, runs: int) -> dict[str, object]:
     """`check`'s options from the command line (all but the notebook, the progress and --jobs)."""
     return {
         "runs": runs,
