@@ -64,6 +64,84 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .notebooks.discover import several
+
+    if several(args.notebook):
+        return _check_many(args)
+    return _check_one(args, args.notebook[0])
+
+
+def _check_many(args: argparse.Namespace) -> int:
+    """Several paths or a folder: every notebook's report, then the summary table (notebooks/many.py)."""
+    from .core.userfiles import PathProblem, validate_target
+    from .notebooks.discover import find_notebooks, refuse_inputs
+    from .notebooks.htmlindex import planned_files, validate_folder, write_reports
+    from .notebooks.many import check_many
+    from .notebooks.progress import terminal_progress
+
+    for option in ("save", "against"):
+        if getattr(args, option) is not None:
+            args.check_parser.error(f"argument --{option}: a fingerprint is one notebook's; name one notebook")
+    runs = _check_runs(args)
+    try:  # before any kernel starts: reports that cannot be written would waste the runs
+        html = validate_folder(args.html) if args.html is not None else None
+        junit = validate_target(args.junit, "--junit") if args.junit is not None else None
+    except PathProblem as error:
+        raise ValueError(str(error)) from None
+    notebooks = find_notebooks(args.notebook)  # inputs are only read: no output may be one of them
+    if junit is not None:
+        refuse_inputs(junit, notebooks, "--junit")
+    for page in planned_files(html, notebooks) if html is not None else ():
+        refuse_inputs(page, notebooks, "--html")
+    with terminal_progress(sys.stderr, quiet=args.quiet) as progress:
+        many = check_many(args.notebook, jobs=args.jobs, progress=progress, **_check_options(args, runs))
+    print(many.to_json() if args.json else many)
+    if junit is not None:
+        from .notebooks.junit import write_junit
+
+        write_junit([(result.report, result.seconds) for result in many.results if result.report is not None], junit)
+    if html is not None:
+        index = write_reports(many, html)
+        if not args.json:
+            print(f"HTML reports: {index}")
+    return many.exit_code
+
+
+def _check_runs(args: argparse.Namespace) -> int:
+    runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
+    if runs < 2 and not args.against_saved:
+        args.check_parser.error(
+            f"argument --runs: invalid run count '{runs}': 2 or more (one run has nothing to compare with; "
+            "--against-saved compares one run with the saved outputs)"
+        )
+    return runs
+
+
+def _check_options(args: argparse.Namespace, runs: int) -> dict[str, object]:
+    """`check`'s options from the command line (all but the notebook, the progress and --jobs)."""
+    return {
+        "runs": runs,
+        "seed": args.seed,
+        "as_is": args.as_is,
+        "kernel": args.kernel,
+        "timeout": args.timeout or None,
+        "sanitize": args.sanitize,
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "cublas": args.cublas,
+        "reseed": args.reseed,
+        "causes": not args.no_causes,
+        "trace_ops": args.trace_ops,
+        "portable": args.portable,
+        "stop_on_error": args.stop_on_error,
+        "against_saved": args.against_saved,
+        "state": not args.no_state,
+    }
+
+
+def _check_one(args: argparse.Namespace, notebook: str) -> int:
+    import time
+
     from .core.userfiles import PathProblem, validate_target
     from .notebooks.check import check
     from .notebooks.fingerprint import FingerprintError
@@ -76,41 +154,34 @@ def _check(args: argparse.Namespace) -> int:
             html = validate_target(args.html, "--html")
         except PathProblem as error:
             raise ValueError(f"--html: {error}") from None
-    runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
-    if runs < 2 and not args.against_saved:
-        args.check_parser.error(
-            f"argument --runs: invalid run count '{runs}': 2 or more (one run has nothing to compare with; "
-            "--against-saved compares one run with the saved outputs)"
-        )
+    try:
+        junit = validate_target(args.junit, "--junit") if args.junit is not None else None
+    except PathProblem as error:
+        raise ValueError(f"--junit: {error}") from None
+    if junit is not None:
+        from .notebooks.discover import refuse_inputs
+
+        refuse_inputs(junit, [notebook], "--junit")
+    runs = _check_runs(args)
+    started = time.monotonic()
     try:
         with terminal_progress(sys.stderr, quiet=args.quiet) as progress:
             report = check(
-                args.notebook,
-                runs=runs,
-                seed=args.seed,
-                as_is=args.as_is,
-                kernel=args.kernel,
-                timeout=args.timeout or None,
-                sanitize=args.sanitize,
-                rtol=args.rtol,
-                atol=args.atol,
-                cublas=args.cublas,
-                reseed=args.reseed,
+                notebook,
                 progress=progress,
                 jobs=args.jobs,
-                causes=not args.no_causes,
                 save=args.save,
                 against=args.against,
-                trace_ops=args.trace_ops,
-                portable=args.portable,
-                stop_on_error=args.stop_on_error,
-                against_saved=args.against_saved,
-                state=not args.no_state,
+                **_check_options(args, runs),
             )
     except (NotebookError, FingerprintError) as error:
         print(f"ipyrepro check: {error}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report)
+    if junit is not None:
+        from .notebooks.junit import write_junit
+
+        write_junit([(report, time.monotonic() - started)], junit)
     if html is not None:
         from .notebooks.htmlreport import write_html
 
@@ -118,6 +189,38 @@ def _check(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"HTML report: {html}")
     return report.exit_code
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from .notebooks.lint import lint
+
+    report = lint(args.notebook, random=args.random)
+    print(report.to_json() if args.json else report)
+    return report.exit_code
+
+
+def _add_lint_command(commands: argparse._SubParsersAction) -> None:
+    lint = commands.add_parser(
+        "lint",
+        help="static check of saved notebooks, no kernel: out-of-order counts, cells never run, names read "
+        "before any cell above binds them, outputs of another kernel",
+        description="Reads the files only; nothing runs. Exit 0 when clean, 1 on findings, 2 on usage errors "
+        "(a notebook that cannot be read).",
+    )
+    lint.add_argument(
+        "notebook",
+        nargs="+",
+        metavar="PATH",
+        help="notebooks and folders (searched as `ipyrepro check` searches them)",
+    )
+    lint.add_argument(
+        "--random",
+        action="store_true",
+        help="also name randomness visible in the code (torch.randn, np.random.*, random.*, nn.Linear, ...) with "
+        "no seed call above it (off by default: a notebook run in the reproducible kernel is seeded by it)",
+    )
+    lint.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lint.set_defaults(handler=_lint)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -153,12 +256,19 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
 
     check = commands.add_parser(
         "check",
-        help="run a notebook several times in fresh kernels and compare outputs cell by cell",
+        help="run notebooks several times in fresh kernels and compare outputs cell by cell",
         description="Exit 0 when every cell matched and nothing unexpected raised; 1 when outputs differed; 2 when "
         "a cell not tagged raises-exception raised, a run ended early, or on usage errors (2 wins over 1). "
-        "A cell that raises does not stop its run: errors are compared like any other output.",
+        "A cell that raises does not stop its run: errors are compared like any other output. With several "
+        "notebooks (or a folder) each report is printed, then a summary table, and the exit status is the worst.",
     )
-    check.add_argument("notebook", help="the .ipynb file (only read, never modified)")
+    check.add_argument(
+        "notebook",
+        nargs="+",
+        metavar="PATH",
+        help="notebooks (.ipynb, or jupytext .py/.md with `pip install 'ipyrepro[jupytext]'`) and folders, searched "
+        "recursively in sorted order, skipping .ipynb_checkpoints and hidden folders (only read, never modified)",
+    )
     check.add_argument(
         "--runs",
         type=arguments.runs,
@@ -201,8 +311,8 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         type=arguments.jobs,
         default=None,
         metavar="N",
-        help="how many fresh kernels run at once (default: as many as --runs, capped by the CPUs); "
-        "the report is the same for any N",
+        help="how many fresh kernels run at once, over all the notebooks (default: as many as --runs for each "
+        "notebook, capped by the CPUs); the reports are the same for any N",
     )
     check.add_argument(
         "--cublas",
@@ -274,7 +384,14 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
         "--html",
         metavar="REPORT.html",
         help="also write the report as one self-contained web page: each cell's source, differences side by side, "
-        "images that differ with a heat map, causes linked to their lines",
+        "images that differ with a heat map, causes linked to their lines; with several notebooks, a folder that "
+        "gets one report per notebook and an index.html",
+    )
+    check.add_argument(
+        "--junit",
+        metavar="FILE.xml",
+        help="also write a JUnit XML file for CI (GitHub, GitLab, Jenkins): a testcase per compared cell, a failure "
+        "per differing cell with the diff, an error per unexpected exception",
     )
     check.add_argument(
         "--quiet",
@@ -336,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_kernel_commands(commands)
     _add_check_command(commands)
+    _add_lint_command(commands)
     explain = commands.add_parser(
         "explain",
         help="compare two fingerprints without running anything: is bitwise equality expected, and what differs",

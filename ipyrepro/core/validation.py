@@ -19,6 +19,9 @@ SEED_VAR = "IPYREPRO_SEED"
 RESEED_VAR = "IPYREPRO_RESEED"
 DETERMINISTIC_VAR = "IPYREPRO_DETERMINISTIC"
 CHILD_VARS = (SEED_VAR, RESEED_VAR, DETERMINISTIC_VAR)
+# Set in every kernel `ipyrepro check` starts (its runs and its causes kernel, --as-is too): `%repro check`
+# inside such a kernel does nothing, so a notebook that checks itself does not recurse.
+CHECK_KERNEL_VAR = "IPYREPRO_CHECK_KERNEL"
 
 
 def validate_seed(seed: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..core.state import ReproState
@@ -13,6 +14,7 @@ class CellHooks:
     def __init__(self, shell: Any, state: ReproState) -> None:
         self.shell = shell
         self.state = state
+        self.last_cell_finished: float | None = None  # when a cell last ran here: `%repro check` compares the file
 
     def pre_run_cell(self, info: Any) -> None:
         try:
@@ -23,6 +25,7 @@ class CellHooks:
             self.state.record_hook_error("pre_run_cell", error)
 
     def post_run_cell(self, result: Any) -> None:
+        self.last_cell_finished = time.time()
         try:
             self.state.after_cell()
         except KeyboardInterrupt:

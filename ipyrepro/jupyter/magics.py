@@ -122,6 +122,12 @@ def _env_arguments(env: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_arguments(check: argparse.ArgumentParser) -> None:
+    from .checkmagic import check_arguments
+
+    check_arguments(check)
+
+
 ON_DESCRIPTION = (
     "An option left out keeps the value in force (a second `on`), else takes the kernel's "
     "(IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else the built-in default."
@@ -135,6 +141,12 @@ COMMANDS: dict[str, tuple[str, str | None, Callable[[argparse.ArgumentParser], N
     "reseed": ("set the re-seed mode before each cell", None, _reseed_arguments),
     "panel": ("a control panel (widgets) in Jupyter; the text status in a terminal", None, _no_arguments),
     "env": ("versions, GPU, CPU, flags and env vars that decide reproducibility", None, _env_arguments),
+    "check": (
+        "run this notebook's saved file (or PATH) in fresh kernels and compare, as `ipyrepro check`",
+        "PATH defaults to the notebook this kernel belongs to (JPY_SESSION_NAME, or VS Code's __vsc_ipynb_file__). "
+        "Save first: the check runs the file on disk.",
+        _check_arguments,
+    ),
 }
 
 
@@ -246,6 +258,7 @@ class ReproMagics:
         %repro reseed cell|source|fixed|off  re-seed mode before each cell
         %repro panel                  a control panel in Jupyter (the text status in a terminal)
         %repro env [--json|--markdown] the environment report: versions, GPU, CPU, flags, env vars
+        %repro check [PATH] [options]  run this notebook's saved file in fresh kernels and compare
 
         `%repro on -h` (and so on) explains each option.
         """
@@ -322,6 +335,11 @@ class ReproMagics:
 
         display(panel(self.state))
         return None
+
+    def _check(self, args: argparse.Namespace) -> Any:
+        from .checkmagic import check_here, options_from
+
+        return check_here(self.shell, self.state, args.path, **options_from(args))
 
     def _reseed(self, args: argparse.Namespace) -> None:
         self.state.set_reseed(args.mode)

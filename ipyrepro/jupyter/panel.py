@@ -68,6 +68,10 @@ TIPS = {
         "use a kernel from `ipyrepro kernel install --portable`. Cost: see benchmarks/bench_portable.py."
     ),
     "status": "What is in force right now, read live from PyTorch and the environment after every cell.",
+    "check": (
+        "Run this notebook's saved file in two fresh kernels and compare every cell, as `%repro check` does "
+        "(save first: the check runs the file on disk)."
+    ),
 }
 ALGORITHM_TIPS = (
     "off: PyTorch may pick fast nondeterministic implementations. Fastest; results can differ run to run.",
@@ -137,6 +141,8 @@ class ReproPanel(widgets.VBox):
         self.portable_state = widgets.HTML("")
         self.status_view = widgets.HTML(tooltip=TIPS["status"])
         self.errors = widgets.Output()
+        self.check = widgets.Button(description="Check this notebook", icon="check", tooltip=TIPS["check"])
+        self.check_output = widgets.Output()
 
         super().__init__(children=self._layout(), **kwargs)
         for widget, name in (
@@ -154,6 +160,8 @@ class ReproPanel(widgets.VBox):
             (self.portable_state, "portable-state"),
             (self.status_view, "status-area"),
             (self.errors, "errors"),
+            (self.check, "check"),
+            (self.check_output, "check-output"),
         ):
             widget.add_class(f"ipyrepro-{name}")
 
@@ -166,6 +174,7 @@ class ReproPanel(widgets.VBox):
         self.cublas.observe(self._guard(self._on_cublas), "value")
         self.reseed.observe(self._guard(self._on_reseed), "value")
         self.portable.on_click(lambda _button: self._guard(self._on_portable)(None))
+        self.check.on_click(lambda _button: self._on_check())
 
         self._unsubscribe = state.subscribe(self._on_state_change)
         self.refresh()
@@ -186,6 +195,8 @@ class ReproPanel(widgets.VBox):
             _row("Portable profile", TIPS["portable"], widgets.HBox([self.portable, self.portable_state])),
             self.status_view,
             self.errors,
+            self.check,
+            self.check_output,
         ]
 
     # -- from the state to the widgets ---------------------------------------------
@@ -324,6 +335,29 @@ class ReproPanel(widgets.VBox):
     def _on_portable(self, _change: Any) -> None:
         self.state.set_portable()
 
+    def _on_check(self) -> None:
+        """What `%repro check` does, shown under the button: progress, then the report (or why not)."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        from .checkmagic import check_here
+
+        self.check_output.outputs = ()
+        self.check.disabled = True
+        try:
+            with self.check_output:
+                try:
+                    shown = check_here(get_ipython(), self.state)
+                except ValueError as error:  # the notebook cannot be read: say why
+                    print(f"%repro check: {error}")
+                    return
+                if shown is not None:
+                    display(shown)
+        except Exception:
+            self.errors.append_stderr("ipyrepro panel: the check failed.\n" + traceback.format_exc())
+        finally:
+            self.check.disabled = False
+
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget for Jupyter, and the full text status (not a truncated repr) for terminals."""
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -347,6 +381,8 @@ class ReproPanel(widgets.VBox):
             self.portable_state,
             self.status_view,
             self.errors,
+            self.check,
+            self.check_output,
         ):
             child.close()
         super().close()

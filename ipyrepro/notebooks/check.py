@@ -21,10 +21,11 @@ from ..core.defaults import ChildSettings, resolve_settings
 from . import statecheck
 from .checkcauses import CheckCauses, find_causes
 from .hiddenstate import find_hidden_state, out_of_order_text
+from .jupytextfile import is_text_notebook, no_saved_outputs
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
 from .machines import MachinePlan
-from .notebookfile import Cell, load_notebook
+from .notebookfile import Cell, NotebookError, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
 from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _current
@@ -93,6 +94,8 @@ def check(
     if reseed is not None:
         validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
+    if against_saved and is_text_notebook(path):  # jupytext files hold code only
+        raise NotebookError(no_saved_outputs(path))
     cells, metadata = load_notebook(path)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
     plan = MachinePlan.build(save, against, trace_ops, portable, options)

@@ -108,16 +108,61 @@ def cell_bindings(source: str) -> Bindings:
 
 
 def _python_bindings(source: str, offset: int = 0) -> Bindings:
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        tree = ast.parse(TransformerManager().transform_cell(source))
-    except (SyntaxError, ValueError, IndexError):  # not Python (or not this Python's): it binds nothing we can see
+    tree = parse_python(source)
+    if tree is None:  # not Python (or not this Python's): it binds nothing we can see
         return Bindings()
     collector = _Collector(offset)
     for statement in tree.body:
         collector.visit(statement)
     return collector.found
+
+
+_IPYTHON_SYNTAX = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)  # magics, shell escapes, help
+_ESCAPED = re.compile(r"^(\s*)(?:([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*)?([%!])(?![%!])(.*)$")
+
+
+def parse_python(source: str) -> ast.Module | None:
+    """The syntax tree of a cell as the kernel runs it (IPython turns magics into calls first), or None.
+
+    Plain Python is parsed directly, and lines that are one line magic or shell escape (`%time x = f()`,
+    `files = !ls`) are turned into the calls IPython makes of them; IPython's own transformer (and IPython's
+    import, a good part of a second in a fresh process) is only needed for the rest, which is how
+    `ipyrepro lint` stays fast."""
+    quick = _escapes_as_calls(source) if _IPYTHON_SYNTAX.search(source) else source
+    if quick is not None:
+        try:
+            return ast.parse(quick)
+        except (SyntaxError, ValueError):
+            pass  # IPython syntax the quick path does not know (`%%time` is handled by the callers)
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError, IndexError):
+        return None
+
+
+def _escapes_as_calls(source: str) -> str | None:
+    """`source` with each `%magic args` / `!command` line (alone or assigned) as IPython's call, or None when
+    a line needs IPython's own transformer (help `?`, `%%`, a continued magic)."""
+    lines = []
+    for line in source.splitlines():
+        match = _ESCAPED.match(line)
+        if match is None:
+            if line.rstrip().endswith("?") and not line.lstrip().startswith("#"):  # `obj?`: help
+                return None
+            lines.append(line)
+            continue
+        indent, target, escape, rest = match.groups()
+        if rest.rstrip().endswith("\\"):
+            return None
+        if escape == "%":
+            name, _, arguments = rest.partition(" ")
+            call = f"get_ipython().run_line_magic({name!r}, {arguments.strip()!r})"
+        else:
+            call = f"get_ipython().{'getoutput' if target else 'system'}({rest.strip()!r})"
+        lines.append(f"{indent}{target} = {call}" if target else f"{indent}{call}")
+    return "\n".join(lines)
 
 
 class _Collector(ast.NodeVisitor):

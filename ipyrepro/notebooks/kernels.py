@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..core.defaults import ChildSettings, settings_from_env
-from ..core.validation import CHILD_VARS, validate_reseed_mode, validate_seed
+from ..core.validation import CHECK_KERNEL_VAR, CHILD_VARS, validate_reseed_mode, validate_seed
 from .kernelrun import running_kernel
 from .kernelspec import startup_env, startup_lines
 
@@ -129,11 +129,12 @@ def notebook_kernel(
     Yields (runner, setup_error): the error text when `%repro on` failed there, else None.
     `env` adds to (or overrides) the reproducible kernel's variables. What a `%repro on` around this
     process exported for its children (IPYREPRO_SEED, ...) stays out: the kernel is as fresh as a
-    frontend's, and the check's own options say how it is set up.
+    frontend's, and the check's own options say how it is set up. CHECK_KERNEL_VAR marks the kernel as a
+    check's, even --as-is: `%repro check` in it does nothing (no recursion).
     """
     with running_kernel(
         kernel_name,
-        env={**({} if as_is else startup_env(seed, cublas, reseed)), **(env or {})},
+        env={**({} if as_is else startup_env(seed, cublas, reseed)), **(env or {}), CHECK_KERNEL_VAR: "1"},
         unset=CHILD_VARS,
         cwd=path.absolute().parent,
         startup_timeout=startup_timeout,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .jupytextfile import is_text_notebook, read_text_notebook
 from .outputs import SOURCE_LINES_SHOWN
 
 
@@ -81,7 +82,8 @@ class Cell:
 
 
 def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
-    """The code cells and the metadata of an nbformat 4 notebook, or a NotebookError saying what is wrong."""
+    """The code cells and the metadata of an nbformat 4 notebook, or of a jupytext text notebook (`.py`,
+    `.md`), or a NotebookError saying what is wrong."""
     from ..core.userfiles import PathProblem, expand, is_missing, read_regular_file
 
     try:
@@ -96,6 +98,12 @@ def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
         raise NotebookError(str(error)) from None
     except UnicodeDecodeError as error:
         raise NotebookError(f"{path}: cannot read it ({error})") from None
+    if is_text_notebook(path):  # a jupytext .py/.md notebook: its cells as jupytext splits them
+        try:
+            notebook = read_text_notebook(text, path)
+        except ValueError as error:
+            raise NotebookError(str(error)) from None
+        return notebook_cells(notebook, path)
     try:
         notebook = json.loads(text)
     except ValueError as error:
@@ -109,6 +117,11 @@ def load_notebook(path: str | Path) -> tuple[list[Cell], dict[str, Any]]:
             f"{path} is nbformat {notebook.get('nbformat')!r}; `ipyrepro check` reads nbformat 4. "
             "Open and save it in JupyterLab, or run `jupyter nbconvert --to notebook` to convert it"
         )
+    return notebook_cells(notebook, path)
+
+
+def notebook_cells(notebook: dict[str, Any], path: Path) -> tuple[list[Cell], dict[str, Any]]:
+    """The code cells and metadata of nbformat 4 data, every field validated."""
     metadata = _notebook_metadata(notebook, path)
     for index, cell in enumerate(notebook["cells"]):
         _validate_cell(cell, index, path)

@@ -352,3 +352,22 @@ def test_a_cell_that_sets_an_environment_variable_shown_redraws_the_panel(ip, pa
     assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>unset" in panel.status_view.value
     run(ip, "os.environ['CUDA_LAUNCH_BLOCKING'] = '1'")
     assert "CUDA_LAUNCH_BLOCKING</td><td style='text-align:left'><code>1" in panel.status_view.value
+
+
+@pytest.mark.kernel
+def test_check_this_notebook_checks_the_kernels_notebook_file(ip, panel, tmp_path, capsys, monkeypatch) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    panel.check.click()
+    assert "which notebook this kernel belongs to is not known" in capsys.readouterr().out
+
+    notebook = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    notebook.cells = [new_code_cell("print(6 * 7)")]
+    nbformat.write(notebook, tmp_path / "mine.ipynb")
+    ip.user_ns["__vsc_ipynb_file__"] = str(tmp_path / "mine.ipynb")  # as VS Code tells the kernel
+    panel.check.click()
+    out = capsys.readouterr().out
+    assert f"ipyrepro check {tmp_path / 'mine.ipynb'}: 2 run(s)" in out and "OK: all 1 code cells matched." in out
+    assert not panel.check.disabled and errors_text(panel) == ""

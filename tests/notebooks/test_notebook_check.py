@@ -50,8 +50,13 @@ def test_unreadable_notebooks_give_clear_errors(tmp_path: Path, capsys) -> None:
     for path, message in cases.items():
         with pytest.raises(NotebookError, match=message):
             load_notebook(path)
+        if path == tmp_path:  # the command line checks a folder's notebooks (test_check_many.py)
+            continue
         assert main(["check", str(path), "--quiet"]) == 2
         assert message in capsys.readouterr().err
+    assert main(["check", str(tmp_path), "--quiet"]) == 2  # each unreadable one is an ERROR row with its reason
+    out = capsys.readouterr().out
+    assert "not valid JSON" in out and "nbformat 3" in out and "ERROR: 3 notebooks (3 ERROR)." in out
 
 
 def test_cells_without_ids_get_stable_stand_ins(tmp_path: Path) -> None:
