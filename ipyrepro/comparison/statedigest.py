@@ -101,11 +101,13 @@ class StateDigester:
         names, skipped = self._select(namespace, hidden)
         memo: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
         walk = self._walk()
-        first = {name: self._name(value, name, memo, walk, reuse_large=False) for name, value in names.items()}
-        first.update(self._rngs(memo, walk, reuse_large=False))
+        first = self._rngs(memo, walk, reuse_large=False)  # first: small, and never left to an exhausted budget
+        first.update({name: self._name(value, name, memo, walk, reuse_large=False) for name, value in names.items()})
         again_walk = self._walk()
-        again = {name: self._name(value, name, memo, again_walk, reuse_large=True) for name, value in names.items()}
-        again.update(self._rngs(memo, again_walk, reuse_large=True))
+        again = self._rngs(memo, again_walk, reuse_large=True)
+        again.update(
+            {name: self._name(value, name, memo, again_walk, reuse_large=True) for name, value in names.items()}
+        )
         for name in [name for name, record in first.items() if "nothing_digested" in record]:
             skipped[name] = first.pop(name)["nothing_digested"]
         unstable = sorted(name for name in first if again.get(name, {}).get("digest") != first[name]["digest"])

@@ -88,9 +88,9 @@ def tensor_digest(tensor: Any) -> str:
 def _digest(tensor: Any) -> str:
     import torch
 
-    shape = list(tensor.shape)
     if is_lazy(tensor):
         return f"xxh3_128:{_hasher(f'tensor-uninitialised:{tensor.dtype}:{tensor.device.type}').hexdigest()}"
+    shape = list(tensor.shape)
     if tensor.device.type == "meta":
         return f"xxh3_128:{_hasher(f'tensor-meta:{tensor.dtype}:{shape}').hexdigest()}"
     if tensor.layout != torch.strided:

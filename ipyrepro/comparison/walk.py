@@ -133,6 +133,9 @@ class Walk:
     def _over(self, depth: int) -> str | None:
         if depth > self.budget.depth:
             return f"nested more than {self.budget.depth} levels deep"
+        return self._over_budget()
+
+    def _over_budget(self) -> str | None:
         if self.elements >= self.budget.elements:
             return f"over the budget of {self.budget.elements:,} elements per cell"
         if time.perf_counter() - self.started > self.budget.seconds:
@@ -158,6 +161,8 @@ class Walk:
             self._sequence(value, kind, path, depth)
         elif issubclass(kind, dict):
             for position, (key, item) in enumerate(dict.items(value)):
+                if self._tail(value, path, position, depth):
+                    break
                 self._visit(item, f"{path}[{key_text(key, position)}]", depth + 1)
         elif torch is not None and issubclass(kind, torch.nn.Module):
             self._module(value, path, depth)
@@ -196,7 +201,17 @@ class Walk:
                 self._data(bulk, path, 8 * len(bulk))
                 return
         for index, item in enumerate(base.__iter__(value)):
+            if self._tail(value, path, index, depth):
+                break
             self._visit(item, f"{path}[{index}]", depth + 1)
+
+    def _tail(self, container: Any, path: str, index: int, depth: int) -> bool:
+        """When the budget runs out inside a container, its remaining items become one summary (never one each)."""
+        over = self._over_budget() if index else None
+        if over is None:
+            return False
+        self._summarise(container, f"{path}[{index}:]", over)
+        return True
 
     def _module(self, module: Any, path: str, depth: int, prefix: str = "") -> None:
         """A module's parameters and persistent buffers, named as its state dict names them, read directly."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
-from .statecheck import first_divergence_text, inherits_text, names_text, rng_text
+from .statecheck import first_divergence_text, inherits_text, names_text, rng_text, summarised_text
 
 
 def report_text(report: Any) -> str:
@@ -144,6 +144,9 @@ def _ignored(cell: Any) -> bool:
 def state_lines(report: Any) -> list[str]:
     """The first divergent cell, its code, and the causes traced from there (each once, strongest first)."""
     lines = [f"State digests: {error}" for error in report.state.errors]
+    summarised = summarised_text(report.state)
+    if summarised is not None:
+        lines.append(summarised)
     first = report.state.first
     if first is None:
         return lines
