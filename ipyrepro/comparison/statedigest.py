@@ -81,6 +81,7 @@ class StateDigester:
 
         self.tolerance = False
         self.sanitizers: tuple[tuple[re.Pattern[str], str], ...] = ()
+        self.literals: tuple[tuple[str, ...] | None, ...] = ()
         self.budget = Budget()
 
     def configure(
@@ -91,6 +92,15 @@ class StateDigester:
         self.tolerance = bool(tolerance)
         self.budget = Budget(**(budget or {}))
         self.sanitizers = tuple((re.compile(pattern, re.MULTILINE), text) for pattern, text in sanitizers)
+        self.literals = tuple(required_literals(pattern) for pattern, _ in self.sanitizers)
+
+    def sanitized(self, text: str) -> str:
+        """`text` through the sanitizers; a pattern whose required words (`required_literals`) are all absent is
+        not run: a search for a word runs at memory speed, a regular expression over megabytes does not."""
+        for (pattern, replacement), literals in zip(self.sanitizers, self.literals):
+            if literals is None or any(literal in text for literal in literals):
+                text = pattern.sub(replacement, text)
+        return text
 
     # -- one digest of everything --------------------------------------------------------------
 
@@ -187,10 +197,14 @@ class StateDigester:
     def _record(self, leaf: Any, memo: dict, reuse_large: bool) -> dict[str, Any]:
         digests = _digests()
         if type(leaf) is str and self.sanitizers:
-            for pattern, replacement in self.sanitizers:
-                leaf = pattern.sub(replacement, leaf)
+            leaf = self.sanitized(leaf)
         if type(leaf).__name__ == "Bulk" and type(leaf).__module__ == "ipyrepro.comparison.walk":
-            return self._bulk(leaf)
+            identity = ("bulk", id(leaf.items), len(leaf))
+            if reuse_large and identity in memo and 8 * len(leaf) > STABLE_BYTES:
+                return memo[identity][1]  # a long list read moments ago, as large tensors are
+            record = self._bulk(leaf)
+            memo.setdefault(identity, (leaf.items, record))
+            return record
         key = _memory_key(leaf)
         if key is None:
             return digests.leaf_record(leaf, stats=self.tolerance)
@@ -209,9 +223,7 @@ class StateDigester:
         digests = _digests()
         text = None
         if bulk.kind == "str":
-            text = "\0".join(bulk.items)
-            for pattern, replacement in self.sanitizers:
-                text = pattern.sub(replacement, text)
+            text = self.sanitized("\0".join(bulk.items))
         record = digests.bulk_record(bulk, bulk.items, text)
         if bulk.kind == "float" and self.tolerance:
             record.update(dtype="float64", shape=[len(bulk)], stats=_float_stats(bulk.items))
@@ -235,6 +247,41 @@ class StateDigester:
                     name = f"<torch.cuda:{index}>"
                     found[name] = self._name(generator, name, memo, walk, reuse_large=reuse_large)
         return found
+
+
+def required_literals(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Words one of which any match of `pattern` contains (None: no such words could be read from it)."""
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        from re import _parser as parser  # type: ignore[attr-defined]
+    except ImportError:  # Python before 3.11
+        import sre_parse as parser  # type: ignore[no-redef]
+    try:
+        return _literals_of(list(parser.parse(pattern.pattern, pattern.flags)), parser)
+    except Exception:  # noqa: BLE001 - a pattern this reading does not follow is simply always run
+        return None
+
+
+def _literals_of(items: list[Any], parser: Any) -> tuple[str, ...] | None:
+    constants = parser.LITERAL, parser.SUBPATTERN, parser.BRANCH
+    options: list[tuple[str, ...]] = []
+    run = ""
+    for op, argument in items + [(None, None)]:
+        if op is constants[0]:
+            run += chr(argument)
+            continue
+        if run:
+            options.append((run,))
+        run = ""
+        if op is constants[1]:
+            found = _literals_of(list(argument[-1]), parser)
+            options += [found] if found else []
+        elif op is constants[2]:
+            branches = [_literals_of(list(branch), parser) for branch in argument[1]]
+            if all(branches):
+                options.append(tuple(word for branch in branches for word in branch))  # type: ignore[union-attr]
+    return max(options, key=lambda words: min(map(len, words)), default=None)
 
 
 def _memory_key(leaf: Any) -> tuple[int, tuple[Any, ...]] | None:
