@@ -157,7 +157,7 @@ class StateDigester:
         digests = _digests()
         built = _Name()
         try:
-            found = walk.add(value, name)
+            found = walk.add(value, name, alone=True)
         except Exception as error:  # noqa: BLE001 - never expected (the walk records what it cannot read)
             found = [(name, _unreadable(value, error))]
         unreadable: dict[str, str] = {}

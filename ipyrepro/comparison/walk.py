@@ -93,8 +93,11 @@ class Walk:
     started: float = field(default_factory=time.perf_counter)
     _memo: dict[int, tuple[str, Any]] = field(default_factory=dict)  # id -> (first path, the object kept alive)
 
-    def add(self, value: Any, path: str) -> list[tuple[str, Any]]:
-        """Walk `value` at `path`; returns the leaves it added (they are also in `self.leaves`)."""
+    def add(self, value: Any, path: str, *, alone: bool = False) -> list[tuple[str, Any]]:
+        """Walk `value` at `path`; returns the leaves it added (they are also in `self.leaves`). `alone`: references
+        only within this value (each name digests all it holds), the budgets still shared with earlier values."""
+        if alone:
+            self._memo.clear()
         start = len(self.leaves)
         self._visit(value, path, 0)
         return self.leaves[start:]
