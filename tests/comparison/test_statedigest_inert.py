@@ -96,7 +96,7 @@ calls.clear()
 
 
 def digest(k, tolerance: bool = False, budget: dict | None = None) -> statecheck.CellState:
-    statecheck.configure(k.runner, tolerance, [], timeout=120, budget=budget)
+    statecheck.configure(k.runner, tolerance, [], 120, **({"budget": budget} if budget else {}))
     return statecheck.record(k.runner, "print(1)", timeout=120)
 
 
