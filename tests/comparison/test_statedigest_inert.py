@@ -182,3 +182,36 @@ def test_a_namespace_without_torch_or_numpy_imports_neither_even_with_a_toleranc
     assert imported.split() == ["False", "False"]
     assert state.names["array"]["floats"][0]["stats"]["max"] == 4.0
     assert state.names["history"]["leaves"] == 1 and state.names["words"]["leaves"] == 1
+
+
+BROKEN = """
+import torch
+
+class Wrapped(torch.Tensor):
+    @staticmethod
+    def __new__(cls, inner):
+        return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype)
+    def __init__(self, inner):
+        self.inner = inner
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise RuntimeError("dispatch ran")
+
+broken = torch.nn.Linear(2, 2)
+broken.__dict__["_parameters"] = 5
+wrapped = Wrapped(torch.ones(3))
+fine = torch.arange(4)
+"""
+
+
+def test_an_unreadable_value_is_recorded_where_it_is_and_the_rest_is_digested() -> None:
+    with kernel() as k:
+        k.ok(BROKEN)
+        state = digest(k)
+        k.ok("fine += 1")
+        after = digest(k)
+    assert state.summarised["broken"].startswith("unreadable Linear: TypeError"), state.summarised
+    assert "overrides __torch_dispatch__" in state.summarised["wrapped"], state.summarised
+    assert {"broken", "wrapped", "fine"} <= set(state.names)
+    assert after.names["fine"]["digest"] != state.names["fine"]["digest"]
+    assert after.names["broken"]["digest"] == state.names["broken"]["digest"]
