@@ -49,6 +49,7 @@ def validate_rank(rank: object, name: str) -> int:
     return rank
 
 
+
 # -- DataLoader workers ----------------------------------------------------------
 
 PERSISTENT_WORKERS_WARNING = (

@@ -39,17 +39,15 @@ def side_by_side(left: str, right: str, left_title: str, right_title: str) -> st
             else:
                 rows.append(("", "empty", f"<mark>{_e(new)}</mark>", "add"))
     if left.endswith("\n") != right.endswith("\n") and not any(css for _, css, _, _ in rows):
-        rows.append(
-            (
-                "(final newline)" if left.endswith("\n") else "",
-                "del",
-                "(final newline)" if right.endswith("\n") else "",
-                "add",
-            )
-        )
-    body = "".join(f"<tr><td class='{lc}'>{lt}</td><td class='{rc}'>{rt}</td></tr>" for lt, lc, rt, rc in rows)
+        rows.append(("(final newline)" if left.endswith("\n") else "", "del", "(final newline)"
+                     if right.endswith("\n") else "", "add"))
+    body = "".join(
+        f"<tr><td class='{lc}'>{lt}</td><td class='{rc}'>{rt}</td></tr>" for lt, lc, rt, rc in rows
+    )
     note = f"<p class='note'>only the first {MAX_LINES} lines of each side are shown</p>" if cut else ""
-    return f"<table class='diff'><tr><th>{_e(left_title)}</th><th>{_e(right_title)}</th></tr>{body}</table>{note}"
+    return (
+        f"<table class='diff'><tr><th>{_e(left_title)}</th><th>{_e(right_title)}</th></tr>{body}</table>{note}"
+    )
 
 
 def mark_characters(old: str, new: str) -> tuple[str, str]:

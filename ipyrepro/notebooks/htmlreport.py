@@ -87,10 +87,8 @@ def _summary(report: Any, verdict: str) -> str:
         ("Verdict", f"<span class='verdict {verdict}'>{verdict}</span> (exit code {report.exit_code})"),
         ("Runs", f"{len(report.runs)} in fresh {_e(repr(report.kernel))} kernels, {_e(report.mode)}"),
         ("Code cells", str(len(report.cells))),
-        (
-            "Differing cells",
-            f"{len(differing)} ({len(report.differences) - images} text/data outputs, {images} images)",
-        ),
+        ("Differing cells", f"{len(differing)} "
+         f"({len(report.differences) - images} text/data outputs, {images} images)"),
     ]
     note = getattr(report, "kernel_note", "")
     if note:
@@ -122,13 +120,9 @@ def _cell(report: Any, cell: Any) -> str:
     errors = [run for run in report.runs if run.error and getattr(run, "error_cell", None) == cell.index]
     causes = list(report.cell_causes(cell.index)) if hasattr(report, "cell_causes") else []
     state, badge = (
-        ("error", "a run stopped here")
-        if errors
-        else ("differs", "differs")
-        if differences
-        else ("matched", "matched")
-        if _ran_everywhere(report, cell)
-        else ("skipped", "not compared")
+        ("error", "a run stopped here") if errors
+        else ("differs", "differs") if differences
+        else ("matched", "matched") if _ran_everywhere(report, cell) else ("skipped", "not compared")
     )
     lines = {cause.line for cause in causes if getattr(cause, "line", None)}
     body = [f"<h2>{_e(cell.label())}<span class='badge'>{badge}</span></h2>", _source(cell, lines)]
@@ -140,9 +134,8 @@ def _cell(report: Any, cell: Any) -> str:
         body.append("<h3>Causes</h3>" + "".join(_cause(cell, cause) for cause in causes))
     hash_order = getattr(getattr(report, "causes", None), "hash_order_cells", ()) or ()
     if cell.index in hash_order:
-        body.append(
-            "<p class='note'>Reproduces only because PYTHONHASHSEED is fixed: the output changes with another one.</p>"
-        )
+        body.append("<p class='note'>Reproduces only because PYTHONHASHSEED is fixed: the output changes with "
+                    "another one.</p>")
     content = "".join(body)
     if state == "matched":  # folded: the page leads with what differs
         content = f"<details><summary>{_e(cell.label())} <span class='badge'>matched</span></summary>" + (
@@ -291,9 +284,8 @@ def _extras(report: Any) -> str:
         if not items:
             continue
         entries = "".join(f"<li>{_finding(item)}</li>" for item in items)
-        sections.append(
-            f"<section class='findings' id='{attribute.replace('_', '-')}'><h2>{title}</h2><ul>{entries}</ul></section>"
-        )
+        sections.append(f"<section class='findings' id='{attribute.replace('_', '-')}'><h2>{title}</h2>"
+                        f"<ul>{entries}</ul></section>")
     return "".join(sections)
 
 

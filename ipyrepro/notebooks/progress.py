@@ -72,10 +72,8 @@ class PlainProgress(CheckProgress):
         if error is None:
             self._say(f"run {number}: done, {total} code cells in {seconds:.1f} s")
         else:
-            self._say(
-                f"run {number}: stopped after {cells_run} of {total} code cells ({seconds:.1f} s): "
-                f"{error.splitlines()[0]}"
-            )
+            self._say(f"run {number}: stopped after {cells_run} of {total} code cells ({seconds:.1f} s): "
+                      f"{error.splitlines()[0]}")
 
     def note(self, text: str) -> None:
         self._say(text)
@@ -143,12 +141,8 @@ class LiveProgress(CheckProgress):
         if task is None:
             return
         state = "done" if error is None else f"stopped: {error.splitlines()[0][:60]}"
-        self._draw(
-            lambda: (
-                self._progress.update(task, total=total or 1, completed=cells_run, cell=state),
-                self._progress.stop_task(task),
-            )
-        )
+        self._draw(lambda: (self._progress.update(task, total=total or 1, completed=cells_run, cell=state),
+                            self._progress.stop_task(task)))
 
     def note(self, text: str) -> None:
         self._draw(lambda: self._progress.console.print(text, markup=False, highlight=False))
@@ -188,7 +182,6 @@ def terminal_progress(
     elif live if live is not None else _is_tty(stream if stream is not None else sys.stderr):
         shown = LiveProgress(stream, guard=guard, transient=transient)
     else:
-
         def print_line(text: str) -> None:
             with (guard or nullcontext)():
                 print(text, file=stream if stream is not None else sys.stderr, flush=True)
