@@ -289,7 +289,7 @@ def bulk_record(bulk: walk.Bulk, items: Any, text: str | None = None) -> dict[st
 
     hasher = _hasher(f"bulk:{bulk.kind}:{len(bulk)}")
     if bulk.kind == "str":
-        joined = text if text is not None else "\0".join(items)
+        joined = text if text is not None else bulk.text if bulk.text is not None else "\0".join(items)
         hasher.update(joined.encode("utf-8", "surrogatepass"))
     else:
         try:

@@ -223,7 +223,7 @@ class StateDigester:
         digests = _digests()
         text = None
         if bulk.kind == "str":
-            text = self.sanitized("\0".join(bulk.items))
+            text = self.sanitized(bulk.text if bulk.text is not None else "\0".join(bulk.items))
         record = digests.bulk_record(bulk, bulk.items, text)
         if bulk.kind == "float" and self.tolerance:
             record.update(dtype="float64", shape=[len(bulk)], stats=_float_stats(bulk.items))
