@@ -311,7 +311,7 @@ def key_text(key: Any, position: int) -> str:
         text = repr(key)
         if len(text) <= KEY_REPR_LIMIT:
             return text
-    return f"#{position}:{type(key).__qualname__}"
+    return f"#{position}:{type(key).__name__}"
 
 
 def _safe_key(key: Any, depth: int) -> bool:
