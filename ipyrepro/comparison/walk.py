@@ -181,10 +181,13 @@ class Walk:
             fields = object.__getattribute__(kind, "__dataclass_fields__")
             attributes = _instance_dict(value)
             for name in fields:
-                if fields[name]._field_type is not _DATACLASS_FIELD():  # ClassVar, InitVar: not instance data
+                if fields[name]._field_type is not _dataclass_field_marker():  # ClassVar, InitVar: no instance data
                     continue
+                slot = _slot(kind, name)
                 if name in attributes:
                     self._visit(attributes[name], f"{path}.{name}", depth + 1)
+                elif slot is not None:
+                    self._visit(slot.__get__(value, kind), f"{path}.{name}", depth + 1)
                 else:
                     self.leaves.append((f"{path}.{name}", Unreadable(kind.__qualname__, "field not in __dict__")))
         else:
@@ -246,10 +249,22 @@ class Walk:
                 self.leaves.append((f"{path}[{prefix + name!r}]", Unreadable(type(child).__qualname__, _reason(error))))
 
 
-def _DATACLASS_FIELD() -> Any:  # noqa: N802 - the marker dataclasses uses for instance fields
+def _dataclass_field_marker() -> Any:
+    """The marker `dataclasses` gives instance fields (not ClassVar or InitVar pseudo-fields)."""
     import dataclasses
 
     return dataclasses._FIELD  # type: ignore[attr-defined]
+
+
+def _slot(kind: type, name: str) -> Any:
+    """The built-in slot descriptor of `name` (a `__slots__` field), found in the classes' own dicts; else None."""
+    import types
+
+    for klass in kind.__mro__:
+        found = type.__getattribute__(klass, "__dict__").get(name)
+        if found is not None:
+            return found if type(found) is types.MemberDescriptorType else None
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -88,6 +88,12 @@ def test_dataclass_fields_are_read_from_the_instance_dict() -> None:
     leaves = digests.leaves(Config(0.1, ["a"]), "c")
     assert leaves == [("c.lr", 0.1), ("c.names[0]", "a")]
 
+    @dataclasses.dataclass(slots=True)
+    class Slotted:
+        size: int
+
+    assert digests.leaves(Slotted(3), "s") == [("s.size", 3)]
+
 
 def test_sanitizer_words_are_read_from_the_pattern() -> None:
     assert required_literals(re.compile(r"\b0x[0-9a-f]{4,}\b")) == ("0x",)
