@@ -78,7 +78,7 @@ class Bulk:
     text: str | None = None  # strings: the items joined by NUL, read once
 
     def __len__(self) -> int:
-        return list.__len__(self.items) if isinstance(self.items, list) else tuple.__len__(self.items)
+        return list.__len__(self.items) if issubclass(type(self.items), list) else tuple.__len__(self.items)
 
 
 @dataclass
@@ -356,13 +356,13 @@ def bulk_of(items: Any, base: type) -> Bulk | None:
 
 def generator_state(generator: Any) -> tuple[str, Any]:
     """(path suffix, state) of a NumPy or Python random generator, as plain data, by the base classes' methods."""
-    if isinstance(generator, random.Random):  # before NumPy's: checking those would import numpy.random
+    if issubclass(type(generator), random.Random):  # before NumPy's: checking those would import numpy.random
         import _random
 
         gauss = _instance_dict(generator).get("gauss_next")
         return ".getstate()", (random.Random.VERSION, _random.Random.getstate(generator), gauss)
     numpy_random = sys.modules["numpy.random"]
-    if isinstance(generator, numpy_random.Generator):
+    if issubclass(type(generator), numpy_random.Generator):
         bit_generator = numpy_random.Generator.bit_generator.__get__(generator)
         return ".bit_generator.state", type(bit_generator).state.__get__(bit_generator)
     return ".get_state()", numpy_random.RandomState.get_state(generator, legacy=False)
