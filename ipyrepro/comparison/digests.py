@@ -6,24 +6,21 @@ the notebook check.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import random
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import xxhash
-
-from ..core.numpyrandom import generator_types
+from . import tensordigest, walk
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-_CHUNK = 64 << 20  # bytes per host copy when hashing a tensor that lives on an accelerator
-LEAF_KINDS = ("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported")
+LEAF_KINDS = (
+    *("tensor", "array", "float", "int", "bool", "complex", "str", "bytes", "none", "unsupported"),
+    *("ref", "bulk", "summary", "unreadable"),
+)
 STAT_KEYS = ("min", "max", "mean", "abs_mean")
 COUNT_KEYS = ("numel", "nan", "posinf", "neginf")
 
@@ -57,12 +54,7 @@ def _libraries() -> tuple[Any, Any]:
 
 def generator_state(generator: Any) -> tuple[str, Any]:
     """(path suffix, state) of a NumPy or Python random generator, as plain data."""
-    if isinstance(generator, random.Random):  # before NumPy's: checking those would import numpy.random
-        return ".getstate()", generator.getstate()
-    numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None and isinstance(generator, numpy_random.Generator):
-        return ".bit_generator.state", generator.bit_generator.state
-    return ".get_state()", generator.get_state(legacy=False)
+    return walk.generator_state(generator)
 
 
 STATS_SLACK = 1e-5  # relative: float32 sums taken in another order can differ by this much
@@ -70,82 +62,84 @@ STATS_SLACK = 1e-5  # relative: float32 sums taken in another order can differ b
 
 
 def leaves(value: Any, path: str) -> list[tuple[str, Any]]:
-    """(path, leaf) pairs, walking containers, modules (state dict) and optimizers (state dict)."""
-    out: list[tuple[str, Any]] = []
-    _flatten(value, path, out, 0)
-    return out
+    """(path, leaf) pairs: containers, modules (parameters and buffers, as their state dict names them) and
+    optimizers (their state dict's contents) walked once each, within the default budgets, running no user code."""
+    return walk.Walk(walk.Budget()).add(value, path)
 
 
-_PLAIN_LEAVES = (bool, int, float, complex, str, bytes, type(None))
-
-
-def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int) -> None:
-    torch, np = _libraries()
-    if depth > 100:
-        out.append((path, _Unsupported("nested more than 100 levels deep")))
-    elif (
-        isinstance(value, _PLAIN_LEAVES)
-        or (torch is not None and isinstance(value, torch.Tensor))
-        or (np is not None and isinstance(value, (np.ndarray, np.generic)))
-    ):
-        out.append((path, value))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _flatten(item, f"{path}[{index}]", out, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(item, f"{path}[{key!r}]", out, depth + 1)
-    elif torch is not None and isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
-        _flatten(value.state_dict(), path, out, depth + 1)
-    elif torch is not None and isinstance(value, torch.Generator):
-        out.append((f"{path}.get_state()", value.get_state()))
-    elif isinstance(value, (random.Random, *generator_types())):
-        suffix, state = generator_state(value)
-        _flatten(state, f"{path}{suffix}", out, depth + 1)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for item in dataclasses.fields(value):
-            _flatten(getattr(value, item.name), f"{path}.{item.name}", out, depth + 1)
-    else:
-        out.append((path, _Unsupported(f"{type(value).__qualname__} has no byte representation to digest")))
-
-
-@dataclass(frozen=True)
-class _Unsupported:
-    why: str
-
-
-def _hasher(header: str) -> xxhash.xxh3_128:
-    hasher = xxhash.xxh3_128()
-    hasher.update(header.encode() + b"\0")
-    return hasher
+_hasher = tensordigest._hasher
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
-    """xxh3-128 of dtype, shape and the exact bytes; accelerator data is copied to the host in chunks."""
-    import torch
-
-    tensor = tensor.detach()
-    if tensor.layout != torch.strided or tensor.is_quantized:
-        tensor = tensor.to_dense() if tensor.layout != torch.strided else tensor.dequantize()
-    tensor = tensor.resolve_conj().resolve_neg().contiguous()
-    hasher = _hasher(f"tensor:{tensor.dtype}:{list(tensor.shape)}")
-    raw = tensor.reshape(-1).view(torch.uint8) if tensor.numel() else tensor.new_empty(0, dtype=torch.uint8)
-    if raw.device.type == "cpu":
-        hasher.update(raw.numpy())
-    else:
-        for start in range(0, raw.numel(), _CHUNK):
-            hasher.update(raw[start : start + _CHUNK].cpu().numpy())
-    return f"xxh3_128:{hasher.hexdigest()}"
+    """xxh3-128 of dtype, shape and the exact bytes, read as stored (tensordigest.py)."""
+    return tensordigest.tensor_digest(tensor)
 
 
 def array_digest(array: np.ndarray) -> str:
+    """xxh3-128 of dtype, shape and bytes: a C-contiguous array from its memory, a broadcast (overlapping) one as
+    stored with its strides, another view row block by row block (never a copy of the whole)."""
     import numpy as np
 
-    hasher = _hasher(f"array:{array.dtype.str}:{list(array.shape)}")
     if array.dtype.hasobject:
         raise TypeError("object arrays have no byte representation to digest")
-    hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    array = np.ndarray.view(array, np.ndarray)  # a subclass's methods never run
+    span = _array_span(array)
+    if array.size and span < array.size:
+        hasher = _hasher(f"array-stored:{array.dtype.str}:{list(array.shape)}:{list(array.strides)}")
+        stored = np.lib.stride_tricks.as_strided(array, (span,), (array.itemsize,))
+        hasher.update(np.ascontiguousarray(stored).view(np.uint8))
+        return f"xxh3_128:{hasher.hexdigest()}"
+    hasher = _hasher(f"array:{array.dtype.str}:{list(array.shape)}")
+    if array.flags.c_contiguous or array.ndim == 0:
+        hasher.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    else:
+        rows = max(1, tensordigest.CHUNK // max(1, array[:1].nbytes))
+        for start in range(0, array.shape[0], rows):
+            hasher.update(np.ascontiguousarray(array[start : start + rows]).reshape(-1).view(np.uint8))
     return f"xxh3_128:{hasher.hexdigest()}"
+
+
+def _array_span(array: np.ndarray) -> int:
+    if not array.size:
+        return 0
+    if any(stride < 0 for stride in array.strides) or any(stride % array.itemsize for stride in array.strides):
+        return array.size  # reversed or unaligned views: read in logical order
+    steps = [stride // array.itemsize for stride in array.strides]
+    return 1 + sum((size - 1) * step for size, step in zip(array.shape, steps) if size > 1)
+
+
+def array_stats(array: np.ndarray) -> dict[str, Any] | None:
+    """`tensor_stats` for an array, computed with NumPy: a tolerance never imports torch into a NumPy notebook."""
+    import numpy as np
+
+    if array.dtype.kind not in "biufc":
+        return None
+    data = np.ndarray.view(array, np.ndarray)
+    if data.dtype.kind == "c":
+        data = np.stack([data.real, data.imag])
+    if data.dtype.kind == "b":
+        data = data.astype(np.uint8)
+    stats: dict[str, Any] = {"numel": int(data.size), "nan": 0, "posinf": 0, "neginf": 0}
+    if data.size == 0:
+        return {**stats, **dict.fromkeys(STAT_KEYS)}
+    floating = data.dtype.kind == "f"
+    accumulate = np.float64 if not floating or data.dtype == np.float64 else np.float32
+    with np.errstate(all="ignore"):
+        total = data.sum(dtype=accumulate)
+        if floating and not np.isfinite(total):
+            stats.update(nan=int(np.isnan(data).sum()), posinf=int(np.isposinf(data).sum()))
+            stats["neginf"] = int(np.isneginf(data).sum())
+            data = data[np.isfinite(data)]
+            if data.size == 0:
+                return {**stats, **dict.fromkeys(STAT_KEYS)}
+            total = data.sum(dtype=accumulate)
+        count = data.size
+        values = [data.min(), data.max(), total / count, np.abs(data).sum(dtype=accumulate) / count]
+        values = [float(value) for value in values]
+        if not all(math.isfinite(value) for value in values[2:]):
+            scaled = data.astype(np.float64) / count
+            values[2:] = [float(scaled.sum()), float(np.abs(scaled).sum())]
+    return {**stats, **dict(zip(STAT_KEYS, values))}
 
 
 def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
@@ -193,33 +187,27 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, Any]:
 
 
 def leaf_record(leaf: Any, *, stats: bool = True) -> dict[str, Any]:
-    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs.
+    """The JSON-safe record of one leaf: kind, digest, and what a tolerance check needs; a leaf that cannot be
+    read is an `unreadable` record (its type and why), never an exception.
 
     `stats=False` leaves out the statistics of tensors and arrays (None): a few passes over the data that
     only a check within a tolerance reads (the notebook check's state digests without --rtol/--atol)."""
-    torch, np = _libraries()
-    if torch is not None and isinstance(leaf, torch.Tensor):
-        try:
-            digest = tensor_digest(leaf)
-        except (RuntimeError, NotImplementedError, TypeError) as error:  # e.g. sub-byte dtypes: no bytes to read
-            return {"kind": "unsupported", "why": f"torch cannot read {leaf.dtype} values here ({_first_line(error)})"}
-        return {
-            "kind": "tensor",
-            "dtype": str(leaf.dtype),
-            "shape": list(leaf.shape),
-            "device": str(leaf.device),
-            "digest": digest,
-            "stats": _stats_or_none(leaf) if stats and leaf.layout == torch.strided else None,
-        }
-    if np is not None and isinstance(leaf, np.ndarray):
-        tensor = None
-        if stats:
-            import torch  # statistics are taken with torch, on arrays too
+    try:
+        return _leaf_record(leaf, stats)
+    except Exception as error:  # noqa: BLE001 - one value never ends a digest
+        return unreadable_record(type(leaf).__qualname__, f"{type(error).__name__}: {_first_line(error)}")
 
-            try:
-                tensor = torch.from_numpy(leaf)
-            except (TypeError, ValueError, RuntimeError):
-                tensor = None
+
+def unreadable_record(type_name: str, reason: str) -> dict[str, Any]:
+    return {"kind": "unreadable", "type": type_name, "why": reason}
+
+
+def _leaf_record(leaf: Any, stats: bool) -> dict[str, Any]:
+    torch, np = _libraries()
+    kind = type(leaf)
+    if torch is not None and issubclass(kind, torch.Tensor):
+        return _tensor_record(leaf, stats)
+    if np is not None and issubclass(kind, np.ndarray):
         try:
             digest = array_digest(leaf)
         except TypeError as error:
@@ -229,12 +217,53 @@ def leaf_record(leaf: Any, *, stats: bool = True) -> dict[str, Any]:
             "dtype": leaf.dtype.str,
             "shape": list(leaf.shape),
             "digest": digest,
-            "stats": _stats_or_none(tensor) if stats and tensor is not None else None,
+            "stats": _finite_or_none(array_stats(leaf)) if stats else None,
         }
-    if np is not None and isinstance(leaf, np.generic):
-        return (
-            leaf_record(leaf.item(), stats=stats) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
-        )
+    if np is not None and issubclass(kind, np.generic):
+        return _leaf_record(leaf.item(), stats) if not isinstance(leaf, (np.void, np.object_)) else _unsupported(leaf)
+    if kind in walk.PLAIN_LEAVES:
+        return _plain_record(leaf)
+    if kind is walk.Reference:
+        return {"kind": "ref", "to": leaf.to, "type": leaf.type_name, "digest": _text_digest("ref", leaf.to)}
+    if kind is walk.Bulk:
+        return bulk_record(leaf, leaf.items)
+    if kind is walk.Summary:
+        text = f"{leaf.type_name}:{leaf.size}:{leaf.sample}"
+        digest = _text_digest("summary", text)
+        return {"kind": "summary", "type": leaf.type_name, "size": leaf.size, "why": leaf.reason, "digest": digest}
+    if kind is walk.Unreadable:
+        return unreadable_record(leaf.type_name, leaf.reason)
+    if kind is walk.Unsupported:
+        return {"kind": "unsupported", "why": leaf.why}
+    return _unsupported(leaf)
+
+
+def _tensor_record(leaf: Any, stats: bool) -> dict[str, Any]:
+    import torch
+
+    with tensordigest.no_torch_function():
+        try:
+            digest = tensor_digest(leaf)
+        except tensordigest.NotReadable as error:
+            return unreadable_record(type(leaf).__qualname__, str(error))
+        except (RuntimeError, NotImplementedError, TypeError) as error:  # e.g. sub-byte dtypes: no bytes to read
+            return {"kind": "unsupported", "why": f"torch cannot read {leaf.dtype} values here ({_first_line(error)})"}
+        lazy = tensordigest.is_lazy(leaf)
+        plain = leaf.layout == torch.strided and not lazy and leaf.device.type != "meta"
+        record = {
+            "kind": "tensor",
+            "dtype": str(leaf.dtype),
+            "shape": [] if lazy else list(leaf.shape),
+            "device": str(leaf.device),
+            "digest": digest,
+            "stats": _stats_or_none(leaf) if stats and plain else None,
+        }
+        if lazy:
+            record["lazy"] = True
+        return record
+
+
+def _plain_record(leaf: Any) -> dict[str, Any]:
     if isinstance(leaf, bool):
         return {"kind": "bool", "value": leaf, "digest": _text_digest("bool", str(leaf))}
     if isinstance(leaf, int):
@@ -250,18 +279,39 @@ def leaf_record(leaf: Any, *, stats: bool = True) -> dict[str, Any]:
         hasher = _hasher("bytes")
         hasher.update(leaf)
         return {"kind": "bytes", "digest": f"xxh3_128:{hasher.hexdigest()}"}
-    if leaf is None:
-        return {"kind": "none", "digest": _text_digest("none", "")}
-    if isinstance(leaf, _Unsupported):
-        return {"kind": "unsupported", "why": leaf.why}
-    return _unsupported(leaf)
+    return {"kind": "none", "digest": _text_digest("none", "")}
+
+
+def bulk_record(bulk: walk.Bulk, items: Any, text: str | None = None) -> dict[str, Any]:
+    """One digest for a long list of plain str, int or float, in one pass: strings joined (`text`: already
+    joined and cleaned by the caller), ints and floats as 64-bit machine values (ints beyond 64 bits as text)."""
+    import array
+
+    hasher = _hasher(f"bulk:{bulk.kind}:{len(bulk)}")
+    if bulk.kind == "str":
+        joined = text if text is not None else bulk.text if bulk.text is not None else "\0".join(items)
+        hasher.update(joined.encode("utf-8", "surrogatepass"))
+    else:
+        try:
+            hasher.update(array.array("d" if bulk.kind == "float" else "q", items))
+        except OverflowError:
+            hasher.update(",".join(map(int.__repr__, items)).encode())
+    return {"kind": "bulk", "type": bulk.kind, "length": len(bulk), "digest": f"xxh3_128:{hasher.hexdigest()}"}
 
 
 def _stats_or_none(tensor: torch.Tensor) -> dict[str, Any] | None:
     """Statistics for tolerance checks, or None where torch has no kernels for the dtype (digests still work)."""
+    if tensordigest.overlapping(tensor):  # an expanded view: its stored elements, never materialised
+        tensor = tensor.as_strided((tensordigest.storage_span(tensor),), (1,))
     try:
         stats = tensor_stats(tensor)
     except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    return _finite_or_none(stats)
+
+
+def _finite_or_none(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    if stats is None:
         return None
     numbers = [stats[key] for key in STAT_KEYS if stats[key] is not None]
     return stats if all(math.isfinite(number) for number in numbers) else None  # the file holds finite JSON only

@@ -214,7 +214,7 @@ def _validate_record(name: str, record: Any, fail: Any) -> None:
     kind = record.get("kind")
     if kind not in LEAF_KINDS:
         raise fail(f"value {name!r} has unknown kind {kind!r}")
-    if kind == "unsupported":
+    if kind in ("unsupported", "unreadable"):
         if not isinstance(record.get("why", ""), str):
             raise fail(f'value {name!r}: "why" must be text')
         return
@@ -331,7 +331,7 @@ def check(saved: Saved, records: dict[str, dict[str, Any]], tol: Tolerance, env_
 
 
 def _check_record(path: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerance) -> CheckEntry:
-    if old["kind"] == "unsupported" or new["kind"] == "unsupported":
+    if {old["kind"], new["kind"]} & {"unsupported", "unreadable"}:
         return CheckEntry(path, "skipped", old.get("why") or new.get("why", ""))
     if old["kind"] != new["kind"]:
         return CheckEntry(path, "differs", f"kind {old['kind']} saved, {new['kind']} now")

@@ -278,10 +278,11 @@ def _run_once(
                 run.outputs[cell.index] = execution.outputs
                 progress.cell_finished(number, position, len(cells), cell, time.monotonic() - started)
                 if digests is not None:
-                    try:
-                        previous = run.states[cell.index] = statecheck.record(runner, cell.source, timeout)
-                    except statecheck.StateUnavailable as error:
-                        run.state_error, digests = f"after {cell.where()}: {error}", None
+                    state = statecheck.record_or_error(runner, cell.source)
+                    if isinstance(state, str):  # recorded; digests stay on for the next cell
+                        run.note_state_error(f"after {cell.where()}: {state}")
+                    else:
+                        previous = run.states[cell.index] = state
                 if execution.status != "ok" and RAISES_TAG not in cell.tags and not stop_on_error:
                     run.raised[cell.index] = execution.error  # compared like any output; the run goes on
                 elif execution.status != "ok" and RAISES_TAG not in cell.tags:
@@ -312,7 +313,9 @@ def _run_once(
 def _start_digests(run: Run, runner: Any, comparison: Comparison, timeout: float | None) -> Comparison | None:
     """Tell the kernel how to digest (tolerance data or not, the sanitizers); None when it cannot."""
     try:
-        statecheck.configure(runner, bool(comparison.rtol or comparison.atol), comparison.sanitizers, timeout)
+        statecheck.configure(
+            runner, bool(comparison.rtol or comparison.atol), comparison.sanitizers, statecheck.DIGEST_TIMEOUT
+        )
     except statecheck.StateUnavailable as error:
         run.state_error = f"the kernel cannot digest its state: {error}"
         return None

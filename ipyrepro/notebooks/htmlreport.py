@@ -115,6 +115,8 @@ def _summary(report: Any, model: ReportModel) -> str:
     if model.causes_status not in ("done", ""):
         rows.append(("Causes", f"the diagnostic run {_e(model.causes_status)}"))
     rows += [("State digests", _e(error)) for error in model.state_errors]
+    if model.state_summarised is not None:
+        rows.append(("State digests", _e(model.state_summarised)))
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     parts = [f"<p class='note'>{_e(model.header)}</p><table class='summary'>{table}</table>"]
     if model.errors:

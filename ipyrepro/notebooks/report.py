@@ -52,7 +52,17 @@ class Run:
     stop_kind: str = ""  # one of STOP_KINDS when the run ended early
     raised: dict[int, dict[str, Any] | None] = field(default_factory=dict)  # untagged cells that raised
     states: dict[int, CellState] = field(default_factory=dict)  # cell index -> state digests after it
-    state_error: str | None = None  # why the kernel could not digest its state (then `states` stops there)
+    state_error: str | None = None  # why the kernel could not digest its state, first time (digests go on)
+    state_failures: int = 0  # cells after which the digest failed (their states are missing)
+
+    def note_state_error(self, error: str) -> None:
+        """One cell's digest failed: the first reason is kept, the others counted; later cells are still digested."""
+        self.state_failures += 1
+        if self.state_error is None:
+            self.state_error = error
+        else:
+            first = self.state_error.split(" (and ")[0]
+            self.state_error = f"{first} (and {self.state_failures - 1} more cells)"
 
     @property
     def complete(self) -> bool:

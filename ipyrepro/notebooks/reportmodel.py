@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, side_name
-from .statecheck import first_divergence_text, names_text, rng_text
+from .statecheck import first_divergence_text, names_text, rng_text, summarised_text
 
 if TYPE_CHECKING:
     from ..comparison.findings import Cause
@@ -104,6 +104,7 @@ class ReportModel:
     first_divergence: str  # the text after "First divergence: ", or ''
     divergence_causes: tuple[Cause, ...]
     state_errors: tuple[str, ...]
+    state_summarised: str | None  # values compared by a summary only (over the digest's budget), or None
     causes_status: str  # the diagnostic run: "done", why it stopped, or '' (none ran)
     hash_order_cells: tuple[int, ...]
     against_saved: bool
@@ -213,6 +214,7 @@ def build_model(report: Any) -> ReportModel:
         first_divergence=first_text,
         divergence_causes=tuple(listed),
         state_errors=tuple(report.state.errors),
+        state_summarised=summarised_text(report.state),
         causes_status=status,
         hash_order_cells=hash_order,
         against_saved=report.against_saved,

@@ -91,6 +91,8 @@ def state_lines(report: Any) -> list[str]:
 
 def _state_lines(model: ReportModel) -> list[str]:
     lines = [f"State digests: {error}" for error in model.state_errors]
+    if model.state_summarised is not None:
+        lines.append(model.state_summarised)
     if not model.first_divergence:
         return lines
     lines.append("First divergence: " + model.first_divergence)

@@ -22,6 +22,7 @@ from typing import Any
 STATE_KEY = "ipyrepro_state"  # the user_expressions key the digests come back under
 _MODULE = "__import__('ipyrepro.comparison.statedigest', fromlist=['_']).{call}"
 NAMES_SHOWN = 5
+DIGEST_TIMEOUT = 600.0  # seconds for one digest request: its own limit, never taken from the cell's --timeout
 
 
 class StateUnavailable(Exception):
@@ -37,6 +38,7 @@ class CellState:
     skipped: dict[str, str]
     reads: tuple[str, ...] | None  # the names the cell reads (with notebook functions' globals); None: unknown
     seconds: float = 0.0
+    summarised: dict[str, str] = field(default_factory=dict)  # path -> why: over budget, or unreadable
 
     @classmethod
     def from_answer(cls, answer: dict[str, Any]) -> CellState:
@@ -47,13 +49,17 @@ class CellState:
             dict(answer.get("skipped", {})),
             tuple(reads) if isinstance(reads, list) else None,
             float(answer.get("seconds", 0.0)),
+            dict(answer.get("summarised", {})),
         )
 
 
-def configure_expression(tolerance: bool, sanitizers: Sequence[tuple[Any, str]]) -> str:
-    """The expression each kernel evaluates once: carry tolerance data or not, and how strings are cleaned."""
+def configure_expression(
+    tolerance: bool, sanitizers: Sequence[tuple[Any, str]], budget: dict[str, Any] | None = None
+) -> str:
+    """The expression each kernel evaluates once: carry tolerance data or not, how strings are cleaned, and the
+    per-cell budget of the walk (`comparison.walk.Budget`'s fields; None: its defaults)."""
     patterns = [[getattr(pattern, "pattern", pattern), text] for pattern, text in sanitizers]
-    return _MODULE.format(call=f"configure_kernel({bool(tolerance)!r}, {patterns!r})")
+    return _MODULE.format(call=f"configure_kernel({bool(tolerance)!r}, {patterns!r}, {budget!r})")
 
 
 def digest_expression(source: str) -> str:
@@ -79,13 +85,35 @@ def evaluate(runner: Any, expression: str, timeout: float | None) -> dict[str, A
     return answer
 
 
-def configure(runner: Any, tolerance: bool, sanitizers: Sequence[tuple[Any, str]], timeout: float | None) -> None:
-    evaluate(runner, configure_expression(tolerance, sanitizers), timeout)
+def configure(
+    runner: Any,
+    tolerance: bool,
+    sanitizers: Sequence[tuple[Any, str]],
+    timeout: float | None = DIGEST_TIMEOUT,
+    budget: dict[str, Any] | None = None,
+) -> None:
+    evaluate(runner, configure_expression(tolerance, sanitizers, budget), timeout)
 
 
-def record(runner: Any, source: str, timeout: float | None) -> CellState:
+def record(runner: Any, source: str, timeout: float | None = DIGEST_TIMEOUT) -> CellState:
     """The kernel's state after the cell it just ran (`source`: that cell, to find the names it reads)."""
     return CellState.from_answer(evaluate(runner, digest_expression(source), timeout))
+
+
+def record_or_error(runner: Any, source: str, timeout: float = DIGEST_TIMEOUT) -> CellState | str:
+    """`record`, or why it failed: the digest has its own time limit, and when it runs past it the kernel is
+    interrupted (the digest, not the notebook) so that the next cell runs and is digested in its turn."""
+    from .kernelrun import CellTimeout
+
+    try:
+        return record(runner, source, timeout)
+    except StateUnavailable as error:
+        return str(error)
+    except CellTimeout:
+        interrupt = getattr(getattr(runner, "manager", None), "interrupt_kernel", None)
+        if interrupt is not None:
+            interrupt()
+        return f"the state digest ran longer than {timeout:g} s and was interrupted"
 
 
 # -- comparing runs ------------------------------------------------------------------------
@@ -156,8 +184,10 @@ class StateReport:
     cells: dict[int, CellDivergence] = field(default_factory=dict)  # cell index -> divergence (divergent cells)
     inherited_by: dict[int, dict[int, tuple[str, ...]]] = field(default_factory=dict)  # for cells that match
     skipped: dict[str, str] = field(default_factory=dict)
+    summarised: dict[str, str] = field(default_factory=dict)  # path -> why: over a budget, or unreadable
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0  # digest time in the kernels, all runs together
+    cell_seconds: dict[int, list[float]] = field(default_factory=dict)  # cell index -> digest seconds per run
 
     @property
     def first(self) -> CellDivergence | None:
@@ -210,13 +240,14 @@ def compare_states(
     for _, states in usable:
         for state in states.values():
             report.skipped.update(state.skipped)
+            report.summarised.update(state.summarised)
     previous: dict[int, CellState | None] = {number: None for number, _ in usable}
     divergent_before: dict[str, int] = {}  # name -> origin index
     rngs_before: set[str] = set()
     for index in order:
         mine = first.get(index)
         if mine is None:
-            break  # the reference run stopped before this cell
+            continue  # the reference run stopped before this cell, or its digest failed there
         divergent: dict[str, tuple[int, int]] = {}
         rngs: set[str] = set()
         written: set[str] = set()
@@ -271,6 +302,10 @@ def compare_states(
         elif grouped:
             report.inherited_by[index] = grouped
     report.seconds = sum(state.seconds for _, states in usable for state in states.values())
+    for index in order:
+        seconds = [states[index].seconds for _, states in runs if index in states]
+        if seconds:
+            report.cell_seconds[index] = seconds
     return report
 
 
@@ -292,6 +327,16 @@ def rng_text(names: Sequence[str]) -> str:
     from ipyrepro.comparison.statedigest import RNG_NAMES
 
     return ", ".join(RNG_NAMES.get(name, name.strip("<>")) for name in names)
+
+
+def summarised_text(report: StateReport) -> str | None:
+    """`State digests summarised tokens (over the budget of ...)`: what was compared by a summary only."""
+    if not report.summarised:
+        return None
+    items = list(report.summarised.items())
+    shown = "; ".join(f"{path} ({why})" for path, why in items[:NAMES_SHOWN])
+    more = f"; and {len(items) - NAMES_SHOWN} more" if len(items) > NAMES_SHOWN else ""
+    return f"State digests compared by a summary only: {shown}{more}"
 
 
 def inherits_text(inherited: dict[int, tuple[str, ...]], label: Callable[[int], str]) -> str:
@@ -330,8 +375,12 @@ def state_json(report: StateReport, ids: dict[int, str]) -> dict[str, Any]:
         "enabled": report.enabled,
         "compared": report.compared,
         "errors": list(report.errors),
-        "skipped": dict(sorted(report.skipped.items())),
+        "skipped": dict(sorted({**report.skipped, **report.summarised}.items())),
         "digest_seconds": round(report.seconds, 3),
+        "digest_cells": [
+            {"position": index + 1, "index": index, "id": ids.get(index), "seconds": [round(s, 4) for s in seconds]}
+            for index, seconds in report.cell_seconds.items()
+        ],
         "cells": [
             {
                 "position": d.index + 1,
