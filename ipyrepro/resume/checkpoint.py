@@ -139,7 +139,7 @@ def load_checkpoint(path: str | os.PathLike[str], **objects: Any) -> LoadReport:
 
     Reads and checks the whole file, and checks the objects against its manifest, before changing
     anything. A name that was not saved raises; a saved name not given is left out and warned about.
-    The cell that was running at the save is not re-seeded when it runs next (see docs/resume.md).
+    The cell that was running at the save is not re-seeded when it runs next ([resume][page-resume]).
     """
     return load_into(path, objects, pending=True)
 
