@@ -124,6 +124,7 @@ class ReproState:
         self._cublas_at_cuda_init: Any = _UNKNOWN
         self._seen_uninitialised = False
         self._warned: set[str] = set()
+        self.notes_shown: set[str] = set()  # notes a notebook face has shown: each at most once per kernel
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds: dict[tuple[int, str], int] = {}
@@ -458,6 +459,18 @@ class ReproState:
 
         self.observe_cuda()
         return Status.read(self)
+
+    def status_once(self, *, notes_seen: set[str] | None = None) -> Any:
+        """The status as a notebook face shows it: each note at most once per kernel.
+
+        Notes shown before (in `notes_seen`, by default those any face has shown) are left out, and the
+        rest are marked shown; `status()` and the JSON keep them all.
+        """
+        status = self.status()
+        seen = self.notes_shown if notes_seen is None else notes_seen
+        status.notes = [note for note in status.notes if note not in seen]
+        self.notes_shown.update(status.notes)
+        return status
 
     def warn_new(self, *, quiet: bool = False) -> None:
         """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen."""
