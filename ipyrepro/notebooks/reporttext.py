@@ -6,6 +6,8 @@ from 1 as an editor shows it, the same numbers as the JSON's `position` and the 
 
 from __future__ import annotations
 
+import shlex
+import textwrap
 from typing import Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
@@ -33,15 +35,15 @@ def report_text(report: Any) -> str:
             lines.append(f"    {inherits_text(inherited, report.position)}")
         if report.causes is not None:
             found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
-            lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
+            lines += [cause_line(cause) for cause in found if cause not in listed]
             if not found and not inherited and report.causes.status == "done":
-                lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
+                lines.append(wrapped(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}"))
     if report.causes is not None and report.causes.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
         for index in report.causes.hash_order_cells:
             cell = next(cell for cell in report.cells if cell.index == index)
             lines.append(f"  {cell.label()}\n{cell.head()}")
-            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(index)]
+            lines += [cause_line(cause) for cause in report.cell_causes(index)]
     if report.causes is not None and report.causes.status not in ("done", ""):
         lines.append(f"Causes: the diagnostic run {report.causes.status}")
     lines += _reproduced(report)
@@ -63,7 +65,25 @@ def report_text(report: Any) -> str:
             compared += f" here, but they differ from {report.machines.against_name}"
     verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
     lines.append(f"{verdict}: {compared}.")
+    if report.exit_code == 0 and report.seed is not None:  # it reproduces under ipyrepro; as written, maybe not
+        lines.append(f"as written (without ipyrepro): `ipyrepro check {shlex.quote(report.notebook)} --as-is`")
     return "\n".join(lines)
+
+
+WIDTH = 120  # a cause line longer than this is wrapped at a word boundary, never inside a word
+
+
+def cause_line(cause: Any) -> str:
+    """`    cause: …`, wrapped at word boundaries (a terminal would break it mid-word)."""
+    return wrapped(f"    cause: {cause.text()}")
+
+
+def wrapped(line: str) -> str:
+    """`line` in lines of at most WIDTH columns where it has spaces, continued under its text."""
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.fill(
+        line, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False, drop_whitespace=True
+    )
 
 
 NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
@@ -157,5 +177,5 @@ def state_lines(report: Any) -> list[str]:
     cell = next((cell for cell in report.cells if cell.index == first.index), None)
     if cell is not None:
         lines.append(cell.head())
-    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    lines += [cause_line(cause) for cause in report.divergence_causes()]
     return lines
