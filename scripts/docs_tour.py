@@ -71,10 +71,27 @@ def for_the_site(notebook: dict[str, Any]) -> dict[str, Any]:
     for cell in page["cells"]:
         if cell["cell_type"] == "markdown":
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = TOUR_LINK.sub(r"](../\1/)", source)
+            cell["source"] = _toc_anchors(TOUR_LINK.sub(r"](../\1/)", source))
         elif picture is not None:
             cell["outputs"] = [_as_picture(output, picture) for output in cell.get("outputs", [])]
     return page
+
+
+def _toc_anchors(markdown: str) -> str:
+    """An anchor where the page's table of contents points for a heading with code in it.
+
+    mkdocs-jupyter's contents leave a heading's code spans out of its anchor (`from-a-cell` for
+    "`torchrun` from a cell") while the heading itself gets them (`torchrun-from-a-cell`).
+    """
+    lines = []
+    for line in markdown.split("\n"):
+        heading = re.match(r"^#{1,6}\s+(.*`.*)$", line)
+        if heading:
+            words = re.sub(r"[^\w\s-]", "", re.sub(r"`[^`]*`", "", heading.group(1))).strip().lower()
+            anchor = re.sub(r"[\s-]+", "-", words)
+            lines += [f'<a id="{anchor}"></a>', ""]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _as_picture(output: dict[str, Any], picture: bytes) -> dict[str, Any]:
