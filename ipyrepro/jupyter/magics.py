@@ -287,8 +287,8 @@ class ReproMagics:
         for note in status.setup_notes():
             if note in self.state.notes_shown:  # each note at most once per kernel
                 continue
-            self.state.notes_shown.add(note)
             if not (args.portable and note.startswith(PORTABLE_NOTE_START)):  # the profile's own text says it
+                self.state.notes_shown.add(note)
                 print(f"Note: {note}")
         if args.portable:
             print(self.state.portable_report.text())

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import torch
 from IPython.utils.capture import capture_output
 
 import ipyrepro
@@ -76,19 +75,27 @@ def test_repro_warnings_show_as_reprowarning_without_a_file_and_line_until_unloa
     assert "ipyrepro:0: ReproWarning: after unload" in done.stderr  # unloading put Python's own display back
 
 
+PRECISION_ROWS = """
+import torch, ipyrepro
+def row():
+    return next(line for line in str(ipyrepro.status()).splitlines() if line.strip().startswith("precision"))
+print(row())
+torch.set_float32_matmul_precision("medium")
+print(row())
+print(len(ipyrepro.status().precision))
+"""
+
+
 def test_status_reads_as_settings_and_names_only_the_precision_flags_changed(ip) -> None:
-    saved = torch.get_float32_matmul_precision()
-    try:
-        ip.run_line_magic("repro", "on --seed 4")
-        text = str(ip.run_line_magic("repro", "status"))
-        assert "deterministic algorithms  on (raise on nondeterministic ops)" in text
-        [row] = [line for line in text.splitlines() if line.strip().startswith("precision")]
-        assert row.split()[-2:] == ["torch's", "defaults"]
-        torch.set_float32_matmul_precision("medium")
-        [row] = [line for line in str(ipyrepro.status()).splitlines() if line.strip().startswith("precision")]
-        assert "float32_matmul_precision=medium" in row and "cudnn.allow_tf32" not in row  # what it changed only
-        assert len(ipyrepro.status().precision) > 1, "the JSON and the API keep every flag"
-        ip.run_line_magic("repro", "on --warn-only")
-        assert "on (warn on nondeterministic ops)" in str(ipyrepro.status())
-    finally:
-        torch.set_float32_matmul_precision(saved)
+    ip.run_line_magic("repro", "on --seed 4")
+    text = str(ip.run_line_magic("repro", "status"))
+    assert "deterministic algorithms  on (raise on nondeterministic ops)" in text
+    ip.run_line_magic("repro", "on --warn-only")
+    assert "deterministic algorithms  on (warn on nondeterministic ops)" in str(ipyrepro.status())
+    # A fresh process, where every precision flag is still torch's default (other tests here change some).
+    done = subprocess.run([sys.executable, "-c", PRECISION_ROWS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    untouched, medium, flags = done.stdout.splitlines()
+    assert untouched.split() == ["precision", "torch's", "defaults"]
+    assert "float32_matmul_precision=medium" in medium and "cudnn.allow_tf32" not in medium  # only what changed
+    assert int(flags) > 1, "the JSON and the API keep every flag"
