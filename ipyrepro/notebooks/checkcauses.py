@@ -34,7 +34,7 @@ from typing import Any
 from ..causes.shell import KERNEL_MARKER
 from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
-from .progress import SaidProgress
+from .progress import CheckProgress, SaidProgress
 
 SEED_LIMIT = 2**32
 
@@ -59,6 +59,29 @@ def find_causes(
     report: Any,
     comparison: Any,
     *,
+    say: Callable[[str], None],
+    progress: CheckProgress | None = None,
+    **kernel: Any,
+) -> CheckCauses:
+    """Run the diagnostic kernel (the one the checked runs used) for `report`, which differed.
+
+    `kernel`: `_diagnose`'s keyword arguments. `progress` shows the run as a line of its own (without it,
+    `say` hears what it does)."""
+    shown = progress if progress is not None else SaidProgress(say)
+    found = CheckCauses()
+    started = time.monotonic()
+    try:
+        return _diagnose(found, report, comparison, shown, **kernel)
+    finally:
+        shown.causes_finished(time.monotonic() - started, found.status or "stopped")
+
+
+def _diagnose(
+    found: CheckCauses,
+    report: Any,
+    comparison: Any,
+    shown: CheckProgress,
+    *,
     kernel_name: str,
     path: Path,
     as_is: bool,
@@ -68,18 +91,14 @@ def find_causes(
     timeout: float | None,
     startup_timeout: float,
     kernel_spec_manager: Any,
-    say: Callable[[str], None],
     stop_on_error: bool = False,
-    progress: Any = None,
 ) -> CheckCauses:
-    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed.
+    """Fill `found`: trace the cells that differed (or led there) in one more kernel.
 
-    As the checked runs did, it goes on after a cell raises, unless `stop_on_error`. `progress` (a
-    progress.CheckProgress) shows the run as a line of its own; without it, `say` hears what it does."""
+    As the checked runs did, it goes on after a cell raises, unless `stop_on_error`."""
     from .kernels import notebook_kernel
     from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
 
-    found = CheckCauses()
     first = next((run for run in report.runs if run.outputs), None)
     differing = {difference.cell.index for difference in report.differences}
     state = getattr(report, "state", None)
@@ -90,70 +109,65 @@ def find_causes(
     if fixed:
         found.hash_seeds = (checked_seed, other_hash_seed(checked_seed))  # type: ignore[arg-type]
         env["PYTHONHASHSEED"] = found.hash_seeds[1]
-    shown = progress if progress is not None else SaidProgress(say)
     code = [cell for cell in report.cells if cell.source.strip()]
-    started = time.monotonic()
     shown.causes_started(len(traced))
     try:
-        try:
-            with notebook_kernel(
-                kernel_name,
-                path,
-                as_is=as_is,
-                seed=seed,
-                reseed=reseed,
-                cublas=cublas,
-                startup_timeout=startup_timeout,
-                kernel_spec_manager=kernel_spec_manager,
-                env=env,
-            ) as (runner, setup_error):
-                if setup_error is not None:
-                    found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
-                    return found
-                if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
-                    _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
-                for position, cell in enumerate(code, 1):
-                    shown.causes_cell(position, len(code), cell, cell.index in traced)
-                    if cell.index in traced:
-                        helper = _helper("trace", cell.source, hash_order=not fixed)
-                        causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
-                        for cause in causes:
-                            reachable = state.variables_at(cell.index) if state is not None else ()
-                            cause.cell, cause.cells = cell.position, cell.cell_count
-                            cause.variables = reached(cell.source, cause.line, reachable)
-                        if causes or cell.index in differing:
-                            found.by_cell[cell.index] = causes
-                    execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
-                    if execution.status != "ok" and RAISES_TAG not in cell.tags and stop_on_error:
-                        found.status = f"stopped: {cell.label()} raised {execution.error_text or execution.status}"
-                        return found
-                    skip = not fixed or cell.index in differing or any(tag in cell.tags for tag in IGNORE_TAGS)
-                    if skip or first is None or cell.index not in first.outputs:
-                        continue
-                    before = output_items(first.outputs[cell.index], comparison)
-                    now = output_items(execution.outputs, comparison)
-                    if [item.label for item in before] == [item.label for item in now] and all(
-                        comparison.same_text(a.value, b.value) if not a.image else a.value == b.value
-                        for a, b in zip(before, now)
-                    ):
-                        continue
-                    found.hash_order_cells.append(cell.index)
-                    helper = _helper("hash-order", cell.source)
+        with notebook_kernel(
+            kernel_name,
+            path,
+            as_is=as_is,
+            seed=seed,
+            reseed=reseed,
+            cublas=cublas,
+            startup_timeout=startup_timeout,
+            kernel_spec_manager=kernel_spec_manager,
+            env=env,
+        ) as (runner, setup_error):
+            if setup_error is not None:
+                found.status = f"skipped: `%repro on` failed in the kernel ({setup_error})"
+                return found
+            if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
+                _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
+            for position, cell in enumerate(code, 1):
+                shown.causes_cell(position, len(code), cell, cell.index in traced)
+                if cell.index in traced:
+                    helper = _helper("trace", cell.source, hash_order=not fixed)
                     causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
-                    found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
-                    for cause in found.by_cell[cell.index]:
+                    for cause in causes:
+                        reachable = state.variables_at(cell.index) if state is not None else ()
                         cause.cell, cause.cells = cell.position, cell.cell_count
-        except KernelError as error:
-            found.status = f"failed: {error}".split("\n")[0]
-            return found
-        except HelperFailed as error:
-            found.status = f"failed: the tracing helper did not run ({error})"
-            return found
-        found.status = "done"
-        found.ranked = _ranked_once(found, traced)
+                        cause.variables = reached(cell.source, cause.line, reachable)
+                    if causes or cell.index in differing:
+                        found.by_cell[cell.index] = causes
+                execution = runner.execute(cell.source, cell.cell_id, timeout=timeout)
+                if execution.status != "ok" and RAISES_TAG not in cell.tags and stop_on_error:
+                    found.status = f"stopped: {cell.label()} raised {execution.error_text or execution.status}"
+                    return found
+                skip = not fixed or cell.index in differing or any(tag in cell.tags for tag in IGNORE_TAGS)
+                if skip or first is None or cell.index not in first.outputs:
+                    continue
+                before = output_items(first.outputs[cell.index], comparison)
+                now = output_items(execution.outputs, comparison)
+                if [item.label for item in before] == [item.label for item in now] and all(
+                    comparison.same_text(a.value, b.value) if not a.image else a.value == b.value
+                    for a, b in zip(before, now)
+                ):
+                    continue
+                found.hash_order_cells.append(cell.index)
+                helper = _helper("hash-order", cell.source)
+                causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
+                for cause in found.by_cell[cell.index]:
+                    cause.cell, cause.cells = cell.position, cell.cell_count
+    except KernelError as error:
+        found.status = f"failed: {error}".split("\n")[0]
         return found
-    finally:
-        shown.causes_finished(time.monotonic() - started, found.status or "stopped")
+    except HelperFailed as error:
+        found.status = f"failed: the tracing helper did not run ({error})"
+        return found
+    found.status = "done"
+    found.ranked = _ranked_once(found, traced)
+    return found
 
 
 def _ranked_once(found: CheckCauses, traced: set[int]) -> list[Cause]:
