@@ -12,7 +12,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import seeding
 from .defaults import ChildSettings, resolve_settings
@@ -43,6 +43,9 @@ from .processes import (
 )
 from .records import Record
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
+
+if TYPE_CHECKING:
+    from .status import Status
 
 PORTABLE_STEP = "portable profile"  # its run-time half, applied at torch's import when torch is not imported yet
 
@@ -460,7 +463,7 @@ class ReproState:
         self.observe_cuda()
         return Status.read(self)
 
-    def status_once(self, *, notes_seen: set[str] | None = None) -> Any:
+    def status_once(self, *, notes_seen: set[str] | None = None) -> Status:
         """The status as a notebook face shows it: each note at most once per kernel.
 
         Notes shown before (in `notes_seen`, by default those any face has shown) are left out, and the
