@@ -81,7 +81,7 @@ __all__ = [
 def seed_all(seed: int) -> int:
     """Seed random, NumPy's global RNG and torch on every device; `seed` becomes the base seed.
 
-    NumPy's is seeded when `numpy.random` is first imported if it is not yet (see README)."""
+    NumPy's is seeded when `numpy.random` is first imported if it is not yet ([the recipe][page-recipe])."""
     from .core.state import STATE
 
     return STATE.seed_all(seed)
@@ -96,14 +96,16 @@ def enable(
     rank: int | None = None,
     portable: bool = False,
 ) -> Status:
-    """Apply the full determinism recipe (see README); `disable()` restores what was before.
+    """Apply the full determinism recipe ([the recipe][page-recipe]); [`disable()`][ipyrepro.disable] restores
+    what was before.
 
     `reseed`: "cell", "source", "fixed" or "off". A setting not given keeps the value in force (a
     second `on`, a re-seed mode chosen while off, the base seed), else takes the kernel's or a parent's
     (IPYREPRO_SEED, IPYREPRO_RESEED, IPYREPRO_DETERMINISTIC), else seed 0, re-seed `cell`, warn_only
-    False (docs/defaults.md). `rank`: then seed with that rank's seed (see `seed_rank`). `portable`: also
-    the portable profile's run-time settings (docs/across-machines.md); `status().portable_missing` names the
-    start variables it still needs.
+    False ([defaults][page-defaults]). `rank`: then seed with that rank's seed
+    ([`seed_rank`][ipyrepro.seed_rank]). `portable`: also the portable profile's run-time settings
+    ([across machines][page-across-machines]); `status().portable_missing` names the start variables it
+    still needs.
     """
     from .core.state import STATE
 
@@ -115,7 +117,7 @@ def seed_rank(rank: int | None = None) -> int:
     """Seed every RNG with a seed derived from the base seed and this process's rank; returns it.
 
     The rank: as given, else torch.distributed's rank, else RANK, else LOCAL_RANK.
-    The formula is `ipyrepro.distributed.derive_rank_seed` (see README).
+    The formula is `ipyrepro.distributed.derive_rank_seed` ([beyond one process][page-beyond-one-process]).
     """
     from .distributed.ranks import seed_rank as seed_this_rank
 

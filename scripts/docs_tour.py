@@ -10,10 +10,12 @@ changed executes nothing.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,9 @@ TARGET = ROOT / "docs" / "tour"
 CACHE = ROOT / "build" / "docs-tour"
 KERNEL = "ipyrepro-docs"
 CELL_TIMEOUT = 600
+PICTURE = ROOT / "docs" / "panel.png"
+TOUR_LINK = re.compile(r"\]\((\d\d-[\w-]+)\.ipynb\)")  # a Markdown link to another tour notebook
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 log = logging.getLogger("mkdocs.hooks.docs_tour")
 
@@ -47,9 +52,53 @@ def on_pre_build(config: Any, **_: Any) -> None:
                 executed = execute(json.loads(source.read_text(encoding="utf-8")), source.parent, manager)
                 cached.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             target = TARGET / source.name
-            text = cached.read_text(encoding="utf-8")
+            text = json.dumps(
+                for_the_site(json.loads(cached.read_text(encoding="utf-8"))), indent=1, ensure_ascii=False
+            )
             if not target.exists() or target.read_text(encoding="utf-8") != text:  # `mkdocs serve` watches docs/
                 target.write_text(text, encoding="utf-8")
+
+
+def for_the_site(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Links between tour notebooks point at their pages, and a panel's widget output becomes its picture.
+
+    In Jupyter a link `02-panel.ipynb` opens the notebook; on the site the page is `../02-panel/`. A static
+    page cannot run widgets, so where a cell displayed the panel the page shows docs/panel.png, the real panel
+    in JupyterLab (`scripts/docs-pictures` retakes it).
+    """
+    page = copy.deepcopy(notebook)
+    picture = PICTURE.read_bytes() if PICTURE.exists() else None
+    for cell in page["cells"]:
+        if cell["cell_type"] == "markdown":
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = _toc_anchors(TOUR_LINK.sub(r"](../\1/)", source))
+        elif picture is not None:
+            cell["outputs"] = [_as_picture(output, picture) for output in cell.get("outputs", [])]
+    return page
+
+
+def _toc_anchors(markdown: str) -> str:
+    """An anchor where the page's table of contents points for a heading with code in it.
+
+    mkdocs-jupyter's contents leave a heading's code spans out of its anchor (`from-a-cell` for
+    "`torchrun` from a cell") while the heading itself gets them (`torchrun-from-a-cell`).
+    """
+    lines = []
+    for line in markdown.split("\n"):
+        heading = re.match(r"^#{1,6}\s+(.*`.*)$", line)
+        if heading:
+            words = re.sub(r"[^\w\s-]", "", re.sub(r"`[^`]*`", "", heading.group(1))).strip().lower()
+            anchor = re.sub(r"[\s-]+", "-", words)
+            lines += [f'<a id="{anchor}"></a>', ""]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _as_picture(output: dict[str, Any], picture: bytes) -> dict[str, Any]:
+    if WIDGET not in output.get("data", {}):
+        return output
+    alt = "The panel in JupyterLab (a static page cannot run widgets)"
+    return {**output, "data": {"image/png": base64.b64encode(picture).decode("ascii"), "text/plain": alt}}
 
 
 def execute(notebook: dict[str, Any], cwd: Path, kernel_spec_manager: Any) -> dict[str, Any]:

@@ -49,7 +49,6 @@ def validate_rank(rank: object, name: str) -> int:
     return rank
 
 
-
 # -- DataLoader workers ----------------------------------------------------------
 
 PERSISTENT_WORKERS_WARNING = (

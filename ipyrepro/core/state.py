@@ -12,7 +12,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import seeding
 from .defaults import ChildSettings, resolve_settings
@@ -43,6 +43,9 @@ from .processes import (
 )
 from .records import Record
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
+
+if TYPE_CHECKING:
+    from .status import Status
 
 PORTABLE_STEP = "portable profile"  # its run-time half, applied at torch's import when torch is not imported yet
 
@@ -148,6 +151,7 @@ class ReproState:
         self._cublas_at_cuda_init: Any = _UNKNOWN
         self._seen_uninitialised = False
         self._warned: set[str] = set()
+        self.notes_shown: set[str] = set()  # notes a notebook face has shown: each at most once per kernel
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds: dict[tuple[int, str], int] = {}
@@ -485,6 +489,18 @@ class ReproState:
 
         self.observe_cuda()
         return Status.read(self)
+
+    def status_once(self, *, notes_seen: set[str] | None = None) -> Status:
+        """The status as a notebook face shows it: each note at most once per kernel.
+
+        Notes shown before (in `notes_seen`, by default those any face has shown) are left out, and the
+        rest are marked shown; `status()` and the JSON keep them all.
+        """
+        status = self.status()
+        seen = self.notes_shown if notes_seen is None else notes_seen
+        status.notes = [note for note in status.notes if note not in seen]
+        self.notes_shown.update(status.notes)
+        return status
 
     def warn_new(self, *, quiet: bool = False) -> None:
         """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen."""

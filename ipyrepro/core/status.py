@@ -19,6 +19,7 @@ from .records import Record
 from .rendering import TextReport
 from .torchinfo import (
     DETERMINISTIC_CUBLAS_VALUES,
+    PRECISION_DEFAULTS,
     cublas_facts,
     cuda_available,
     cuda_initialized,
@@ -41,12 +42,10 @@ DRIFT_ADVICE = {
 }
 
 
+DOCS = "https://github.com/ipyrepro/ipyrepro/blob/main/docs"
 NO_CELL_ID_NOTE = (
-    "The frontend sent no cell id with the last cell, so `cell` re-seeding derived its seed from the cell's "
-    "code, as `source` does: editing that cell changes its numbers, and cells with identical code draw "
-    "identical values. JupyterLab, Notebook 7, VS Code and `ipyrepro check` send cell ids; nbconvert, "
-    "papermill, nbval, `jupyter execute` and a terminal IPython do not. For the same numbers in every "
-    "frontend, use `%repro reseed source`."
+    "no cell id from this frontend, so `cell` re-seeding seeded the cell from its code, as `source` does: "
+    f"{DOCS}/reseeding.md"
 )
 FRONTEND_NOTES = (NO_CELL_ID_NOTE,)  # they depend on the frontend: shown in status, never printed by `%repro on`
 
@@ -249,8 +248,8 @@ class Status(TextReport, Record, mutable=True):
             cuda = "not available"
         else:
             cuda = "initialised" if self.cuda_initialized else "available, not initialised"
-        precision = ", ".join(f"{name}={value}" for name, value in self.precision.items())
-        precision = precision if self.torch_imported else "read when torch is imported"
+        precision = precision_text(self.precision) if self.torch_imported else "read when torch is imported"
+        algorithms = algorithms_text(self.deterministic_algorithms)
         versions = f"torch {self.torch_version}, NumPy {self.numpy_version}, Python {self.python_version}"
         pending = [] if self.torch_imported else [("torch", PENDING_TEXT, None)]
         return [
@@ -260,7 +259,7 @@ class Status(TextReport, Record, mutable=True):
             *pending,
             ("cudnn.benchmark", str(self.cudnn_benchmark), drift("cudnn_benchmark")),
             ("cudnn.deterministic", str(self.cudnn_deterministic), drift("cudnn_deterministic")),
-            ("deterministic algorithms", self.deterministic_algorithms, drift("deterministic_algorithms")),
+            ("deterministic algorithms", algorithms, drift("deterministic_algorithms")),
             (CUBLAS_VAR, _show(self.cublas_workspace_config), drift("cublas_workspace_config")),
             *(
                 [("inductor deterministic", str(self.inductor_deterministic), None)]
@@ -315,6 +314,24 @@ class Status(TextReport, Record, mutable=True):
             f"<div class='ipyrepro-status'><b>{html.escape(self.headline())}</b>"
             f"<table>{''.join(body)}</table>{messages}</div>"
         )
+
+
+ALGORITHMS_TEXT = {
+    "error": "on (raise on nondeterministic ops)",
+    "warn": "on (warn on nondeterministic ops)",
+    "off": "off",
+}
+
+
+def algorithms_text(mode: str) -> str:
+    """`torch.use_deterministic_algorithms` as a setting reads: 'error' is the mode, not a failure."""
+    return ALGORITHMS_TEXT.get(mode, mode)
+
+
+def precision_text(precision: dict[str, Any]) -> str:
+    """Only the precision flags that differ from torch's defaults (`Status.precision` has them all)."""
+    changed = [f"{name}={value}" for name, value in precision.items() if PRECISION_DEFAULTS.get(name, value) != value]
+    return ", ".join(changed) if changed else "torch's defaults"
 
 
 PORTABLE_NOTE_START = "The portable profile is only partly in force"

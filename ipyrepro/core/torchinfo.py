@@ -214,6 +214,19 @@ PRECISION_FLAGS = (
     "backends.mkldnn.fp32_precision",
 )
 
+# What a fresh process reads (torch 2.13); a flag this torch lacks is simply not read.
+PRECISION_DEFAULTS: dict[str, Any] = {
+    "float32_matmul_precision": "highest",
+    "cuda.matmul.allow_tf32": False,
+    "cudnn.allow_tf32": True,
+    "fp32_precision": "none",
+    "cuda.matmul.fp32_precision": "none",
+    "cudnn.fp32_precision": "none",
+    "cudnn.conv.fp32_precision": "tf32",
+    "cudnn.rnn.fp32_precision": "tf32",
+    "mkldnn.fp32_precision": "none",
+}
+
 
 def precision_flags() -> dict[str, Any]:
     """TF32 / fp32-precision flags this torch has, read live; none of them touches CUDA. Empty: torch not imported."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
+import warnings
 from typing import Any
 
-from ..core.state import ReproState
+from ..core.state import ReproState, ReproWarning
 
 
 class CellHooks:
@@ -15,6 +18,7 @@ class CellHooks:
         self.shell = shell
         self.state = state
         self.last_cell_finished: float | None = None  # when a cell last ran here: `%repro check` compares the file
+        self.warnings_shown_by: Any = warnings.showwarning  # the showwarning ours replaced, for other warnings
 
     def pre_run_cell(self, info: Any) -> None:
         try:
@@ -36,11 +40,29 @@ class CellHooks:
     def register(self) -> None:
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
+        self.warnings_shown_by = warnings.showwarning
+        warnings.showwarning = self.show_warning
 
     def unregister(self) -> None:
         for event, callback in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
             if callback in self.shell.events.callbacks[event]:
                 self.shell.events.unregister(event, callback)
+        if warnings.showwarning == self.show_warning:  # someone who replaced it after us keeps theirs
+            warnings.showwarning = self.warnings_shown_by
+
+    def show_warning(
+        self, message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        """`ReproWarning: …` alone: its text names cause and fix, and no file or line of the user's is to blame.
+
+        Every other warning goes to the `showwarning` that was in place before, unchanged.
+        """
+        if not issubclass(category, ReproWarning):
+            return self.warnings_shown_by(message, category, filename, lineno, file, line)
+        stream = sys.stderr if file is None else file
+        with contextlib.suppress(OSError, AttributeError):  # as warnings' own: a closed stream is not the cell's error
+            stream.write(f"ReproWarning: {message}\n")
+        return None
 
 
 def install(shell: Any, state: ReproState) -> None:

@@ -15,7 +15,7 @@ from ..core.flags import DETERMINISTIC_CUBLAS_VALUES
 from ..core.lazytorch import PENDING_TEXT
 from ..core.seeding import RESEED_MODES
 from ..core.state import ReproState
-from ..core.status import PORTABLE_NOTE_START
+from ..core.status import PORTABLE_NOTE_START, algorithms_text
 
 
 class _HelpShown(Exception):
@@ -281,24 +281,27 @@ class ReproMagics:
             raise UsageError(f"%repro {command}: {error}") from error
 
     def _status(self, args: argparse.Namespace) -> Any:
-        status = self.state.status()
         if getattr(args, "json", False):
-            print(status.to_json())
+            print(self.state.status().to_json())
             return None
-        return status
+        return self.state.status_once()
 
     def _on(self, args: argparse.Namespace) -> None:
         self.state.enable(
             args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed, portable=args.portable
         )
         status = self.state.status()
+        algorithms = algorithms_text(status.deterministic_algorithms)
         print(
-            f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
-            f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}"
+            f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms: {algorithms}, "
+            f"CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}"
             f"{'' if status.torch_imported else f' ({PENDING_TEXT})'}. `%repro` shows status; `%repro off` restores."
         )
         for note in status.setup_notes():
+            if note in self.state.notes_shown:  # each note at most once per kernel
+                continue
             if not (args.portable and note.startswith(PORTABLE_NOTE_START)):  # the profile's own text says it
+                self.state.notes_shown.add(note)
                 print(f"Note: {note}")
         if args.portable:
             print(self.state.portable_report.text())
@@ -330,7 +333,7 @@ class ReproMagics:
 
         if not in_widget_frontend(self.shell):
             print("The panel needs JupyterLab or Notebook; this frontend can't draw widgets. The status:")
-            return self.state.status()
+            return self.state.status_once()
         from IPython.display import display
 
         display(panel(self.state))

@@ -105,6 +105,7 @@ class ReproPanel(widgets.VBox):
         self._refreshing = False
         self._shown_seed: object = object()  # the state's seed as last put into the field
         self._shown: tuple[Any, ...] | None = None  # Status.signature of what the widgets show
+        self._notes_before = set(state.notes_shown)  # shown before this panel: each note once per kernel
 
         self.master = widgets.ToggleButton(
             description="Reproducible mode", icon="lock", tooltip=TIPS["master"], layout=widgets.Layout(width="220px")
@@ -209,7 +210,7 @@ class ReproPanel(widgets.VBox):
     def refresh(self) -> None:
         """Show the live state; observers see `_refreshing` and apply nothing back."""
         self._shown = Status.signature(self.state)  # read first: a change during the read shows next time
-        status = self.state.status()
+        status = self.state.status_once(notes_seen=self._notes_before)
         self._refreshing = True
         try:
             self.master.value = status.enabled

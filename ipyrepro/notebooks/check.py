@@ -169,6 +169,7 @@ def check(
             kernel_spec_manager=kernel_spec_manager,
             say=say,
             stop_on_error=stop_on_error,
+            progress=tracker,
         )
     add_hidden_state(report)
     return report

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 from ..causes.shell import KERNEL_MARKER
 from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
+from .progress import CheckProgress, SaidProgress
 
 SEED_LIMIT = 2**32
 
@@ -57,6 +59,29 @@ def find_causes(
     report: Any,
     comparison: Any,
     *,
+    say: Callable[[str], None],
+    progress: CheckProgress | None = None,
+    **kernel: Any,
+) -> CheckCauses:
+    """Run the diagnostic kernel (the one the checked runs used) for `report`, which differed.
+
+    `kernel`: `_diagnose`'s keyword arguments. `progress` shows the run as a line of its own (without it,
+    `say` hears what it does)."""
+    shown = progress if progress is not None else SaidProgress(say)
+    found = CheckCauses()
+    started = time.monotonic()
+    try:
+        return _diagnose(found, report, comparison, shown, **kernel)
+    finally:
+        shown.causes_finished(time.monotonic() - started, found.status or "stopped")
+
+
+def _diagnose(
+    found: CheckCauses,
+    report: Any,
+    comparison: Any,
+    shown: CheckProgress,
+    *,
     kernel_name: str,
     path: Path,
     as_is: bool,
@@ -66,16 +91,14 @@ def find_causes(
     timeout: float | None,
     startup_timeout: float,
     kernel_spec_manager: Any,
-    say: Callable[[str], None],
     stop_on_error: bool = False,
 ) -> CheckCauses:
-    """Run the diagnostic kernel (`kernel_name`, the one the checked runs used) for `report`, which differed.
+    """Fill `found`: trace the cells that differed (or led there) in one more kernel.
 
     As the checked runs did, it goes on after a cell raises, unless `stop_on_error`."""
     from .kernels import notebook_kernel
     from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
 
-    found = CheckCauses()
     first = next((run for run in report.runs if run.outputs), None)
     differing = {difference.cell.index for difference in report.differences}
     state = getattr(report, "state", None)
@@ -86,7 +109,8 @@ def find_causes(
     if fixed:
         found.hash_seeds = (checked_seed, other_hash_seed(checked_seed))  # type: ignore[arg-type]
         env["PYTHONHASHSEED"] = found.hash_seeds[1]
-    say("diagnostic run: starting one more kernel to find the causes")
+    code = [cell for cell in report.cells if cell.source.strip()]
+    shown.causes_started(len(traced))
     try:
         with notebook_kernel(
             kernel_name,
@@ -104,11 +128,9 @@ def find_causes(
                 return found
             if as_is:  # the notebook as written: watch whether it seeds the global RNGs it draws from
                 _causes(runner.execute(ARM_GLOBAL_RNGS, None, timeout=timeout, store_history=False))
-            for cell in report.cells:
-                if not cell.source.strip():
-                    continue
+            for position, cell in enumerate(code, 1):
+                shown.causes_cell(position, len(code), cell, cell.index in traced)
                 if cell.index in traced:
-                    say(f"diagnostic run: tracing {cell.label()}")
                     helper = _helper("trace", cell.source, hash_order=not fixed)
                     causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
                     for cause in causes:

@@ -110,6 +110,8 @@ def _summary(report: Any, model: ReportModel) -> str:
         ("Runs", f"{len(report.runs)} in fresh {_e(repr(report.kernel))} kernels, {_e(report.mode)}"),
         ("Code cells", f"{len(model.cells)}: {_e(statuses)}"),
     ]
+    if model.as_is_hint:
+        rows.append(("As written", _e(model.as_is_hint)))
     if report.kernel_note:
         rows.append(("Kernel", _e(report.kernel_note)))
     if model.causes_status not in ("done", ""):

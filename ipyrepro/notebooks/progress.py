@@ -7,6 +7,9 @@ notebook. Instead, `check` reports events to a `CheckProgress`, and the terminal
 - elsewhere (CI logs, a pipe), one line when a run starts and one when it ends, plus one line for each
   cell slower than `SLOW_CELL_SECONDS`;
 - with `--quiet`, nothing.
+
+Each line names its cell once, as an editor numbers it: `cell 3 of 10 · 5.5 s`. The causes run (one more
+kernel, traced, when something differed) gets a progress line of its own, as a run does.
 """
 
 from __future__ import annotations
@@ -18,10 +21,19 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, Any, Protocol
 
 SLOW_CELL_SECONDS = 5.0  # a cell that runs longer gets its own line on a non-TTY
+CAUSES = 0  # the live display's key for the causes run (runs are numbered from 1)
 
 
 class LabelledCell(Protocol):
     def label(self) -> str: ...
+
+
+def cell_text(cell: LabelledCell) -> str:
+    """`cell 3 of 10`: where the cell is, once (its full label also repeats the code-cell numbering and id)."""
+    position, count = getattr(cell, "position", None), getattr(cell, "cell_count", None)
+    if position is None:
+        return cell.label()
+    return f"cell {position} of {count}" if count else f"cell {position}"
 
 
 class CheckProgress:
@@ -42,8 +54,17 @@ class CheckProgress:
     def run_finished(self, number: int, cells_run: int, total: int, seconds: float, error: str | None) -> None:
         """Run `number` ended: all cells ran, or `error` says where it stopped."""
 
+    def causes_started(self, cells: int) -> None:
+        """The causes run starts one more kernel to trace the `cells` code cells that differed (or led there)."""
+
+    def causes_cell(self, position: int, total: int, cell: LabelledCell, tracing: bool) -> None:
+        """The causes run reached the `position`-th code cell of `total`; `tracing`: under the tracer."""
+
+    def causes_finished(self, seconds: float, status: str) -> None:
+        """The causes run ended: `status` is "done" or says why not."""
+
     def note(self, text: str) -> None:
-        """Anything else worth one line (the diagnostic kernel looking for causes)."""
+        """Anything else worth one line."""
 
     def close(self) -> None:
         """The check is over: a live display is removed."""
@@ -66,17 +87,46 @@ class PlainProgress(CheckProgress):
 
     def cell_finished(self, number: int, position: int, total: int, cell: LabelledCell, seconds: float) -> None:
         if seconds >= self.slow_after:
-            self._say(f"run {number}: {cell.label()} ({position} of {total}) took {seconds:.1f} s")
+            self._say(f"run {number}: {cell_text(cell)} · {seconds:.1f} s")
 
     def run_finished(self, number: int, cells_run: int, total: int, seconds: float, error: str | None) -> None:
         if error is None:
             self._say(f"run {number}: done, {total} code cells in {seconds:.1f} s")
         else:
-            self._say(f"run {number}: stopped after {cells_run} of {total} code cells ({seconds:.1f} s): "
-                      f"{error.splitlines()[0]}")
+            self._say(
+                f"run {number}: stopped after {cells_run} of {total} code cells ({seconds:.1f} s): "
+                f"{error.splitlines()[0]}"
+            )
+
+    def causes_started(self, cells: int) -> None:
+        traced = f"{cells} code cell{'s' if cells != 1 else ''}"
+        self._say(f"causes: starting one more kernel to trace {traced}")
+
+    def causes_cell(self, position: int, total: int, cell: LabelledCell, tracing: bool) -> None:
+        if tracing:
+            self._say(f"causes: tracing {cell_text(cell)}")
+
+    def causes_finished(self, seconds: float, status: str) -> None:
+        self._say(f"causes: {status} in {seconds:.1f} s")
 
     def note(self, text: str) -> None:
         self._say(text)
+
+
+class SaidProgress(CheckProgress):
+    """Only the causes run, as lines to `say` (for callers of `find_causes` with no progress display)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._plain = PlainProgress(say)
+
+    def causes_started(self, cells: int) -> None:
+        self._plain.causes_started(cells)
+
+    def causes_cell(self, position: int, total: int, cell: LabelledCell, tracing: bool) -> None:
+        self._plain.causes_cell(position, total, cell, tracing)
+
+    def causes_finished(self, seconds: float, status: str) -> None:
+        self._plain.causes_finished(seconds, status)
 
 
 class LiveProgress(CheckProgress):
@@ -94,16 +144,14 @@ class LiveProgress(CheckProgress):
         transient: bool = False,
     ) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self._guard = guard or nullcontext
         console = Console(file=stream, stderr=stream is None, force_terminal=True)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[cell]}"),
-            TimeElapsedColumn(),
+            TextColumn("{task.fields[cell]} · {task.elapsed:.1f} s"),
             console=console,
             auto_refresh=guard is None,
             transient=transient,
@@ -111,6 +159,7 @@ class LiveProgress(CheckProgress):
             redirect_stderr=False,
         )
         self._tasks: dict[int, Any] = {}
+        self._causes_total = 0
         self._lock = threading.Lock()
         with self._guard():
             self._progress.start()
@@ -129,7 +178,7 @@ class LiveProgress(CheckProgress):
     def cell_started(self, number: int, position: int, total: int, cell: LabelledCell) -> None:
         task = self._tasks.get(number)
         if task is not None:
-            self._draw(lambda: self._progress.update(task, total=total, completed=position - 1, cell=cell.label()))
+            self._draw(lambda: self._progress.update(task, total=total, completed=position - 1, cell=cell_text(cell)))
 
     def cell_finished(self, number: int, position: int, total: int, cell: LabelledCell, seconds: float) -> None:
         task = self._tasks.get(number)
@@ -140,9 +189,37 @@ class LiveProgress(CheckProgress):
         task = self._tasks.get(number)
         if task is None:
             return
-        state = "done" if error is None else f"stopped: {error.splitlines()[0][:60]}"
-        self._draw(lambda: (self._progress.update(task, total=total or 1, completed=cells_run, cell=state),
-                            self._progress.stop_task(task)))
+        state = f"done, {total} code cells" if error is None else f"stopped: {error.splitlines()[0][:60]}"
+        self._draw(
+            lambda: (
+                self._progress.update(task, total=total or 1, completed=cells_run, cell=state),
+                self._progress.stop_task(task),
+            )
+        )
+
+    def causes_started(self, cells: int) -> None:
+        def change() -> None:
+            self._tasks[CAUSES] = self._progress.add_task("causes", total=None, cell="starting one more kernel")
+
+        self._draw(change)
+
+    def causes_cell(self, position: int, total: int, cell: LabelledCell, tracing: bool) -> None:
+        task = self._tasks.get(CAUSES)
+        self._causes_total = total
+        text = f"tracing {cell_text(cell)}" if tracing else cell_text(cell)
+        if task is not None:
+            self._draw(lambda: self._progress.update(task, total=total, completed=position - 1, cell=text))
+
+    def causes_finished(self, seconds: float, status: str) -> None:
+        task = self._tasks.get(CAUSES)
+        if task is not None:
+            total = self._causes_total or 1
+            self._draw(
+                lambda: (
+                    self._progress.update(task, total=total, completed=total, cell=status),
+                    self._progress.stop_task(task),
+                )
+            )
 
     def note(self, text: str) -> None:
         self._draw(lambda: self._progress.console.print(text, markup=False, highlight=False))
@@ -182,6 +259,7 @@ def terminal_progress(
     elif live if live is not None else _is_tty(stream if stream is not None else sys.stderr):
         shown = LiveProgress(stream, guard=guard, transient=transient)
     else:
+
         def print_line(text: str) -> None:
             with (guard or nullcontext)():
                 print(text, file=stream if stream is not None else sys.stderr, flush=True)

@@ -10,6 +10,7 @@ linear in cells and findings, so no face can tell another story than the others.
 
 from __future__ import annotations
 
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,7 @@ class ReportModel:
     against_saved: bool
     out_of_order: str
     machine_lines: tuple[str, ...]
+    as_is_hint: str  # after an OK under ipyrepro: how to check the notebook as written, or ''
 
     def cell(self, index: int) -> CellOutcome | None:
         return next((outcome for outcome in self.cells if outcome.index == index), None)
@@ -220,7 +222,15 @@ def build_model(report: Any) -> ReportModel:
         against_saved=report.against_saved,
         out_of_order=report.out_of_order,
         machine_lines=tuple(report.machines.lines()) if report.machines is not None else (),
+        as_is_hint=as_is_hint(report),
     )
+
+
+def as_is_hint(report: Any) -> str:
+    """An OK under ipyrepro says nothing of the notebook as written: name the command that checks that."""
+    if report.exit_code != 0 or report.seed is None:
+        return ""
+    return f"as written (without ipyrepro): `ipyrepro check {shlex.quote(report.notebook)} --as-is`"
 
 
 def _note(outcome: CellOutcome | None) -> str:

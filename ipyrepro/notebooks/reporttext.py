@@ -6,6 +6,7 @@ from 1 as an editor shows it, the same numbers as the JSON's `position` and the 
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from .outputs import RAISES_TAG, traceback_tail
@@ -26,9 +27,9 @@ def report_text(report: Any) -> str:
                 continue
             if outcome.inherits:  # an earlier divergence explains it (see statecheck.py)
                 lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
-            lines += [f"    cause: {cause.text()}" for cause in outcome.own_causes]
+            lines += [cause_line(cause) for cause in outcome.own_causes]
             if outcome.no_cause:
-                lines.append(f"    cause: {outcome.no_cause}")
+                lines.append(wrapped(f"    cause: {outcome.no_cause}"))
     if model.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
         for index in model.hash_order_cells:
@@ -36,7 +37,7 @@ def report_text(report: Any) -> str:
             if outcome is None:
                 continue
             lines.append(f"  {outcome.cell.label()}\n{outcome.cell.head()}")
-            lines += [f"    cause: {cause.text()}" for cause in outcome.causes]
+            lines += [cause_line(cause) for cause in outcome.causes]
     if model.causes_status not in ("done", ""):
         lines.append(f"Causes: the diagnostic run {model.causes_status}")
     lines += _reproduced(report)
@@ -50,7 +51,25 @@ def report_text(report: Any) -> str:
         lines += [d.image_line() for d in images]
     lines += model.machine_lines  # --save / --against: the environment, the fingerprint, the first op
     lines.append(model.verdict_line)
+    if model.as_is_hint:
+        lines.append(model.as_is_hint)
     return "\n".join(lines)
+
+
+WIDTH = 120  # a cause line longer than this is wrapped at a word boundary, never inside a word
+
+
+def cause_line(cause: Any) -> str:
+    """`    cause: …`, wrapped at word boundaries (a terminal would break it mid-word)."""
+    return wrapped(f"    cause: {cause.text()}")
+
+
+def wrapped(line: str) -> str:
+    """`line` in lines of at most WIDTH columns where it has spaces, continued under its text."""
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.fill(
+        line, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False, drop_whitespace=True
+    )
 
 
 def _reproduced(report: Any) -> list[str]:
@@ -98,7 +117,7 @@ def _state_lines(model: ReportModel) -> list[str]:
     lines.append("First divergence: " + model.first_divergence)
     if model.first is not None:
         lines.append(model.first.cell.head())
-    lines += [f"    cause: {cause.text()}" for cause in model.divergence_causes]
+    lines += [cause_line(cause) for cause in model.divergence_causes]
     return lines
 
 

@@ -164,7 +164,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True, **obje
     the one it was saved from (batch size, dataset, sampler, workers), before changing anything. A name
     that was not saved raises; a saved name not given is left out and warned about. `strict=False` lets a
     loader built otherwise start the next epoch instead of raising, and says so.
-    The cell that was running at the save is not re-seeded when it runs next (see docs/resume.md).
+    The cell that was running at the save is not re-seeded when it runs next ([resume][page-resume]).
     """
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False; got {strict!r}")

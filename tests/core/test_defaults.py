@@ -112,7 +112,8 @@ def test_a_seed_set_while_off_is_the_seed_in_force(kernel_vars) -> None:
 
 def test_a_notebooks_own_repro_on_keeps_the_kernels_seed_and_mode(ip, kernel_vars, capsys) -> None:
     run(ip, "%repro on")
-    assert "ipyrepro ON: seed 42, re-seed source, deterministic algorithms warn" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ipyrepro ON: seed 42, re-seed source, deterministic algorithms: on (warn on nondeterministic ops)" in out
     code = "import torch\nx = torch.rand(3)"
     run(ip, code)
     expected = torch.rand(3, generator=torch.Generator().manual_seed(derive_source_seed(42, code)))

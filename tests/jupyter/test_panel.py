@@ -338,10 +338,12 @@ def test_a_cell_that_changes_nothing_shown_does_not_redraw_the_panel(ip, panel, 
 def test_a_cell_that_changes_only_a_precision_flag_still_redraws_the_panel(ip, panel) -> None:
     saved = torch.get_float32_matmul_precision()
     try:
-        run(ip, "import torch; torch.set_float32_matmul_precision('highest')")
-        assert "float32_matmul_precision=highest" in panel.status_view.value
+        run(ip, "import torch; torch.set_float32_matmul_precision('high')")
+        assert "float32_matmul_precision=high" in panel.status_view.value
         run(ip, "torch.set_float32_matmul_precision('medium')")
         assert "float32_matmul_precision=medium" in panel.status_view.value
+        run(ip, "torch.set_float32_matmul_precision('highest')")  # torch's default: the row names no flag
+        assert "float32_matmul_precision" not in panel.status_view.value
     finally:
         torch.set_float32_matmul_precision(saved)
 

@@ -113,7 +113,8 @@ def test_against_saved_passes_on_matching_outputs_and_names_the_edited_cell(tmp_
     assert "compared with the saved outputs" in out.splitlines()[0]
     assert "Reproduced errors (the same exception in every run and the saved outputs):" in out
     assert "Not saved (no outputs or no execution count in the notebook, so not compared):\n  cell 7 of 7" in out
-    assert out.splitlines()[-1] == (
+    assert out.splitlines()[-1] == f"as written (without ipyrepro): `ipyrepro check {path} --as-is`"
+    assert out.splitlines()[-2] == (
         "OK: 3 of 4 code cells compared, all matched; 1 not saved; "
         "1 raised the same error in every run (0 not tagged 'raises-exception')."
     )

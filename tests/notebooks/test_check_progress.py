@@ -40,7 +40,9 @@ def test_a_60_cell_check_prints_a_handful_of_lines_in_a_log(tmp_path: Path) -> N
     notebook = _long_notebook(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--no-causes"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stderr.splitlines()
@@ -52,13 +54,14 @@ def test_a_60_cell_check_prints_a_handful_of_lines_in_a_log(tmp_path: Path) -> N
 
 @pytest.mark.kernel
 def test_a_slow_cell_gets_its_own_line_with_its_label_and_time(tmp_path: Path) -> None:
-    notebook = _long_notebook(tmp_path, slow_cell="import time\ntime.sleep(1.5)")
+    notebook = _long_notebook(tmp_path, slow_cell="import time\ntime.sleep(2.5)")
     lines: list[str] = []
-    report = check(notebook, runs=2, jobs=2, causes=False, progress=PlainProgress(lines.append, slow_after=1.0))
+    report = check(notebook, runs=2, jobs=2, causes=False, progress=PlainProgress(lines.append, slow_after=2.0))
     assert report.exit_code == 0, str(report)
-    slow = [line for line in lines if "took" in line]
+    slow = [line for line in lines if " · " in line]
     assert len(slow) == 2, lines  # one per run: only the slow cell
-    assert all(re.search(r"run \d: cell .*'c30'.* took \d+\.\d s", line) for line in slow), slow
+    # c30 is the 34th cell of 66 (markdown after c0, c10, c20): named once, as an editor numbers it
+    assert all(re.fullmatch(r"run \d: cell 34 of 66 · \d+\.\d s", line) for line in slow), slow
     assert len(lines) == 6
 
 
@@ -68,7 +71,9 @@ def test_on_a_tty_each_run_is_one_live_line(tmp_path: Path) -> None:
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--no-causes"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
     )
     os.close(terminal)
@@ -92,6 +97,51 @@ def test_on_a_tty_each_run_is_one_live_line(tmp_path: Path) -> None:
     shown = [line for line in re.split(r"[\r\n]", final) if line.strip()]
     last = {n: [line for line in shown if line.lstrip().startswith(f"run {n}/2")][-1] for n in (1, 2)}
     for line in last.values():
-        assert f"{CELLS}/{CELLS}" in line and "done" in line
-        assert re.search(r"\d+:\d\d:\d\d", line)  # the elapsed time
+        assert f"done, {CELLS} code cells · " in line and f"{CELLS}/{CELLS}" not in line  # the count once
+        assert re.search(r"· \d+\.\d s$", line.rstrip())  # the elapsed time
     assert textwrap.dedent(process.stdout.read().decode()).startswith("ipyrepro check")  # the report itself
+
+
+DIFFERING = [
+    "import numpy as np",
+    "rng = np.random.default_rng()  # unseeded: differs every run\nrng.random()",
+    "total = 1 + 1\ntotal",
+]
+
+
+@pytest.mark.kernel
+def test_the_causes_run_has_its_own_progress_and_long_cause_lines_wrap_at_words(tmp_path: Path) -> None:
+    notebook = new_notebook(cells=[new_code_cell(code, id=f"d{n}") for n, code in enumerate(DIFFERING)])
+    path = tmp_path / "differs.ipynb"
+    nbformat.write(notebook, path)
+    lines: list[str] = []
+    report = check(path, runs=2, jobs=1, progress=PlainProgress(lines.append))
+    assert report.exit_code == 1, str(report)
+    causes = [line for line in lines if line.startswith("causes: ")]
+    assert causes[0] == "causes: starting one more kernel to trace 1 code cell"
+    assert "causes: tracing cell 2 of 3" in causes
+    assert re.fullmatch(r"causes: done in \d+\.\d s", causes[-1]), causes
+    assert lines.index(causes[0]) > max(i for i, line in enumerate(lines) if line.startswith("run 2: done"))
+    text = str(report)
+    [cause] = report.cell_causes(report.differences[0].cell.index)
+    assert len(f"    cause: {cause.text()}") > 120, "the test needs a cause longer than a line"
+    start = text.index("    cause: ")
+    shown = text[start : text.index("\n", text.index(cause.text().split()[-1], start))]
+    assert " ".join(shown.split()) == " ".join(f"cause: {cause.text()}".split()), "wrapped only between words"
+    assert len(shown.splitlines()) > 1 and all(len(line) <= 120 for line in shown.splitlines()), shown
+    assert "as written (without ipyrepro)" not in text  # the hint follows an OK only
+
+
+@pytest.mark.kernel
+def test_an_ok_under_ipyrepro_hints_at_checking_the_notebook_as_written(tmp_path: Path, capsys) -> None:
+    from ipyrepro.cli import main
+
+    notebook = new_notebook(cells=[new_code_cell("import torch\ntorch.rand(2)", id="a")])
+    path = tmp_path / "my notebook.ipynb"
+    nbformat.write(notebook, path)
+    assert main(["check", str(path), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith("OK: ")
+    assert lines[-1] == f"as written (without ipyrepro): `ipyrepro check '{path}' --as-is`"
+    assert main(["check", str(path), "--quiet", "--as-is"]) == 1  # as written, torch.rand is not seeded
+    assert "as written (without ipyrepro)" not in capsys.readouterr().out

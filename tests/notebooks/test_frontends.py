@@ -341,7 +341,7 @@ def test_check_against_saved_passes_on_what_jupyterlab_saved_and_names_an_edited
     assert report.exit_code == 0, str(report)
     assert report.kernel == KERNELS["source"] and report.differences == []
     assert [cell.position for cell in report.not_saved] == [1, 3]  # `%load_ext ipyrepro` and the imports print nothing
-    assert str(report).splitlines()[-1] == "OK: 7 of 10 code cells compared, all matched; 2 not saved."
+    assert str(report).splitlines()[-2] == "OK: 7 of 10 code cells compared, all matched; 2 not saved."
 
     edited = json.loads(json.dumps(saved))
     output = edited["cells"][IDENTICAL[1]]["outputs"][0]

@@ -30,8 +30,9 @@ def test_verbose_shows_a_handful_of_progress_lines_and_html_is_written(pytester:
     output = result.outlines + result.errlines
     runs = [line for line in output if re.match(r"run \d", line)]
     assert sorted(line.split(":")[0] for line in runs) == ["run 1", "run 1 of 2", "run 2", "run 2 of 2"], runs
-    diagnostic = [line for line in output if line.startswith("diagnostic run")]
-    assert 1 <= len(diagnostic) <= 2
+    causes = [line for line in output if line.startswith("causes: ")]  # the causes run, as a line of its own
+    assert causes[0].startswith("causes: starting one more kernel") and causes[-1].startswith("causes: done in")
+    assert len(causes) <= 3
     page = pytester.path / "html-report" / "notebooks__long.html"
     text = page.read_text(encoding="utf-8")
     assert "DIFFERS" in text and "id='cell-61'" in text and "unseeded-generator" in text
