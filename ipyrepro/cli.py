@@ -64,18 +64,16 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .core.userfiles import PathProblem, validate_target
+    from .core.userfiles import validate_outputs
+
+    # First, before any kernel or heavy import: no empty path, no output over an input, every output writable.
+    outputs = {"--save": args.save, "--html": args.html}
+    html = validate_outputs(outputs, {"the notebook": args.notebook, "--against": args.against}).get("--html")
     from .notebooks.check import check
     from .notebooks.fingerprint import FingerprintError
     from .notebooks.notebookfile import NotebookError
     from .notebooks.progress import terminal_progress
 
-    html = None
-    if args.html is not None:
-        try:  # before any kernel starts: a report that cannot be written would waste the runs
-            html = validate_target(args.html, "--html")
-        except PathProblem as error:
-            raise ValueError(f"--html: {error}") from None
     runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
     if runs < 2 and not args.against_saved:
         args.check_parser.error(

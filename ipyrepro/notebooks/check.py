@@ -95,7 +95,7 @@ def check(
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
-    plan = MachinePlan.build(save, against, trace_ops, portable, options)
+    plan = MachinePlan.build(save, against, trace_ops, portable, options, path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).

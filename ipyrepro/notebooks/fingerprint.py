@@ -79,13 +79,6 @@ def save(path: str | os.PathLike[str], content: dict[str, Any]) -> str:
     return str(target)
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    try:
-        userfiles.validate_target(path, "fingerprint file")
-    except userfiles.PathProblem as error:
-        raise FingerprintError(f"--save: {error}") from None
-
-
 def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[str, Any]:
     """Read and validate a fingerprint; only `environment` is required unless `cells_required`."""
     try:

@@ -55,7 +55,7 @@ def write_html(report: Any, path: str | os.PathLike[str]) -> Path:
     """Write `report` (a CheckReport) as one HTML file at `path`, atomically; return the path."""
     target = Path(path)
     text = render_html(report)
-    with userfiles.replacing(target) as out:
+    with userfiles.replacing(target, shared=True) as out:  # the umask's mode, as any file the user writes
         out.write(text)
     return target
 

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import userfiles
 from ..core.portable import start_variables
 from . import fingerprint
 from .outputs import Comparison, output_items
@@ -66,17 +67,23 @@ class MachinePlan:
 
     @classmethod
     def build(
-        cls, save: str | None, against: str | None, trace_ops: bool, portable: bool, options: dict[str, Any]
+        cls,
+        save: str | None,
+        against: str | None,
+        trace_ops: bool,
+        portable: bool,
+        options: dict[str, Any],
+        notebook: str | os.PathLike[str] | None = None,
     ) -> MachinePlan | None:
-        """Validate the file options now; None when none of them is given."""
-        if trace_ops and not (save or against):
+        """Validate the file options now (an empty path, or `--save` over the notebook or the `--against`
+        file, is refused); None when none of them is given."""
+        if trace_ops and save is None and against is None:
             raise ValueError("--trace-ops records a trace for --save or --against; give one of them")
-        if save is not None and against is not None and os.path.abspath(save) == os.path.abspath(against):
+        if save and against and userfiles.same_file(save, against):
             raise ValueError("--save and --against name the same file; save to another file")
-        if not (save or against or portable):
+        if save is None and against is None and not portable:
             return None
-        if save is not None:
-            fingerprint.check_writable(save)
+        userfiles.validate_outputs({"--save": save}, {"the notebook": notebook, "--against": against})
         saved = fingerprint.load(against, cells_required=True) if against is not None else None
         return cls(save, saved, trace_ops, portable, {**options, "portable": portable, "trace_ops": trace_ops})
 

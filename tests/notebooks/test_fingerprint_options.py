@@ -25,7 +25,7 @@ def notebook(tmp_path: Path) -> Path:
         (["--trace-ops"], "--trace-ops records a trace for --save or --against"),
         (["--save", "missing-folder/out.json"], "does not exist"),
         (["--against", "nowhere.json"], "does not exist; write one with `ipyrepro check NB --save FILE.json`"),
-        (["--save", "same.json", "--against", "same.json"], "--save and --against name the same file"),
+        (["--save", "same.json", "--against", "same.json"], "--save 'same.json' is the --against file"),
     ],
 )
 def test_bad_file_options_fail_before_running(
