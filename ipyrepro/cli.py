@@ -130,7 +130,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"ipyrepro explain: {error}", file=sys.stderr)
         return 2
     result = compare(first, second, (os.path.basename(args.first), os.path.basename(args.second)))
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if args.json else result)
     return result.exit_code
 
 

@@ -20,15 +20,12 @@ import xxhash
 from ..causes.opcompare import CellTrace, Divergence, first_divergence, tie_to_environment
 from ..core import userfiles
 from ..env.explain import Explanation, explain
+from .fingerprintfile import FingerprintError, parse, validate
 
 FORMAT = "ipyrepro.notebook-fingerprint"
 SCHEMA = 1
 MAX_FILE_BYTES = 256 << 20
 PREVIEW_CHARS = 2000  # of each text output, so a mismatch can show its first differing line
-
-
-class FingerprintError(ValueError):
-    """A fingerprint file that cannot be used; the message names the file, the problem and the fix."""
 
 
 def digest_text(text: str) -> str:
@@ -91,10 +88,7 @@ def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[
     except userfiles.PathProblem as error:
         raise FingerprintError(str(error)) from None
     where = f"fingerprint file {str(source)!r}"
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise FingerprintError(f"{where} is not valid JSON ({error}); write it again with --save") from None
+    data = parse(raw, where)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise FingerprintError(f'{where} is not a notebook fingerprint (no "format": "{FORMAT}")')
     schema = data.get("schema")
@@ -104,30 +98,11 @@ def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[
         raise FingerprintError(f"{where} has schema {schema}, newer than this ipyrepro reads ({SCHEMA}); upgrade")
     if not isinstance(data.get("environment"), dict):
         raise FingerprintError(f'{where}: missing "environment" object')
-    cells = data.get("cells")
-    if cells is None and not cells_required:
-        data["cells"] = []
-    elif not isinstance(cells, list) or not all(_valid_cell(cell) for cell in cells):
-        raise FingerprintError(f'{where}: "cells" must be a list of cell records (index, source, outputs)')
-    trace = data.get("trace")
-    if trace is not None and not isinstance(trace, list):
-        raise FingerprintError(f'{where}: "trace" must be a list of cell traces or null')
-    try:
-        data["trace"] = None if trace is None else [CellTrace.from_dict(item) for item in trace]
-    except (KeyError, TypeError, ValueError) as error:
-        raise FingerprintError(f'{where}: a "trace" entry is malformed ({error})') from None
+    validate(data, where, cells_required=cells_required)
+    data["cells"] = data.get("cells") or []
+    data["trace"] = None if data.get("trace") is None else [CellTrace.from_dict(item) for item in data["trace"]]
     data["path"] = str(source)
     return data
-
-
-def _valid_cell(cell: Any) -> bool:
-    return (
-        isinstance(cell, dict)
-        and isinstance(cell.get("index"), int)
-        and isinstance(cell.get("source"), str)
-        and isinstance(cell.get("outputs"), list)
-        and all(isinstance(item, dict) and isinstance(item.get("digest"), str) for item in cell["outputs"])
-    )
 
 
 # -- comparing -------------------------------------------------------------------
@@ -295,7 +270,7 @@ class KernelCollector:
             "trace": [trace.to_dict() for trace in self.traces] if self.trace else None,
         }
         with open(path, "w", encoding="utf-8") as stream:
-            json.dump(content, stream)
+            json.dump(content, stream, allow_nan=False)
 
 
 def kernel_setup_code(trace: bool, cap: int) -> str:

@@ -42,6 +42,9 @@ def test_bad_file_options_fail_before_running(
 
 def test_against_a_fingerprint_without_cells_is_refused(notebook: Path, capsys) -> None:
     env_only = notebook.parent / "env.json"
-    env_only.write_text(json.dumps({"format": "ipyrepro.notebook-fingerprint", "schema": 1, "environment": {}}))
+    from ipyrepro.env.numerics import numerics_environment
+
+    document = {"format": "ipyrepro.notebook-fingerprint", "schema": 1, "environment": numerics_environment()}
+    env_only.write_text(json.dumps(document))
     assert main(["check", str(notebook), "--quiet", "--against", str(env_only)]) == 2
     assert '"cells" must be a list of cell records' in capsys.readouterr().err
