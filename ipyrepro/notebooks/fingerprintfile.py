@@ -219,19 +219,19 @@ def _trace(entry: Any, path: str) -> None:
     entry = _mapping(entry, path, "a cell trace (cell, cap, truncated, ops)")
     if not isinstance(entry.get("cell"), (str, int)) or isinstance(entry.get("cell"), bool):
         raise _Bad(f"{path}.cell", "a cell id", entry.get("cell"))
-    _optional(entry, "cap", lambda v, p: _integer(v, p, 1, 1 << 40), f"{path}.cap")
-    _optional(entry, "truncated", lambda v, p: _integer(v, p, 0, 1 << 40), f"{path}.truncated")
+    _present(entry, "cap", lambda v, p: _integer(v, p, 1, 1 << 40), f"{path}.cap")
+    _present(entry, "truncated", lambda v, p: _integer(v, p, 0, 1 << 40), f"{path}.truncated")
     for number, op in enumerate(_sequence(entry.get("ops", []), f"{path}.ops")):
         where = f"{path}.ops[{number}]"
         op = _mapping(op, where, "an op record (op, device, inputs, outputs, file, line, code)")
         _text(op.get("op"), f"{where}.op")
         for name in ("device", "file", "code"):
-            _optional(op, name, _text, f"{where}.{name}")
+            _present(op, name, _text, f"{where}.{name}")
         for name in ("inputs", "outputs"):
-            if op.get(name) is not None:
+            if name in op:
                 for position, item in enumerate(_sequence(op[name], f"{where}.{name}")):
                     _text(item, f"{where}.{name}[{position}]")
-        _optional(op, "line", lambda v, p: _integer(v, p, 0, 1 << 40), f"{where}.line")
+        _present(op, "line", lambda v, p: _integer(v, p, 0, 1 << 40), f"{where}.line")
 
 
 # -- leaves ------------------------------------------------------------------------------------
@@ -239,6 +239,12 @@ def _trace(entry: Any, path: str) -> None:
 
 def _optional(container: dict[str, Any], key: str, check: Callable[[Any, str], Any], path: str) -> None:
     if container.get(key) is not None:
+        check(container[key], path)
+
+
+def _present(container: dict[str, Any], key: str, check: Callable[[Any, str], Any], path: str) -> None:
+    """A field that may be left out, but not given as null: it is read as its type."""
+    if key in container:
         check(container[key], path)
 
 
