@@ -132,7 +132,9 @@ class MachinePlan:
             result.error = collected or "the kernel did not report its environment"
             return result
         cells = [
-            fingerprint.cell_record(cell, output_items(first.outputs.get(cell.index, []), comparison))
+            fingerprint.cell_record(
+                cell, output_items(first.outputs.get(cell.index, []), comparison), _state(first, cell.index)
+            )
             for cell in report.cells
         ]
         here = fingerprint.document(report.notebook, cells, collected["environment"], self.options, collected["trace"])
@@ -147,9 +149,20 @@ class MachinePlan:
                 )
         if self.against is not None:
             here["trace"] = [fingerprint.CellTrace.from_dict(item) for item in collected["trace"] or []] or None
-            result.against = fingerprint.compare(here, self.against)
+            tolerant = bool(comparison.rtol or comparison.atol)  # the digests are bitwise: not within a tolerance
+            result.against = fingerprint.compare(here, self.against, state=not tolerant)
+            if tolerant and result.against.states_compared == 0 and any(c.get("state") for c in self.against["cells"]):
+                result.against.trace_notes.append("state digests are bitwise, so with --rtol/--atol only outputs count")
             result.against_name = os.path.basename(self.against["path"])
         return result
+
+
+def _state(run: Any, index: int) -> dict[str, str] | None:
+    """The cell's state digests as the check computed them (name -> digest), or None when not recorded."""
+    state = getattr(run, "states", {}).get(index)
+    if state is None:
+        return None
+    return {name: record["digest"] for name, record in sorted(state.names.items()) if "digest" in record}
 
 
 def _trace_cap() -> int:

@@ -198,3 +198,25 @@ def test_fuzz_any_mutation_is_a_verdict_on_valid_data_or_one_line(tmp_path: Path
         assert code in (0, 1) and err == ""
         result = _strict(out)  # strict JSON: no NaN or Infinity echoed back
         assert result["exit_code"] == code
+
+
+def test_an_old_fingerprint_without_state_still_loads_and_compares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = base()
+    for cell in old["cells"]:
+        cell.pop("state")
+    write(tmp_path / "old.json", old)
+    write(tmp_path / "new.json", base())
+    assert main(["explain", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cells_compared"] == 2 and result["states_compared"] == 0
+    assert result["first_state_divergence"] is None
+
+
+def test_explain_names_the_first_cell_whose_state_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "a.json", base())
+    write(tmp_path / "b.json", _set(base(), ("cells", 0, "state", "w"), "xxh3_128:" + "f" * 32))
+    assert main(["explain", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "First state divergence: cell 0 (1 of 2 code cells, id 'a'): w differs (a.json vs b.json)" in out
