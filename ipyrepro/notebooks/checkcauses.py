@@ -144,16 +144,19 @@ def find_causes(
         found.status = f"failed: the tracing helper did not run ({error})"
         return found
     found.status = "done"
-    found.ranked = _ranked_once(found, traced)
+    first_divergent = state.first if state is not None and state.compared else None
+    found.ranked = _ranked_once(found, traced, first_divergent.index if first_divergent else min(differing, default=0))
     return found
 
 
-def _ranked_once(found: CheckCauses, traced: set[int]) -> list[Cause]:
-    """The causes of the traced cells, in notebook order, each (kind, cell, line, call) once, strongest first."""
+def _ranked_once(found: CheckCauses, traced: set[int], until: int) -> list[Cause]:
+    """The causes of the first divergence: of the traced cells up to it (the cell where it began, in notebook order),
+    each (kind, cell, line, call) once, strongest first. A later cell's draw never explains an earlier
+    divergence: its causes stay with that cell's own differences."""
     seen: set[tuple[Any, ...]] = set()
     listed = []
     for index in sorted(traced):
-        if index in found.hash_order_cells:
+        if index in found.hash_order_cells or index > until:
             continue
         for cause in found.by_cell.get(index, []):
             key = (cause.kind, cause.cell, cause.line, cause.location, cause.code)

@@ -157,5 +157,14 @@ def state_lines(report: Any) -> list[str]:
     cell = next((cell for cell in report.cells if cell.index == first.index), None)
     if cell is not None:
         lines.append(cell.head())
-    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    causes = report.divergence_causes()
+    lines += [f"    cause: {cause.text()}" for cause in causes]
+    if not causes and report.causes is not None and report.causes.status == "done":
+        lines.append(f"    cause: {NO_DIVERGENCE_CAUSE}")
     return lines
+
+
+NO_DIVERGENCE_CAUSE = (
+    "none found: nothing the tracer watches (a draw from an unseeded generator, a clock, OS entropy, threads, "
+    "a setting) ran in this cell; the value may come from a file, the network or a library ipyrepro does not watch"
+)
