@@ -95,6 +95,22 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str = "fil
     return data
 
 
+def validate_source(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """Fail now, before any work or heavy import, when `path` exists but is not a regular file (a FIFO would
+    block the read, `/dev/zero` never end) or cannot be reached; a missing file is left to the reader, which
+    says how to make one. Only `stat`: nothing is opened."""
+    source = expand(path, what)
+    where = f"{what} {str(source)!r}"
+    try:
+        mode = source.stat().st_mode
+    except FileNotFoundError:
+        return source
+    except OSError as error:
+        raise PathProblem(f"{where}: {describe(error)}") from None
+    _require_regular(mode, where)
+    return source
+
+
 def _require_regular(mode: int, where: str) -> None:
     if not stat.S_ISREG(mode):
         raise PathProblem(f"{where} is {_kind(mode)}; give a regular file")
