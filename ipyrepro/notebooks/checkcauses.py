@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,8 @@ class CheckCauses:
     hash_order_cells: list[int] = field(default_factory=list)
     hash_seeds: tuple[str, str] | None = None  # (checked runs, diagnostic kernel) when the proof was possible
     status: str = ""
-    ranked: list[Cause] = field(default_factory=list)  # from the first divergence on: each once, strongest first
+    ranked: list[Cause] = field(default_factory=list)  # of the first divergence: each once, strongest first
+    later: list[Cause] = field(default_factory=list)  # of the cells traced after it, in notebook order, each once
 
 
 def other_hash_seed(seed: str) -> str:
@@ -145,25 +146,26 @@ def find_causes(
         return found
     found.status = "done"
     first_divergent = state.first if state is not None and state.compared else None
-    found.ranked = _ranked_once(found, traced, first_divergent.index if first_divergent else min(differing, default=0))
+    until = first_divergent.index if first_divergent else min(differing, default=0)
+    found.ranked = ranked(_once(found, [index for index in sorted(traced) if index <= until]))
+    found.later = _once(found, [index for index in sorted(traced) if index > until], found.ranked)
     return found
 
 
-def _ranked_once(found: CheckCauses, traced: set[int], until: int) -> list[Cause]:
-    """The causes of the first divergence: of the traced cells up to it (the cell where it began, in notebook order),
-    each (kind, cell, line, call) once, strongest first. A later cell's draw never explains an earlier
-    divergence: its causes stay with that cell's own differences."""
-    seen: set[tuple[Any, ...]] = set()
+def _once(found: CheckCauses, cells: list[int], shown: Sequence[Cause] = ()) -> list[Cause]:
+    """The causes of `cells`, in notebook order, each (kind, cell, line, call) once. The first divergence gets
+    only those of its own cell and the cells before it: a later cell's draw never explains it."""
+    seen = {(c.kind, c.cell, c.line, c.location, c.code) for c in shown}
     listed = []
-    for index in sorted(traced):
-        if index in found.hash_order_cells or index > until:
+    for index in cells:
+        if index in found.hash_order_cells:
             continue
         for cause in found.by_cell.get(index, []):
             key = (cause.kind, cause.cell, cause.line, cause.location, cause.code)
             if key not in seen:
                 seen.add(key)
                 listed.append(cause)
-    return ranked(listed)
+    return listed
 
 
 def reached(source: str, line: int | None, divergent: tuple[str, ...]) -> list[str]:

@@ -161,6 +161,11 @@ def state_lines(report: Any) -> list[str]:
     lines += [f"    cause: {cause.text()}" for cause in causes]
     if not causes and report.causes is not None and report.causes.status == "done":
         lines.append(f"    cause: {NO_DIVERGENCE_CAUSE}")
+    shown = {d.cell.position for d in report.differences if not d.image}  # their causes are listed with them
+    later = [cause for cause in getattr(report.causes, "later", ()) if cause.cell not in shown]
+    if later:
+        lines.append("  Where later divergences began (their own causes, not the first one's):")
+        lines += [f"    cause: {cause.text()}" for cause in later]
     return lines
 
 
