@@ -144,7 +144,7 @@ class LazyTorch:
 
     def _sync_hook(self) -> None:
         wanted = self._settings is not None or self._seed is not None or bool(self._extra)
-        if wanted and self._hook is None and imported() is None:
+        if wanted and self._hook is None and MODULE not in sys.modules:  # not for an import already under way
             self._hook = after_import(MODULE, self._imported)
         elif not wanted and self._hook is not None:
             self._hook.remove()
