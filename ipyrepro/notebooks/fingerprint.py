@@ -134,7 +134,7 @@ class StateDivergence:
         shown = ", ".join(self.names[:5]) + (f" and {len(self.names) - 5} more" if len(self.names) > 5 else "")
         verb = "differs" if len(self.names) == 1 else "differ"
         printed = "; its printed outputs match" if self.outputs_match else ""
-        more = f" ({self.cells} code cells' state differs in all)" if self.cells > 1 else ""
+        more = f"; {self.cells} code cells' state differs in all" if self.cells > 1 else ""
         return f"{self.label}: {shown} {verb} ({names[0]} vs {names[1]}){printed}{more}"
 
     def to_dict(self) -> dict[str, Any]:
