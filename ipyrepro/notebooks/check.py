@@ -144,13 +144,13 @@ def check(
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
-    if plan is not None and plan.collects:
-        report.machines = plan.finish(report, comparison)
     if state:
         report.state = compare_states(
             [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
         )
         report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
+    if plan is not None and plan.collects:  # after the state comparison: only names stable across runs are kept
+        report.machines = plan.finish(report, comparison)
     if causes and report.differences:
         report.causes = find_causes(
             report,

@@ -133,7 +133,7 @@ class MachinePlan:
             return result
         cells = [
             fingerprint.cell_record(
-                cell, output_items(first.outputs.get(cell.index, []), comparison), _state(first, cell.index)
+                cell, output_items(first.outputs.get(cell.index, []), comparison), _state(report, first, cell.index)
             )
             for cell in report.cells
         ]
@@ -151,18 +151,27 @@ class MachinePlan:
             here["trace"] = [fingerprint.CellTrace.from_dict(item) for item in collected["trace"] or []] or None
             tolerant = bool(comparison.rtol or comparison.atol)  # the digests are bitwise: not within a tolerance
             result.against = fingerprint.compare(here, self.against, state=not tolerant)
-            if tolerant and result.against.states_compared == 0 and any(c.get("state") for c in self.against["cells"]):
+            if tolerant and any(cell.get("state") for cell in self.against["cells"]):
                 result.against.trace_notes.append("state digests are bitwise, so with --rtol/--atol only outputs count")
             result.against_name = os.path.basename(self.against["path"])
         return result
 
 
-def _state(run: Any, index: int) -> dict[str, str] | None:
-    """The cell's state digests as the check computed them (name -> digest), or None when not recorded."""
-    state = getattr(run, "states", {}).get(index)
-    if state is None:
+def _state(report: Any, run: Any, index: int) -> dict[str, str] | None:
+    """The cell's state digests as the check computed them (name -> digest), or None when not recorded.
+
+    Only names that held the same value in every run here: one that differs run to run (a timestamp, a
+    process id) says nothing about another machine, so it is neither saved nor compared."""
+    cell_state = getattr(run, "states", {}).get(index)
+    if cell_state is None:
         return None
-    return {name: record["digest"] for name, record in sorted(state.names.items()) if "digest" in record}
+    divergence = report.state.cells.get(index) if report.state.compared else None
+    unstable = set(divergence.divergent) if divergence is not None else set()
+    return {
+        name: record["digest"]
+        for name, record in sorted(cell_state.names.items())
+        if "digest" in record and name not in unstable
+    }
 
 
 def _trace_cap() -> int:
