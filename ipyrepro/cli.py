@@ -64,8 +64,12 @@ def _kernel_uninstall(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .core.userfiles import expand
     from .notebooks.discover import several
 
+    for option in ("save", "against", "html", "junit"):  # an unset $BASELINE in CI must fail loudly
+        if getattr(args, option) is not None:
+            expand(getattr(args, option), f"--{option}")
     if several(args.notebook):
         return _check_many(args)
     return _check_one(args, args.notebook[0])
@@ -142,26 +146,17 @@ def _check_options(args: argparse.Namespace, runs: int) -> dict[str, object]:
 def _check_one(args: argparse.Namespace, notebook: str) -> int:
     import time
 
-    from .core.userfiles import PathProblem, validate_target
+    from .core.userfiles import validate_outputs
+
+    # First, before any kernel or heavy import: no empty path, no output over an input, every output writable.
+    outputs = {"--save": args.save, "--html": args.html, "--junit": args.junit}
+    targets = validate_outputs(outputs, {"the notebook": notebook, "--against": args.against})
+    html, junit = targets.get("--html"), targets.get("--junit")
     from .notebooks.check import check
     from .notebooks.fingerprint import FingerprintError
     from .notebooks.notebookfile import NotebookError
     from .notebooks.progress import terminal_progress
 
-    html = None
-    if args.html is not None:
-        try:  # before any kernel starts: a report that cannot be written would waste the runs
-            html = validate_target(args.html, "--html")
-        except PathProblem as error:
-            raise ValueError(f"--html: {error}") from None
-    try:
-        junit = validate_target(args.junit, "--junit") if args.junit is not None else None
-    except PathProblem as error:
-        raise ValueError(f"--junit: {error}") from None
-    if junit is not None:
-        from .notebooks.discover import refuse_inputs
-
-        refuse_inputs(junit, [notebook], "--junit")
     runs = _check_runs(args)
     started = time.monotonic()
     try:
@@ -235,7 +230,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"ipyrepro explain: {error}", file=sys.stderr)
         return 2
     result = compare(first, second, (os.path.basename(args.first), os.path.basename(args.second)))
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if args.json else result)
     return result.exit_code
 
 

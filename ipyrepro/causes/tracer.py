@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..comparison.findings import Cause, ranked
+from ..core.importhook import after_import
 from .frames import (
     _ENTROPY_FILES,
     _ENTROPY_FIX,
@@ -92,6 +93,7 @@ class Tracer:
     watch: Any = None  # the GlobalRngWatch when armed (`ipyrepro check --as-is`): draws from unseeded global RNGs
     _draws: dict[str, Any] = field(default_factory=dict)  # what counts as a draw, per global RNG (when watched)
     _drawn: set[str] = field(default_factory=set)  # the global RNGs already named in this trace (first draw only)
+    _rare: set[str] = field(default_factory=set)  # the C functions' names the profile looks at
 
     # -- frames ---------------------------------------------------------------------
 
@@ -223,17 +225,8 @@ class Tracer:
 
         calls[concurrent.futures.thread.ThreadPoolExecutor.submit.__code__] = self._on_executor
         calls[concurrent.futures.process.ProcessPoolExecutor.submit.__code__] = self._on_executor
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            import torch.backends
-            import torch.cuda.random
-            import torch.utils.data
-
-            calls[torch.cuda.random.seed.__code__] = self._on_cuda_seed
-            calls[torch.cuda.random.seed_all.__code__] = self._on_cuda_seed
-            calls[torch.backends.ContextProp.__set__.__code__] = self._on_context_prop
-            calls[torch.use_deterministic_algorithms.__code__] = self._on_deterministic
-            calls[torch.utils.data.DataLoader.__iter__.__code__] = self._on_dataloader
+        if "torch" in sys.modules:
+            calls.update(self._torch_calls())
         self._calls = calls
         clocks = {}
         for name in (
@@ -255,11 +248,35 @@ class Tracer:
             self._draws = _global_draws()
             calls[NUMPY_DRAW_CODE] = self._on_numpy_draw
 
+    def _torch_calls(self) -> dict[types.CodeType, Any]:
+        import torch.backends
+        import torch.cuda.random
+        import torch.utils.data
+
+        return {
+            torch.cuda.random.seed.__code__: self._on_cuda_seed,
+            torch.cuda.random.seed_all.__code__: self._on_cuda_seed,
+            torch.backends.ContextProp.__set__.__code__: self._on_context_prop,
+            torch.use_deterministic_algorithms.__code__: self._on_deterministic,
+            torch.utils.data.DataLoader.__iter__.__code__: self._on_dataloader,
+        }
+
+    def _torch_imported(self, module: Any) -> None:
+        """torch was imported by the traced code itself (`import torch` and `w = torch.randn(3)` in one cell, the
+        most common first cell): watch its draws and settings from here on, in the tables the profile holds."""
+        if not self._alive:
+            return
+        self._calls.update(self._torch_calls())
+        if self.watch is not None:
+            self._draws = _global_draws()
+            self._rare.update(self._draws["names"])
+
     def _make_profile(self) -> Any:
-        """The profile function: a closure over local tables, because it runs on every call while tracing."""
+        """The profile function: a closure over local tables, because it runs on every call while tracing
+        (`calls` and `rare_names` are updated in place when the traced code imports torch)."""
         calls, clocks, urandom = self._calls, self._clocks, self._urandom
         on_c_call = self._on_c_call
-        rare_names = {"seed", "now", "utcnow", "today", *self._draws.get("names", ())}
+        rare_names = self._rare = {"seed", "now", "utcnow", "today", *self._draws.get("names", ())}
         alive = self._alive
 
         def profile(frame: types.FrameType, event: str, arg: Any) -> None:
@@ -529,12 +546,15 @@ def trace(
         threading.settrace(line_tracer)
         sys.settrace(line_tracer)
     profile = tracer._make_profile()
+    torch_hook = None if "torch" in sys.modules else after_import("torch", tracer._torch_imported)
     threading.setprofile(profile)
     sys.setprofile(profile)
     try:
         yield tracer
     finally:
         sys.setprofile(previous_profile)
+        if torch_hook is not None:
+            torch_hook.remove()
         if tracer._lines:
             sys.settrace(None)
             threading.settrace(previous_thread_trace)  # type: ignore[arg-type]

@@ -50,8 +50,24 @@ class NotImported(Record):
 
 
 def imported() -> ModuleType | None:
-    """torch, if it is imported; never imports it."""
-    return sys.modules.get(MODULE)
+    """torch, if it is imported; never imports it. While another thread is still running torch's `__init__`,
+    None: until then the module has no `cuda`, `backends`... (the importing thread itself sees it, so the
+    import's own callbacks work)."""
+    module = sys.modules.get(MODULE)
+    if module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None if _importing_elsewhere() else module
+    return module
+
+
+def _importing_elsewhere() -> bool:
+    """Whether another thread holds torch's import lock (it is running torch's `__init__`)."""
+    import threading
+    from importlib import _bootstrap
+
+    ref = getattr(_bootstrap, "_module_locks", {}).get(MODULE)
+    lock = ref() if ref is not None else None
+    owner = getattr(lock, "owner", None)
+    return owner is not None and owner != threading.get_ident()
 
 
 class LazyTorch:
@@ -67,6 +83,21 @@ class LazyTorch:
         # How settings are put in force in an imported torch: flags.py sets it (`Flags.apply` does the same
         # eagerly), so that this module needs nothing above it.
         self.apply_settings: Callable[[ModuleType, Settings, bool], None] | None = None
+        self._seen: ModuleType | None = None  # the torch module last seen imported, for `reattach`
+
+    def reattach(self) -> ModuleType | None:
+        """torch taken out of `sys.modules` (`del sys.modules['torch']`) while its module lives on: put it back,
+        so ipyrepro goes on seeding it and reading its flags, and `import torch` gives that same module (a second
+        import of torch in one process fails). Returns the module when it did; cheap enough for every cell."""
+        module = sys.modules.get(MODULE)
+        if module is not None:
+            if module is not self._seen and imported() is module:
+                self._seen = module
+            return None
+        if self._seen is None:
+            return None
+        sys.modules[MODULE] = self._seen
+        return self._seen
 
     # -- what waits ----------------------------------------------------------------
 
@@ -113,7 +144,7 @@ class LazyTorch:
 
     def _sync_hook(self) -> None:
         wanted = self._settings is not None or self._seed is not None or bool(self._extra)
-        if wanted and self._hook is None and imported() is None:
+        if wanted and self._hook is None and MODULE not in sys.modules:  # not for an import already under way
             self._hook = after_import(MODULE, self._imported)
         elif not wanted and self._hook is not None:
             self._hook.remove()

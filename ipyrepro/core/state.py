@@ -261,6 +261,9 @@ class ReproState:
 
     def after_cell(self) -> None:
         """After every cell: refresh views and warn about drift, reading only a few flags."""
+        # Before the drift check, so that torch's flags are read from torch itself, not as if never imported.
+        if self.enabled and TORCH.reattach() is not None:
+            _emit(TORCH_REATTACHED)
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
         target = self.target
@@ -586,6 +589,12 @@ def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Call
             cache.clear()
         seed = cache[base, key] = derive(base, key)
     return seed
+
+
+TORCH_REATTACHED = (
+    "torch was taken out of sys.modules; ipyrepro put the same module back (importing torch a second time in one "
+    "process fails), so the next cells are re-seeded and `import torch` gives that module again"
+)
 
 
 def _emit(text: str) -> None:

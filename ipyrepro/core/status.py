@@ -226,7 +226,7 @@ class Status(TextReport, Record, mutable=True):
         return copy.deepcopy(self._asdict())
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 
     def rows(self) -> list[tuple[str, str, str | None]]:
         """(label, value, drift note or None), the table both renderings show."""

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,7 +44,7 @@ def expand(path: str | os.PathLike[str], what: str) -> Path:
     if not isinstance(text, str):
         raise PathProblem(f"{what} {text!r}: give the path as text")
     if not text:
-        raise PathProblem(f"{what}: the path is empty")
+        raise PathProblem(f"{what}: the path is empty (an unset variable?); give a file name")
     if "\0" in text:
         raise PathProblem(f"{what} {text!r}: the path contains a NUL character")
     if text.startswith("~"):
@@ -93,6 +93,22 @@ def read_regular_file(path: str | os.PathLike[str], limit: int, what: str = "fil
     if len(data) > limit:
         raise PathProblem(f"{where} has more than the {limit:,} allowed bytes")
     return data
+
+
+def validate_source(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """Fail now, before any work or heavy import, when `path` exists but is not a regular file (a FIFO would
+    block the read, `/dev/zero` never end) or cannot be reached; a missing file is left to the reader, which
+    says how to make one. Only `stat`: nothing is opened."""
+    source = expand(path, what)
+    where = f"{what} {str(source)!r}"
+    try:
+        mode = source.stat().st_mode
+    except FileNotFoundError:
+        return source
+    except OSError as error:
+        raise PathProblem(f"{where}: {describe(error)}") from None
+    _require_regular(mode, where)
+    return source
 
 
 def _require_regular(mode: int, where: str) -> None:
@@ -213,3 +229,49 @@ def validate_target(path: str | os.PathLike[str], what: str = "file") -> Path:
     os.close(handle)
     os.unlink(temporary)
     return target
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file: equal after resolving symlinks, or one inode (a hard link)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def validate_outputs(
+    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Mapping[str, str | os.PathLike[str] | None]
+) -> dict[str, Path]:
+    """Check every file a command will write and read before any work: `option -> path` (None: not given).
+
+    An empty path is an error (an unset `$BASELINE` in CI must fail loudly, not be ignored); an output
+    that is an input (the notebook, the `--against` file), after resolving links, or another output,
+    is refused, so nothing the user owns is overwritten; each output must be writable atomically.
+    Returns the outputs given, expanded.
+    """
+    given_inputs: dict[str, Path] = {}
+    for option, path in inputs.items():
+        if path is not None:
+            given_inputs[option] = expand(path, option)
+    targets: dict[str, Path] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        target = expand(path, option)
+        for other, source in [*given_inputs.items(), *targets.items()]:
+            if same_file(target, source):
+                raise PathProblem(
+                    f"{option} {str(target)!r} is {_naming(other, source)} (after resolving links): writing it "
+                    "would overwrite it; give another file"
+                )
+        try:
+            targets[option] = validate_target(target, option)
+        except PathProblem as error:
+            raise PathProblem(f"{option}: {error}") from None
+    return targets
+
+
+def _naming(option: str, path: Path) -> str:
+    return option if option.startswith("the ") else f"the {option} file {str(path)!r}"

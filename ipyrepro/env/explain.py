@@ -33,6 +33,9 @@ FIXES = {
 }
 
 
+PORTABLE_KINDS = ("cpu_capability", "cpu_isa", "threads", "tf32")  # what the portable profile pins
+
+
 @dataclass(frozen=True)
 class EnvDifference:
     """One field that differs; `kind` groups fields for the verdict and for tying a divergent op to it."""
@@ -84,6 +87,19 @@ class Explanation:
         top = moving[0]
         fix = FIXES.get(top.kind, "make the two environments the same")
         return f"Bitwise equality not expected: {_phrase(top, self.names)}; {fix}"
+
+    def not_guaranteed(self) -> str:
+        """Why a bitwise match between these environments is luck, not a promise, and what makes it one:
+        `bitwise equality between these machines is not guaranteed (AVX2 vs AVX512): use --portable for a
+        guarantee`."""
+        moving = [d for d in self.differences if d.weight >= POSSIBLE]
+        if not moving:
+            return "bitwise equality between these machines is expected"
+        top = moving[0]
+        values = f"{_show(top.here)} vs {_show(top.there)}"
+        what = values if top.kind == "cpu_capability" else f"{top.field} {values}"
+        fix = "use --portable for a guarantee" if top.kind in PORTABLE_KINDS else f"{FIXES.get(top.kind, '')}"
+        return f"bitwise equality between these machines is not guaranteed ({what}): {fix or 'make them the same'}"
 
     def kinds(self) -> list[str]:
         return list(dict.fromkeys(d.kind for d in self.differences if d.weight >= POSSIBLE))

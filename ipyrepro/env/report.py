@@ -51,7 +51,7 @@ class EnvReport(TextReport):
         return {**self.sections, "notes": list(self.notes)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def rows(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(section title, [(setting, shown value)]): the table every rendering shows."""

@@ -358,7 +358,7 @@ class ReproMagics:
         namespace is as after one run. Returns a report with `.ok` and `.differences`.
         `%%repro -h` explains each option.
         """
-        from ..rerun.cell import rerun_cell
+        from ..core.userfiles import PathProblem, validate_source
 
         try:
             args = self._parser("%%repro").parse_args(shlex.split(line))
@@ -366,6 +366,13 @@ class ReproMagics:
             return None
         except ValueError as error:  # shlex: an unclosed quote
             raise UsageError(f"%%repro: cannot read the options {line!r}: {error}") from error
+        try:  # a FIFO or a device is refused at once, before torch and the engine are imported
+            if args.check is not None:
+                validate_source(args.check, "fingerprint file")
+        except PathProblem as error:
+            raise UsageError(f"%%repro: {error}") from None
+        from ..rerun.cell import rerun_cell
+
         try:
             return rerun_cell(
                 self.shell,

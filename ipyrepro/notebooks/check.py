@@ -98,7 +98,7 @@ def check(
         raise NotebookError(no_saved_outputs(path))
     cells, metadata = load_notebook(path)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
-    plan = MachinePlan.build(save, against, trace_ops, portable, options)
+    plan = MachinePlan.build(save, against, trace_ops, portable, options, path)
     kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
@@ -147,13 +147,13 @@ def check(
 
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
-    if plan is not None and plan.collects:
-        report.machines = plan.finish(report, comparison)
     if state:
         report.state = compare_states(
             [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
         )
         report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
+    if plan is not None and plan.collects:  # after the state comparison: only names stable across runs are kept
+        report.machines = plan.finish(report, comparison)
     if causes and report.differences:
         report.causes = find_causes(
             report,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ class CheckCauses:
     hash_order_cells: list[int] = field(default_factory=list)
     hash_seeds: tuple[str, str] | None = None  # (checked runs, diagnostic kernel) when the proof was possible
     status: str = ""
-    ranked: list[Cause] = field(default_factory=list)  # from the first divergence on: each once, strongest first
+    ranked: list[Cause] = field(default_factory=list)  # of the first divergence: each once, strongest first
+    later: list[Cause] = field(default_factory=list)  # of the cells traced after it, in notebook order, each once
 
 
 def other_hash_seed(seed: str) -> str:
@@ -166,15 +167,19 @@ def _diagnose(
         found.status = f"failed: the tracing helper did not run ({error})"
         return found
     found.status = "done"
-    found.ranked = _ranked_once(found, traced)
+    first_divergent = state.first if state is not None and state.compared else None
+    until = first_divergent.index if first_divergent else min(differing, default=0)
+    found.ranked = ranked(_once(found, [index for index in sorted(traced) if index <= until]))
+    found.later = _once(found, [index for index in sorted(traced) if index > until], found.ranked)
     return found
 
 
-def _ranked_once(found: CheckCauses, traced: set[int]) -> list[Cause]:
-    """The causes of the traced cells, in notebook order, each (kind, cell, line, call) once, strongest first."""
-    seen: set[tuple[Any, ...]] = set()
+def _once(found: CheckCauses, cells: list[int], shown: Sequence[Cause] = ()) -> list[Cause]:
+    """The causes of `cells`, in notebook order, each (kind, cell, line, call) once. The first divergence gets
+    only those of its own cell and the cells before it: a later cell's draw never explains it."""
+    seen = {(c.kind, c.cell, c.line, c.location, c.code) for c in shown}
     listed = []
-    for index in sorted(traced):
+    for index in cells:
         if index in found.hash_order_cells:
             continue
         for cause in found.by_cell.get(index, []):
@@ -182,7 +187,7 @@ def _ranked_once(found: CheckCauses, traced: set[int]) -> list[Cause]:
             if key not in seen:
                 seen.add(key)
                 listed.append(cause)
-    return ranked(listed)
+    return listed
 
 
 def reached(source: str, line: int | None, divergent: tuple[str, ...]) -> list[str]:

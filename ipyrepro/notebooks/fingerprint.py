@@ -20,15 +20,12 @@ import xxhash
 from ..causes.opcompare import CellTrace, Divergence, first_divergence, tie_to_environment
 from ..core import userfiles
 from ..env.explain import Explanation, explain
+from .fingerprintfile import FingerprintError, parse, validate
 
 FORMAT = "ipyrepro.notebook-fingerprint"
 SCHEMA = 1
 MAX_FILE_BYTES = 256 << 20
 PREVIEW_CHARS = 2000  # of each text output, so a mismatch can show its first differing line
-
-
-class FingerprintError(ValueError):
-    """A fingerprint file that cannot be used; the message names the file, the problem and the fix."""
 
 
 def digest_text(text: str) -> str:
@@ -79,13 +76,6 @@ def save(path: str | os.PathLike[str], content: dict[str, Any]) -> str:
     return str(target)
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    try:
-        userfiles.validate_target(path, "fingerprint file")
-    except userfiles.PathProblem as error:
-        raise FingerprintError(f"--save: {error}") from None
-
-
 def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[str, Any]:
     """Read and validate a fingerprint; only `environment` is required unless `cells_required`."""
     try:
@@ -98,10 +88,7 @@ def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[
     except userfiles.PathProblem as error:
         raise FingerprintError(str(error)) from None
     where = f"fingerprint file {str(source)!r}"
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise FingerprintError(f"{where} is not valid JSON ({error}); write it again with --save") from None
+    data = parse(raw, where)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise FingerprintError(f'{where} is not a notebook fingerprint (no "format": "{FORMAT}")')
     schema = data.get("schema")
@@ -111,30 +98,11 @@ def load(path: str | os.PathLike[str], *, cells_required: bool = False) -> dict[
         raise FingerprintError(f"{where} has schema {schema}, newer than this ipyrepro reads ({SCHEMA}); upgrade")
     if not isinstance(data.get("environment"), dict):
         raise FingerprintError(f'{where}: missing "environment" object')
-    cells = data.get("cells")
-    if cells is None and not cells_required:
-        data["cells"] = []
-    elif not isinstance(cells, list) or not all(_valid_cell(cell) for cell in cells):
-        raise FingerprintError(f'{where}: "cells" must be a list of cell records (index, source, outputs)')
-    trace = data.get("trace")
-    if trace is not None and not isinstance(trace, list):
-        raise FingerprintError(f'{where}: "trace" must be a list of cell traces or null')
-    try:
-        data["trace"] = None if trace is None else [CellTrace.from_dict(item) for item in trace]
-    except (KeyError, TypeError, ValueError) as error:
-        raise FingerprintError(f'{where}: a "trace" entry is malformed ({error})') from None
+    validate(data, where, cells_required=cells_required)
+    data["cells"] = data.get("cells") or []
+    data["trace"] = None if data.get("trace") is None else [CellTrace.from_dict(item) for item in data["trace"]]
     data["path"] = str(source)
     return data
-
-
-def _valid_cell(cell: Any) -> bool:
-    return (
-        isinstance(cell, dict)
-        and isinstance(cell.get("index"), int)
-        and isinstance(cell.get("source"), str)
-        and isinstance(cell.get("outputs"), list)
-        and all(isinstance(item, dict) and isinstance(item.get("digest"), str) for item in cell["outputs"])
-    )
 
 
 # -- comparing -------------------------------------------------------------------
@@ -151,6 +119,34 @@ class CellMismatch:
         return f"{self.label}: {self.what}" + (f"\n{self.detail}" if self.detail else "")
 
 
+@dataclass(frozen=True)
+class StateDivergence:
+    """The first cell whose recorded state differs between the two sides, the names that differ there, and how
+    many compared cells' state differs in all."""
+
+    index: int
+    label: str
+    names: tuple[str, ...]
+    outputs_match: bool
+    cells: int
+
+    def text(self, names: tuple[str, str]) -> str:
+        shown = ", ".join(self.names[:5]) + (f" and {len(self.names) - 5} more" if len(self.names) > 5 else "")
+        verb = "differs" if len(self.names) == 1 else "differ"
+        printed = "; its printed outputs match" if self.outputs_match else ""
+        more = f"; {self.cells} code cells' state differs in all" if self.cells > 1 else ""
+        return f"{self.label}: {shown} {verb} ({names[0]} vs {names[1]}){printed}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "label": self.label,
+            "variables": list(self.names),
+            "outputs_match": self.outputs_match,
+            "cells": self.cells,
+        }
+
+
 @dataclass
 class FingerprintComparison:
     """Two fingerprints (or a run and a fingerprint) side by side: cells, environment, first divergent op."""
@@ -162,6 +158,8 @@ class FingerprintComparison:
     divergence: Divergence | None = None
     trace_notes: list[str] = field(default_factory=list)
     cell_labels: dict[str, str] = field(default_factory=dict)  # trace cell key -> label
+    state: StateDivergence | None = None  # the first cell whose recorded state differs
+    states_compared: int = 0  # cells with state digests on both sides
 
     @property
     def outputs_differ(self) -> bool:
@@ -169,8 +167,19 @@ class FingerprintComparison:
 
     @property
     def exit_code(self) -> int:
-        """0: equivalent (same outputs, where recorded, and bitwise equality expected); 1: they differ."""
-        return 1 if self.mismatches or not self.explanation.bitwise_expected else 0
+        """The results decide: 1 when a cell's outputs or recorded state differ (or a cell is missing or changed),
+        else 0, whatever the environments. Environments alone (no cell recorded) decide only when nothing
+        else can: 1 when bitwise equality is not expected between them."""
+        if self.mismatches or self.state is not None:
+            return 1
+        return 0 if self.cells_compared or self.explanation.bitwise_expected else 1
+
+    def note(self) -> str | None:
+        """When every recorded result matched but the environments can move numbers: what that match means."""
+        if self.exit_code or not self.cells_compared or self.explanation.bitwise_expected:
+            return None
+        where = "here" if self.names[0] == "here" else f"in {self.names[0]} and {self.names[1]}"
+        return f"matched bitwise {where}; {self.explanation.not_guaranteed()}"
 
     def lines(self) -> list[str]:
         out = []
@@ -183,10 +192,17 @@ class FingerprintComparison:
                 else f"Outputs: all {self.cells_compared} code cells match bitwise"
             )
             out += [f"  {m.text()}" for m in self.mismatches]
+        if self.state is not None:
+            out.append(f"First state divergence: {self.state.text(self.names)}")
+        elif self.states_compared:
+            out.append(f"State: all {self.states_compared} code cells' recorded state matches bitwise")
         if self.divergence is not None:
             label = self.cell_labels.get(self.divergence.cell)
             out.append(f"First divergent op: {self.divergence.text(label)}")
         out += [f"Note: {note}" for note in self.trace_notes]
+        note = self.note()
+        if note is not None:
+            out.append(f"Note: {note}")
         out += self.explanation.lines()
         return out
 
@@ -198,18 +214,23 @@ class FingerprintComparison:
             "exit_code": self.exit_code,
             "cells_compared": self.cells_compared,
             "mismatches": [m.__dict__ for m in self.mismatches],
+            "first_state_divergence": self.state.to_dict() if self.state else None,
+            "states_compared": self.states_compared,
             "first_divergent_op": self.divergence.to_dict() if self.divergence else None,
             "trace_notes": self.trace_notes,
+            "note": self.note(),
             "environment": self.explanation.to_dict(),
         }
 
 
 def compare(
-    here: dict[str, Any], there: dict[str, Any], names: tuple[str, str] = ("here", "there")
+    here: dict[str, Any], there: dict[str, Any], names: tuple[str, str] = ("here", "there"), *, state: bool = True
 ) -> FingerprintComparison:
-    """Compare two fingerprint documents (as `load` returns, or as the check builds before saving)."""
+    """Compare two fingerprint documents (as `load` returns, or as the check builds before saving); `state`:
+    compare the cells' state digests where both sides recorded them (bitwise)."""
     explanation = explain(here["environment"], there["environment"], names)
     result = FingerprintComparison(names, explanation)
+    differing_states: list[tuple[int, str, tuple[str, ...], bool]] = []
     theirs = {cell["index"]: cell for cell in there.get("cells") or []}
     total = len(here.get("cells") or [])
     for position, cell in enumerate(here.get("cells") or [], 1):
@@ -225,8 +246,18 @@ def compare(
             continue
         result.cells_compared += 1
         mine = [item["digest"] for item in cell["outputs"]]
-        if mine != [item["digest"] for item in other["outputs"]]:
+        outputs_match = mine == [item["digest"] for item in other["outputs"]]
+        if not outputs_match:
             result.mismatches.append(CellMismatch(cell["index"], label, "outputs differ", _detail(cell, other, names)))
+        a, b = cell.get("state"), other.get("state")
+        if state and isinstance(a, dict) and isinstance(b, dict):
+            result.states_compared += 1
+            differing = tuple(sorted(name for name in set(a) & set(b) if a[name] != b[name]))  # left out: unstable
+            if differing:
+                differing_states.append((cell["index"], label, differing, outputs_match))
+    if differing_states:
+        index, label, differing, outputs_match = differing_states[0]
+        result.state = StateDivergence(index, label, differing, outputs_match, len(differing_states))
     traces_here, traces_there = here.get("trace"), there.get("trace")
     if traces_here and traces_there:
         result.trace_notes = [note for trace in (*traces_here, *traces_there) if (note := trace.note())]
@@ -234,7 +265,7 @@ def compare(
         if divergence is not None:
             values = {d.kind: (d.here, d.there) for d in reversed(explanation.differences)}
             result.divergence = tie_to_environment(divergence, explanation.kinds(), values)
-    elif result.outputs_differ and (traces_here or traces_there):
+    elif (result.outputs_differ or result.state is not None) and (traces_here or traces_there):
         result.trace_notes.append("only one side has an op trace; run both with --trace-ops to find the first op")
     return result
 
@@ -302,7 +333,7 @@ class KernelCollector:
             "trace": [trace.to_dict() for trace in self.traces] if self.trace else None,
         }
         with open(path, "w", encoding="utf-8") as stream:
-            json.dump(content, stream)
+            json.dump(content, stream, allow_nan=False)
 
 
 def kernel_setup_code(trace: bool, cap: int) -> str:

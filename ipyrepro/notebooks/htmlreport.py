@@ -127,6 +127,11 @@ def _summary(report: Any, model: ReportModel) -> str:
     if model.first_divergence and model.first is not None:
         link = f"<a href='#cell-{model.first.index}'>{_e(model.first.cell.label())}</a>"
         causes = "".join(f"<li>{_e(cause.text())}</li>" for cause in model.divergence_causes)
+        if model.divergence_no_cause:
+            causes += f"<li>{_e(model.divergence_no_cause)}</li>"
+        if model.later_causes:
+            later = "".join(f"<li>{_e(cause.text())}</li>" for cause in model.later_causes)
+            causes += f"<li>Where later divergences began (their own causes, not the first one's):<ul>{later}</ul></li>"
         parts.append(
             f"<div id='first-divergence'><h3>First divergence: {link}</h3><p>{_e(model.first_divergence)}</p>"
             + (f"<ul>{causes}</ul>" if causes else "")

@@ -128,7 +128,7 @@ def install(
         with tempfile.TemporaryDirectory(prefix="ipyrepro-kernel-", dir=destination.parent) as folder:
             source = Path(folder) / name
             source.mkdir()
-            (source / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+            (source / "kernel.json").write_text(json.dumps(spec, indent=1, allow_nan=False) + "\n", encoding="utf-8")
             _copy_logos(source)
             if destination.exists():
                 shutil.rmtree(destination)

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import userfiles
 from ..core.portable import start_variables
 from . import fingerprint
 from .outputs import Comparison, output_items
@@ -66,17 +67,23 @@ class MachinePlan:
 
     @classmethod
     def build(
-        cls, save: str | None, against: str | None, trace_ops: bool, portable: bool, options: dict[str, Any]
+        cls,
+        save: str | None,
+        against: str | None,
+        trace_ops: bool,
+        portable: bool,
+        options: dict[str, Any],
+        notebook: str | os.PathLike[str] | None = None,
     ) -> MachinePlan | None:
-        """Validate the file options now; None when none of them is given."""
-        if trace_ops and not (save or against):
+        """Validate the file options now (an empty path, or `--save` over the notebook or the `--against`
+        file, is refused); None when none of them is given."""
+        if trace_ops and save is None and against is None:
             raise ValueError("--trace-ops records a trace for --save or --against; give one of them")
-        if save is not None and against is not None and os.path.abspath(save) == os.path.abspath(against):
+        if save and against and userfiles.same_file(save, against):
             raise ValueError("--save and --against name the same file; save to another file")
-        if not (save or against or portable):
+        if save is None and against is None and not portable:
             return None
-        if save is not None:
-            fingerprint.check_writable(save)
+        userfiles.validate_outputs({"--save": save}, {"the notebook": notebook, "--against": against})
         saved = fingerprint.load(against, cells_required=True) if against is not None else None
         return cls(save, saved, trace_ops, portable, {**options, "portable": portable, "trace_ops": trace_ops})
 
@@ -125,7 +132,9 @@ class MachinePlan:
             result.error = collected or "the kernel did not report its environment"
             return result
         cells = [
-            fingerprint.cell_record(cell, output_items(first.outputs.get(cell.index, []), comparison))
+            fingerprint.cell_record(
+                cell, output_items(first.outputs.get(cell.index, []), comparison), _state(report, first, cell.index)
+            )
             for cell in report.cells
         ]
         here = fingerprint.document(report.notebook, cells, collected["environment"], self.options, collected["trace"])
@@ -140,9 +149,29 @@ class MachinePlan:
                 )
         if self.against is not None:
             here["trace"] = [fingerprint.CellTrace.from_dict(item) for item in collected["trace"] or []] or None
-            result.against = fingerprint.compare(here, self.against)
+            tolerant = bool(comparison.rtol or comparison.atol)  # the digests are bitwise: not within a tolerance
+            result.against = fingerprint.compare(here, self.against, state=not tolerant)
+            if tolerant and any(cell.get("state") for cell in self.against["cells"]):
+                result.against.trace_notes.append("state digests are bitwise, so with --rtol/--atol only outputs count")
             result.against_name = os.path.basename(self.against["path"])
         return result
+
+
+def _state(report: Any, run: Any, index: int) -> dict[str, str] | None:
+    """The cell's state digests as the check computed them (name -> digest), or None when not recorded.
+
+    Only names that held the same value in every run here: one that differs run to run (a timestamp, a
+    process id) says nothing about another machine, so it is neither saved nor compared."""
+    cell_state = getattr(run, "states", {}).get(index)
+    if cell_state is None:
+        return None
+    divergence = report.state.cells.get(index) if report.state.compared else None
+    unstable = set(divergence.divergent) if divergence is not None else set()
+    return {
+        name: record["digest"]
+        for name, record in sorted(cell_state.names.items())
+        if "digest" in record and name not in unstable
+    }
 
 
 def _trace_cap() -> int:

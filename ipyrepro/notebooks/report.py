@@ -238,7 +238,7 @@ class CheckReport:
         return report_dict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
 def raised_text(cell: Cell, error: dict[str, Any] | None) -> str:

@@ -104,6 +104,8 @@ class ReportModel:
     first: CellOutcome | None  # the first divergent cell
     first_divergence: str  # the text after "First divergence: ", or ''
     divergence_causes: tuple[Cause, ...]
+    divergence_no_cause: str  # the one line when the causes run found nothing at the first divergence, or ''
+    later_causes: tuple[Cause, ...]  # where later divergences began, not listed under a differing output
     state_errors: tuple[str, ...]
     state_summarised: str | None  # values compared by a summary only (over the digest's budget), or None
     causes_status: str  # the diagnostic run: "done", why it stopped, or '' (none ran)
@@ -215,6 +217,12 @@ def build_model(report: Any) -> ReportModel:
         first=by_index.get(first.index) if first is not None else None,
         first_divergence=first_text,
         divergence_causes=tuple(listed),
+        divergence_no_cause=NO_DIVERGENCE_CAUSE if first is not None and not listed and status == "done" else "",
+        later_causes=tuple(
+            cause
+            for cause in getattr(causes, "later", ())
+            if cause.cell not in {d.cell.position for d in report.differences if not d.image}
+        ),
         state_errors=tuple(report.state.errors),
         state_summarised=summarised_text(report.state),
         causes_status=status,
@@ -224,6 +232,12 @@ def build_model(report: Any) -> ReportModel:
         machine_lines=tuple(report.machines.lines()) if report.machines is not None else (),
         as_is_hint=as_is_hint(report),
     )
+
+
+NO_DIVERGENCE_CAUSE = (
+    "none found: nothing the tracer watches (a draw from an unseeded generator, a clock, OS entropy, threads, "
+    "a setting) ran in this cell; the value may come from a file, the network or a library ipyrepro does not watch"
+)
 
 
 def as_is_hint(report: Any) -> str:

@@ -118,6 +118,11 @@ def _state_lines(model: ReportModel) -> list[str]:
     if model.first is not None:
         lines.append(model.first.cell.head())
     lines += [cause_line(cause) for cause in model.divergence_causes]
+    if model.divergence_no_cause:
+        lines.append(wrapped(f"    cause: {model.divergence_no_cause}"))
+    if model.later_causes:
+        lines.append("  Where later divergences began (their own causes, not the first one's):")
+        lines += [cause_line(cause) for cause in model.later_causes]
     return lines
 
 

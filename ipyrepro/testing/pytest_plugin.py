@@ -169,8 +169,14 @@ _HTML_KEY = pytest.StashKey[Path]()
 
 
 def _html_folder(text: str) -> Path:
-    """The folder for --ipyrepro-html, created now; a path that cannot be one is a usage error."""
-    folder = Path(text).expanduser()
+    """The folder for --ipyrepro-html, created now; a path that cannot be one (or an empty one: an unset
+    variable) is a usage error."""
+    from ..core.userfiles import PathProblem, expand
+
+    try:
+        folder = expand(text, "--ipyrepro-html")
+    except PathProblem as error:
+        raise pytest.UsageError(str(error)) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ipyrepro.core import userfiles
 from ipyrepro.core.userfiles import replacing
 
 
@@ -49,3 +50,29 @@ def test_a_bare_file_name_is_written_in_the_current_folder(tmp_path: Path, monke
     with replacing(Path("here.txt")) as stream:
         stream.write("text")
     assert (tmp_path / "here.txt").read_text() == "text"
+
+
+def test_validate_source_refuses_what_is_not_a_regular_file_and_leaves_a_missing_one_to_the_reader(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(userfiles.PathProblem, match="is a FIFO"):
+        userfiles.validate_source(fifo, "fingerprint file")
+    with pytest.raises(userfiles.PathProblem, match="is a device"):
+        userfiles.validate_source("/dev/zero", "fingerprint file")
+    assert userfiles.validate_source(tmp_path / "missing.json") == tmp_path / "missing.json"
+
+
+def test_validate_outputs_refuses_an_input_under_another_name(tmp_path: Path) -> None:
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text("{}")
+    (tmp_path / "alias.ipynb").symlink_to(notebook)
+    with pytest.raises(userfiles.PathProblem, match="is the notebook"):
+        userfiles.validate_outputs({"--save": tmp_path / "alias.ipynb"}, {"the notebook": notebook})
+    with pytest.raises(userfiles.PathProblem, match="--html: the path is empty"):
+        userfiles.validate_outputs({"--html": ""}, {"the notebook": notebook})
+    assert userfiles.validate_outputs({"--save": tmp_path / "fp.json", "--html": None}, {"the notebook": notebook}) == {
+        "--save": tmp_path / "fp.json"
+    }
+    assert notebook.read_text() == "{}"

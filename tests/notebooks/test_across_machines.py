@@ -96,6 +96,7 @@ def test_saved_on_avx512_checked_on_the_avx2_laptop(folder: Path) -> None:
     assert "Against avx512.json: DIFFERS" in out
     assert "cell 4 (3 of 5 code cells, id 'cell-4'): outputs differ" in out
     assert "cell 2 (2 of 5 code cells" not in out  # the random data and weights agree
+    assert "First state divergence: cell 4 (3 of 5 code cells, id 'cell-4'): logits, loss, model differ" in out
     assert re.search(r"\n    stdout, line \d here: step \d: loss [\d.]+\n    stdout, line \d there: step \d: loss", out)
     assert (
         "First divergent op: aten::convolution at cell 4 (3 of 5 code cells, id 'cell-4'), "

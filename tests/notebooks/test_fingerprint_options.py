@@ -25,7 +25,7 @@ def notebook(tmp_path: Path) -> Path:
         (["--trace-ops"], "--trace-ops records a trace for --save or --against"),
         (["--save", "missing-folder/out.json"], "does not exist"),
         (["--against", "nowhere.json"], "does not exist; write one with `ipyrepro check NB --save FILE.json`"),
-        (["--save", "same.json", "--against", "same.json"], "--save and --against name the same file"),
+        (["--save", "same.json", "--against", "same.json"], "--save 'same.json' is the --against file"),
     ],
 )
 def test_bad_file_options_fail_before_running(
@@ -42,6 +42,9 @@ def test_bad_file_options_fail_before_running(
 
 def test_against_a_fingerprint_without_cells_is_refused(notebook: Path, capsys) -> None:
     env_only = notebook.parent / "env.json"
-    env_only.write_text(json.dumps({"format": "ipyrepro.notebook-fingerprint", "schema": 1, "environment": {}}))
+    from ipyrepro.env.numerics import numerics_environment
+
+    document = {"format": "ipyrepro.notebook-fingerprint", "schema": 1, "environment": numerics_environment()}
+    env_only.write_text(json.dumps(document))
     assert main(["check", str(notebook), "--quiet", "--against", str(env_only)]) == 2
     assert '"cells" must be a list of cell records' in capsys.readouterr().err
