@@ -24,10 +24,11 @@ from .hiddenstate import find_hidden_state, out_of_order_text
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
 from .kernels import kernelspec_settings, notebook_kernel, plain_kernel_for
 from .machines import MachinePlan
-from .notebookfile import Cell, load_notebook
+from .notebookfile import Cell, NotebookError, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
 from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _current
+from .savedmode import saved_mode
 from .statecheck import compare_states
 from .verdicts import compare, error_output
 
@@ -37,7 +38,7 @@ def check(
     *,
     runs: int | None = None,
     seed: int | None = None,
-    as_is: bool = False,
+    as_is: bool | None = None,
     kernel: str | None = None,
     timeout: float | None = 600,
     sanitize: Sequence[str] = (),
@@ -57,6 +58,7 @@ def check(
     stop_on_error: bool = False,
     against_saved: bool = False,
     state: bool = True,
+    strict: bool = False,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -69,7 +71,10 @@ def check(
     every cell that ran in at least two runs is compared. `stop_on_error` ends a run at the first
     cell not tagged raises-exception that raises, and compares only the runs that reached the end.
     `against_saved` compares each run with the outputs saved in the notebook instead of with run 1
-    (`runs` defaults to 2, or to 1 against the saved outputs).
+    (`runs` defaults to 2, or to 1 against the saved outputs), in the mode the notebook was saved in
+    (savedmode.py) unless `as_is`, `seed` or `reseed` is given; it raises NotebookError before any kernel
+    starts when nothing is saved. Differences from the saved outputs get a kind (savedenv.py); `strict`
+    turns the environment patterns off and leaves out outputs saved without an execution count.
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py);
     a cell that raised for lack of a name that a later cell binds is named as hidden state.
@@ -94,26 +99,42 @@ def check(
         validate_reseed_mode(reseed)
     comparison = Comparison.build(sanitize, rtol, atol)
     cells, metadata = load_notebook(path)
+    if against_saved and not any(cell.saved_outputs for cell in cells):  # before any kernel starts
+        raise NotebookError(
+            f"{path}: nothing saved to compare: no code cell has saved outputs. Run the notebook and save it "
+            "with its outputs, or check it run against run (without --against-saved)"
+        )
+    kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
+    why = ""
+    if against_saved and as_is is None and seed is None and reseed is None:  # as the author ran it
+        saved = saved_mode(metadata, kernel_name, kernel_spec_manager)
+        as_is, why = saved.as_is, saved.why
+        seed, reseed = saved.settings.seed, saved.settings.reseed
+    elif against_saved:
+        why = "--as-is given" if as_is else "--seed given" if seed is not None else "--reseed given"
+    as_is = bool(as_is)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
     plan = MachinePlan.build(save, against, trace_ops, portable, options)
-    kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
     plain = plain_kernel_for(kernel_name, kernel_spec_manager, as_is=as_is)
-    report = CheckReport(str(path), kernel_name, "as written (--as-is)", [], cells)
+    report = CheckReport(str(path), kernel_name, "as written (--as-is)" if not why else "as written", [], cells)
     if not as_is:  # the kernel's settings unless given, as the notebook's own `%repro on` there
         given = ChildSettings(seed, reseed)
         settings = resolve_settings(given, None, lambda: kernelspec_settings(kernel_name, kernel_spec_manager))
         seed, reseed = report.seed, report.reseed = settings.seed, settings.reseed
-        strict = "" if settings.deterministic == "error" else f", deterministic algorithms {settings.deterministic}"
-        report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{strict})"
+        flags = "" if settings.deterministic == "error" else f", deterministic algorithms {settings.deterministic}"
+        report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{flags})"
     else:
         seed = 0 if seed is None else seed  # unused: --as-is sets nothing up
+    if why:
+        report.mode += f", as the notebook was saved: {why}" if "given" not in why else f" ({why})"
     if portable:
         report.mode += ", portable profile"
     if plan is not None:  # the fingerprint records the seed and mode the runs really used
         plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
     report.against_saved, report.stop_on_error = against_saved, stop_on_error
+    report.strict, report.rtol, report.atol = strict, comparison.rtol, comparison.atol
     tracker = as_progress(progress)
     say = tracker.note
     if plain is not None:
@@ -151,7 +172,7 @@ def check(
             [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
         )
         report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
-    if causes and report.differences:
+    if causes and report.failing:
         report.causes = find_causes(
             report,
             comparison,

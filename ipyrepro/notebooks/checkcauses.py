@@ -77,7 +77,7 @@ def find_causes(
 
     found = CheckCauses()
     first = next((run for run in report.runs if run.outputs), None)
-    differing = {difference.cell.index for difference in report.differences}
+    differing = {difference.cell.index for difference in getattr(report, "failing", report.differences)}
     state = getattr(report, "state", None)
     traced = set(state.trace_cells(differing)) if state is not None and state.compared else differing
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")

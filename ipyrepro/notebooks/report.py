@@ -22,6 +22,7 @@ from .outputs import (
     side_name,
     traceback_tail,
 )
+from .savedenv import ENVIRONMENT, NUMERIC
 from .statecheck import (
     CellState,
     StateReport,
@@ -94,6 +95,22 @@ class Difference:
     image: bool = False
     diff: str = ""  # the full unified diff, for --json
     values: tuple[str, str] = ("", "")  # both sides as compared
+    kind: str = "value"  # savedenv.KINDS: value, numeric (numbers beyond the tolerance), environment
+    explained: str = ""  # environment: what explains it ("torch 1.12.1+cu113 there, 2.13.0+cpu here")
+    largest_relative: float | None = None  # numeric: the largest relative difference of its numbers
+
+    @property
+    def fails(self) -> bool:
+        """Whether it fails the check: values and numbers beyond the tolerance do; the environment does not."""
+        return self.kind != ENVIRONMENT
+
+    def kind_text(self) -> str:
+        """What the report says after the difference: its explanation or its largest relative difference."""
+        if self.kind == ENVIRONMENT:
+            return self.explained or "the environment"
+        if self.kind == NUMERIC and self.largest_relative is not None:
+            return f"numbers only, largest relative difference {self.largest_relative:.3g}"
+        return ""
 
     def between(self) -> str:
         return f"between {side_name(self.runs[0])} and {side_name(self.runs[1])}".replace("saved", "the saved outputs")
@@ -117,6 +134,9 @@ class Difference:
             ],
             "detail": self.detail,
             "diff": self.diff,
+            "kind": self.kind,
+            "explained": self.explained,
+            "largest_relative": self.largest_relative,
         }
 
 
@@ -141,10 +161,14 @@ class CheckReport:
     machines: Any = None  # --save / --against: a machines.MachineResult
 
     against_saved: bool = False
+    rtol: float = 0.0  # the tolerance numbers in text were compared with
+    atol: float = 0.0
+    strict: bool = False  # --strict: no environment patterns, outputs saved without a count not compared
     stop_on_error: bool = False
     reproduced: list[ReproducedError] = field(default_factory=list)
     compared: set[int] = field(default_factory=set)  # indexes of the cells compared on at least two sides
-    not_saved: list[Cell] = field(default_factory=list)  # --against-saved: saved without outputs or count
+    not_saved: list[Cell] = field(default_factory=list)  # --against-saved: not run when saved (no count, no outputs)
+    without_count: list[Cell] = field(default_factory=list)  # outputs saved without an execution count, compared
     hidden_state: list[HiddenState] = field(default_factory=list)
     out_of_order: str = ""  # the sentence saying the saved execution counts do not rise, or ''
 
@@ -175,7 +199,17 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.differences and not (self.machines is not None and self.machines.differs)
+        return not self.errors and not self.failing and not (self.machines is not None and self.machines.differs)
+
+    @property
+    def failing(self) -> list[Difference]:
+        """The differences that fail the check: values, and numbers beyond the tolerance (not the environment)."""
+        return [d for d in self.differences if d.fails]
+
+    @property
+    def environment(self) -> list[Difference]:
+        """The differences this machine explains (against the saved outputs): reported, exit 0."""
+        return [d for d in self.differences if not d.fails]
 
     @property
     def exit_code(self) -> int:
@@ -296,7 +330,7 @@ class CellResult:
 
     @property
     def ok(self) -> bool:
-        return self.compared and not self.errors and not self.differences
+        return self.compared and not self.errors and not any(d.fails for d in self.differences)
 
     def text(self, report: CheckReport) -> str:
         """The lines of `ipyrepro check`'s report that concern this cell, under the report's header."""

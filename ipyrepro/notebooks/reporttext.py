@@ -10,6 +10,7 @@ from typing import Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
+from .savedenv import NUMERIC
 from .statecheck import first_divergence_text, inherits_text, names_text, rng_text
 
 
@@ -18,11 +19,13 @@ def report_text(report: Any) -> str:
     lines = [report.header()]
     lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
     lines += state_lines(report)
-    listed = report.divergence_causes()
-    text = [d for d in report.differences if not d.image]
-    images = [d for d in report.differences if d.image]
+    # Causes printed under the first divergence are not repeated; with no divergent variable none were printed.
+    listed = report.divergence_causes() if report.state.first is not None else []
+    values = [d for d in report.failing if not d.image and d.kind != NUMERIC]
+    images = [d for d in report.failing if d.image]
     shown: set[int] = set()
-    for difference in text:
+    uncaused: list[Any] = []
+    for difference in values:
         lines.append(difference.text())
         index = difference.cell.index
         if index in shown:
@@ -35,7 +38,8 @@ def report_text(report: Any) -> str:
             found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
             lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
             if not found and not inherited and report.causes.status == "done":
-                lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
+                uncaused.append(difference.cell)
+    lines += _kind_sections(report)
     if report.causes is not None and report.causes.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
         for index in report.causes.hash_order_cells:
@@ -44,33 +48,64 @@ def report_text(report: Any) -> str:
             lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(index)]
     if report.causes is not None and report.causes.status not in ("done", ""):
         lines.append(f"Causes: the diagnostic run {report.causes.status}")
+    if uncaused:  # once, not a generic sentence per cell
+        where = "; the saved outputs may come from other code, data or package versions" if report.against_saved else ""
+        lines.append(f"No cause found for {_cells(uncaused)}{where}.")
     lines += _reproduced(report)
     lines += _hidden_state(report)
     if report.not_saved:
-        lines.append("Not saved (no outputs or no execution count in the notebook, so not compared):")
+        why = (
+            "no execution count: not run before saving, or (--strict) outputs saved without one"
+            if report.strict
+            else "no execution count and no outputs: not run before saving"
+        )
+        lines.append(f"Not saved ({why}; not compared):")
         lines += [f"  {cell.label()}" for cell in report.not_saved]
+    if report.without_count:
+        lines.append("Outputs saved without an execution count (compared anyway; --strict leaves them out):")
+        lines += [f"  {cell.label()}" for cell in report.without_count]
     if images:
         lines.append("Images (compared by exact bytes):")
         lines += [d.image_line() for d in images]
     compared = summary(report)
     first = report.state.first
-    if first is not None and not report.differences and report.compared:
+    if first is not None and not report.failing and report.compared:
         names = names_text(first.new) if first.new else rng_text(first.rngs)
         compared += f"; the state differs from {report.position(first.index)} ({names}), though no output shows it"
     if report.machines is not None:  # --save / --against: the environment, the fingerprint, the first op
         lines += report.machines.lines()
-        if report.machines.differs and not report.differences:
+        if report.machines.differs and not report.failing:
             compared += f" here, but they differ from {report.machines.against_name}"
     verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
     lines.append(f"{verdict}: {compared}.")
     return "\n".join(lines)
 
 
-NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
-NO_CAUSE_SAVED = (
-    "none ran in this cell; the saved output may have come from other code, data or package versions, "
-    "or from a value of an earlier differing cell"
-)
+def _cells(cells: list[Any]) -> str:
+    """`cell 12` or `cells 12, 40`: positions as an editor shows them."""
+    return ("cell " if len(cells) == 1 else "cells ") + ", ".join(str(cell.position) for cell in cells)
+
+
+def _kind_sections(report: Any) -> list[str]:
+    """The numeric differences, then the environment's, each in its own section."""
+    lines = []
+    numeric = [d for d in report.failing if d.kind == NUMERIC]
+    if numeric:
+        tolerance = f"--rtol {report_tolerance(report)}"
+        lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
+        lines += [f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in numeric]
+    environment = report.environment
+    if environment:
+        lines.append(
+            "Environment differences (this machine is not the one the notebook was saved on; "
+            "they do not fail the check):"
+        )
+        lines += [f"  {d.cell.label()}: {d.what}: {d.kind_text()}" for d in environment]
+    return lines
+
+
+def report_tolerance(report: Any) -> str:
+    return f"{report.rtol:g}, --atol {report.atol:g}"
 
 
 def _reproduced(report: Any) -> list[str]:
@@ -112,17 +147,25 @@ def summary(report: Any) -> str:
         return "nothing to compare (fewer than 2 complete runs)"
     if not report.compared:
         return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
-    differing = {d.cell.index for d in report.differences}
-    images = sum(d.image for d in report.differences)
+    failing = report.failing
+    differing = {d.cell.index for d in failing}
+    images = sum(d.image for d in failing)
+    environment = {d.cell.index for d in report.environment} - differing
     if differing:
         parts = [
-            f"{len(differing)} of {total} code cells differ ({len(report.differences) - images} text/data outputs, "
+            f"{len(differing)} of {total} code cells differ ({len(failing) - images} text/data outputs, "
             f"{images} images)"
         ]
-    elif len(report.compared) == total:
+    elif len(report.compared) == total and not environment:
         parts = [f"all {total} code cells matched"]
-    else:
+    elif not environment:
         parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
+    else:
+        matched = len(report.compared) - len(environment)
+        parts = [f"{matched} of {total} code cells matched"]
+    if environment:
+        explained = list(dict.fromkeys(d.kind_text() for d in report.environment if d.cell.index in environment))
+        parts.append(f"{len(environment)} differ only by the environment ({'; '.join(explained[:3])})")
     not_saved = len(report.not_saved)
     if not_saved:
         parts.append(f"{not_saved} not saved")
