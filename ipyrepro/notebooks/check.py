@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.defaults import ChildSettings, resolve_settings
 from . import statecheck
+from .cascades import explain_errors, find_cascades
 from .checkcauses import CheckCauses, find_causes
 from .hiddenstate import find_hidden_state, out_of_order_text
 from .kernelrun import CellTimeout, KernelDied, KernelError, KernelStartError
@@ -172,6 +173,7 @@ def check(
             [(run.number, run.states) for run in report.runs], [cell.index for cell in cells], rtol, atol
         )
         report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
+    link_errors(report)  # before the causes: what the environment explains needs none
     if causes and report.failing:
         report.causes = find_causes(
             report,
@@ -192,16 +194,30 @@ def check(
     return report
 
 
-def add_hidden_state(report: CheckReport) -> None:
-    """Name the cells that raised for lack of a name a later cell binds, and the out-of-order saved counts;
-    each finding is also a `hidden-state` cause of its cell."""
+def raised_errors(report: CheckReport) -> dict[int, dict[str, Any]]:
+    """Each cell's error output, from the first run where it raised."""
     errors: dict[int, dict[str, Any]] = {}
     for run in report.runs:
         for index, outputs in run.outputs.items():
             error = error_output(outputs)
             if error is not None:
                 errors.setdefault(index, error)
-    report.hidden_state = find_hidden_state(report.cells, errors)
+    return errors
+
+
+def link_errors(report: CheckReport) -> None:
+    """NameErrors for a name an earlier failed cell was to bind follow from that cell (cascades.py); against the
+    saved outputs, errors a package missing here explains are the environment's."""
+    report.cascades = find_cascades(report.cells, raised_errors(report))
+    explain_errors(report)
+
+
+def add_hidden_state(report: CheckReport) -> None:
+    """Name the cells that raised for lack of a name a later cell binds, and the out-of-order saved counts;
+    each finding is also a `hidden-state` cause of its cell (not for errors that follow from an earlier one)."""
+    following = {cascade.cell.index for cascade in report.cascades}
+    findings = find_hidden_state(report.cells, raised_errors(report))
+    report.hidden_state = [finding for finding in findings if finding.cell.index not in following]
     report.out_of_order = out_of_order_text(report.cells)
     if report.hidden_state and report.causes is None:
         report.causes = CheckCauses()  # no diagnostic run: only hidden state

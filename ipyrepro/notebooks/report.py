@@ -30,6 +30,7 @@ from .statecheck import (
 )
 
 if TYPE_CHECKING:
+    from .cascades import Cascade
     from .hiddenstate import HiddenState
     from .verdicts import ReproducedError
 
@@ -70,6 +71,8 @@ class RunError:
     error: dict[str, Any] | None = None  # the error output, when a cell raised
     reproduced: bool = False  # the same exception in every run: listed once, under reproduced errors
     stopped_run: bool = False
+    follows: Cascade | None = None  # a NameError for a name an earlier failed cell was to bind
+    environment: str = ""  # what on this machine explains it (a package missing here): it does not fail the check
 
     def to_dict(self) -> dict[str, Any]:
         error = self.error or {}
@@ -83,6 +86,8 @@ class RunError:
             "reproduced": self.reproduced,
             "stopped_run": self.stopped_run,
             "text": f"run {self.run}: {self.text}",
+            "follows_from": self.follows.to_dict() if self.follows is not None else None,
+            "environment": self.environment or None,
         }
 
 
@@ -170,18 +175,30 @@ class CheckReport:
     not_saved: list[Cell] = field(default_factory=list)  # --against-saved: not run when saved (no count, no outputs)
     without_count: list[Cell] = field(default_factory=list)  # outputs saved without an execution count, compared
     hidden_state: list[HiddenState] = field(default_factory=list)
+    cascades: list[Cascade] = field(default_factory=list)  # NameErrors that follow from an earlier failed cell
+    explained_errors: dict[int, str] = field(default_factory=dict)  # against saved: errors a missing package explains
     out_of_order: str = ""  # the sentence saying the saved execution counts do not rise, or ''
 
     def run_errors(self) -> list[RunError]:
         """Every error, run by run: untagged cells that raised, then how the run ended early."""
         by_index = {cell.index: cell for cell in self.cells}
         reproduced = {error.cell.index for error in self.reproduced}
+        cascades = {cascade.cell.index: cascade for cascade in self.cascades}
         found = []
         for run in self.runs:
             for index, error in sorted(run.raised.items()):
-                cell = by_index[index]
+                cell, follows = by_index[index], cascades.get(index)
                 found.append(
-                    RunError(run.number, cell, "cell-raised", raised_text(cell, error), error, index in reproduced)
+                    RunError(
+                        run.number,
+                        cell,
+                        "cell-raised",
+                        raised_text(cell, error, follows),
+                        error,
+                        index in reproduced,
+                        follows=follows,
+                        environment=self.explained_errors.get(index, ""),
+                    )
                 )
             if run.error is not None:
                 cell = by_index.get(run.error_cell) if run.error_cell is not None else None
@@ -192,7 +209,7 @@ class CheckReport:
 
     @property
     def errors(self) -> list[str]:
-        found = [f"run {error.run}: {error.text}" for error in self.run_errors()]
+        found = [f"run {error.run}: {error.text}" for error in self.run_errors() if not error.environment]
         if self.machines is not None and self.machines.error:
             found.append(f"run 1: {self.machines.error}")
         return found
@@ -258,9 +275,12 @@ class CheckReport:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def raised_text(cell: Cell, error: dict[str, Any] | None) -> str:
-    """`cell 4 of 9 (...) raised NameError: ...`, the cell's first lines and the traceback's last frames."""
+def raised_text(cell: Cell, error: dict[str, Any] | None, follows: Cascade | None = None) -> str:
+    """`cell 4 of 9 (...) raised NameError: ...`, the cell's first lines and the traceback's last frames; an error
+    that follows from an earlier one says so and points at it instead."""
     reason = f"{error['ename']}: {error['evalue']}" if error else "an error"
+    if follows is not None:
+        return f"{cell.label()} raised {reason}; it {follows.text()}\n    fix: {follows.fix()}"
     frames = traceback_tail(error)
     return (
         f"{cell.label()} raised {reason} (not tagged {RAISES_TAG!r}: tag the cell if the error is expected)\n"

@@ -17,7 +17,7 @@ from .statecheck import first_divergence_text, inherits_text, names_text, rng_te
 def report_text(report: Any) -> str:
     """The whole report of a CheckReport, as `ipyrepro check` prints it."""
     lines = [report.header()]
-    lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
+    lines += _errors(report)
     lines += state_lines(report)
     # Causes printed under the first divergence are not repeated; with no divergent variable none were printed.
     listed = report.divergence_causes() if report.state.first is not None else []
@@ -108,12 +108,38 @@ def report_tolerance(report: Any) -> str:
     return f"{report.rtol:g}, --atol {report.atol:g}"
 
 
+def _errors(report: Any) -> list[str]:
+    """Each error once per run; one that follows from an earlier error is listed under it."""
+    errors = [error for error in report.run_errors() if not error.reproduced and not error.environment]
+    roots = {(error.run, error.cell.index) for error in errors if error.cell is not None and error.follows is None}
+    lines = []
+    for error in errors:
+        if error.follows is not None and (error.run, error.follows.root.index) in roots:
+            continue
+        lines.append(f"Error in run {error.run}: {error.text}")
+        if error.cell is None or error.follows is not None:
+            continue
+        for other in errors:
+            if other.follows is not None and other.run == error.run and other.follows.root.index == error.cell.index:
+                lines.append(f"  then: {other.text}")
+    return lines
+
+
 def _reproduced(report: Any) -> list[str]:
     if not report.reproduced:
         return []
     where = "every run and the saved outputs" if report.against_saved else "every run"
     lines = [f"Reproduced errors (the same exception in {where}):"]
+    following = {cascade.cell.index: cascade for cascade in report.cascades}
+    listed = {error.cell.index for error in report.reproduced}
     for error in report.reproduced:
+        cascade = following.get(error.cell.index)
+        if cascade is not None and cascade.root.index in listed:
+            continue  # listed under the error it follows from
+        if cascade is not None:
+            lines.append(f"  {error.cell.label()}: {error.ename}: {error.evalue}; it {cascade.text()}")
+            lines.append(f"    fix: {cascade.fix()}")
+            continue
         tagged = (
             f"tagged {RAISES_TAG!r}"
             if error.expected
@@ -124,6 +150,11 @@ def _reproduced(report: Any) -> list[str]:
         frames = traceback_tail({"traceback": list(error.traceback)})
         if frames and not error.expected:
             lines.append(f"    Traceback (last frames):\n{frames}")
+        after = [c for c in report.cascades if c.root.index == error.cell.index and c.cell.index in listed]
+        for cascade in after:
+            lines.append(f"    then {cascade.cell.label()} raised NameError for `{cascade.name}`: it {cascade.text()}")
+        if after:
+            lines.append(f"    fix: {after[0].fix()}")
     return lines
 
 
@@ -164,7 +195,9 @@ def summary(report: Any) -> str:
         matched = len(report.compared) - len(environment)
         parts = [f"{matched} of {total} code cells matched"]
     if environment:
-        explained = list(dict.fromkeys(d.kind_text() for d in report.environment if d.cell.index in environment))
+        explained = list(
+            dict.fromkeys(d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment)
+        )
         parts.append(f"{len(environment)} differ only by the environment ({'; '.join(explained[:3])})")
     not_saved = len(report.not_saved)
     if not_saved:
