@@ -195,9 +195,8 @@ def summary(report: Any) -> str:
         matched = len(report.compared) - len(environment)
         parts = [f"{matched} of {total} code cells matched"]
     if environment:
-        explained = list(
-            dict.fromkeys(d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment)
-        )
+        texts = [d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment]
+        explained = list(dict.fromkeys(texts))
         parts.append(f"{len(environment)} differ only by the environment ({'; '.join(explained[:3])})")
     not_saved = len(report.not_saved)
     if not_saved:
