@@ -135,7 +135,7 @@ def check(
     if plan is not None:  # the fingerprint records the seed and mode the runs really used
         plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
     report.against_saved, report.stop_on_error = against_saved, stop_on_error
-    report.strict, report.rtol, report.atol = strict, comparison.rtol, comparison.atol
+    report.strict, report.rtol, report.atol, report.saved_mode = strict, comparison.rtol, comparison.atol, why
     tracker = as_progress(progress)
     say = tracker.note
     if plain is not None:

@@ -32,6 +32,7 @@ from .statecheck import (
 if TYPE_CHECKING:
     from .cascades import Cascade
     from .hiddenstate import HiddenState
+    from .reportmodel import ReportModel
     from .verdicts import ReproducedError
 
 # -- running ---------------------------------------------------------------------------
@@ -168,6 +169,7 @@ class CheckReport:
     against_saved: bool = False
     rtol: float = 0.0  # the tolerance numbers in text were compared with
     atol: float = 0.0
+    saved_mode: str = ""  # against saved: why the runs ran in this mode (as the notebook was saved, or an option)
     strict: bool = False  # --strict: no environment patterns, outputs saved without a count not compared
     stop_on_error: bool = False
     reproduced: list[ReproducedError] = field(default_factory=list)
@@ -264,6 +266,12 @@ class CheckReport:
     def cell_causes(self, index: int) -> list[Cause]:
         """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
         return self.causes.by_cell.get(index, []) if self.causes is not None else []
+
+    def model(self) -> ReportModel:
+        """The report cell by cell, as every face (text, JSON, HTML) draws it (reportmodel.py)."""
+        from .reportmodel import build_model
+
+        return build_model(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` report; its shape is `check-report.schema.json`, version SCHEMA_VERSION."""

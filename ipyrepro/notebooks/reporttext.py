@@ -8,51 +8,70 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hiddenstate import KIND as HIDDEN_STATE
-from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
-from .savedenv import NUMERIC
-from .statecheck import first_divergence_text, inherits_text, names_text, rng_text
+from .outputs import RAISES_TAG, traceback_tail
+from .reportmodel import NO_CAUSE, NO_CAUSE_SAVED, ReportModel, build_model, summary
+from .statecheck import inherits_text
 
 
 def report_text(report: Any) -> str:
-    """The whole report of a CheckReport, as `ipyrepro check` prints it."""
-    lines = [report.header()]
+    """The whole report of a CheckReport, as `ipyrepro check` prints it, drawn from its outcome model."""
+    model = build_model(report)
+    lines = [model.header]
     lines += _errors(report)
-    lines += state_lines(report)
-    # Causes printed under the first divergence are not repeated; with no divergent variable none were printed.
-    listed = report.divergence_causes() if report.state.first is not None else []
-    values = [d for d in report.failing if not d.image and d.kind != NUMERIC]
-    images = [d for d in report.failing if d.image]
-    shown: set[int] = set()
-    uncaused: list[Any] = []
-    for difference in values:
-        lines.append(difference.text())
-        index = difference.cell.index
-        if index in shown:
-            continue
-        shown.add(index)
-        inherited = report.state.inherits(index)
-        if inherited:  # an earlier divergence explains it (see statecheck.py)
-            lines.append(f"    {inherits_text(inherited, report.position)}")
-        if report.causes is not None:
-            found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
-            lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
-            if not found and not inherited and report.causes.status == "done":
-                uncaused.append(difference.cell)
-    lines += _kind_sections(report)
-    if report.causes is not None and report.causes.hash_order_cells:
+    lines += _state_lines(model)
+    for outcome in model.cells:
+        for number, difference in enumerate(outcome.text_differences):
+            lines.append(difference.text())
+            if number:
+                continue
+            if outcome.inherits:  # an earlier divergence explains it (see statecheck.py)
+                lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
+            lines += [f"    cause: {cause.text()}" for cause in outcome.own_causes]
+    lines += _kind_sections(model, report)
+    if model.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
-        for index in report.causes.hash_order_cells:
-            cell = next(cell for cell in report.cells if cell.index == index)
-            lines.append(f"  {cell.label()}\n{cell.head()}")
-            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(index)]
-    if report.causes is not None and report.causes.status not in ("done", ""):
-        lines.append(f"Causes: the diagnostic run {report.causes.status}")
-    if uncaused:  # once, not a generic sentence per cell
-        where = "; the saved outputs may come from other code, data or package versions" if report.against_saved else ""
-        lines.append(f"No cause found for {_cells(uncaused)}{where}.")
+        for index in model.hash_order_cells:
+            outcome = model.cell(index)
+            if outcome is None:
+                continue
+            lines.append(f"  {outcome.cell.label()}\n{outcome.cell.head()}")
+            lines += [f"    cause: {cause.text()}" for cause in outcome.causes]
+    if model.causes_status not in ("done", ""):
+        lines.append(f"Causes: the diagnostic run {model.causes_status}")
+    if model.no_cause_line:
+        lines.append(model.no_cause_line)
     lines += _reproduced(report)
     lines += _hidden_state(report)
+    lines += _not_saved(report)
+    images = [d for outcome in model.cells for d in outcome.image_differences]
+    if images:
+        lines.append("Images (compared by exact bytes):")
+        lines += [d.image_line() for d in images]
+    lines += model.machine_lines  # --save / --against: the environment, the fingerprint, the first op
+    lines.append(model.verdict_line)
+    return "\n".join(lines)
+
+
+def _kind_sections(model: ReportModel, report: Any) -> list[str]:
+    """The numeric differences, then the environment's, each in its own section."""
+    lines = []
+    numeric = [d for outcome in model.cells for d in outcome.numeric_differences]
+    if numeric:
+        tolerance = f"--rtol {report.rtol:g}, --atol {report.atol:g}"
+        lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
+        lines += [f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in numeric]
+    environment = [d for outcome in model.cells for d in outcome.environment_differences]
+    if environment:
+        lines.append(
+            "Environment differences (this machine is not the one the notebook was saved on; "
+            "they do not fail the check):"
+        )
+        lines += [f"  {d.cell.label()}: {d.what}: {d.kind_text()}" for d in environment]
+    return lines
+
+
+def _not_saved(report: Any) -> list[str]:
+    lines = []
     if report.not_saved:
         why = (
             "no execution count: not run before saving, or (--strict) outputs saved without one"
@@ -64,48 +83,7 @@ def report_text(report: Any) -> str:
     if report.without_count:
         lines.append("Outputs saved without an execution count (compared anyway; --strict leaves them out):")
         lines += [f"  {cell.label()}" for cell in report.without_count]
-    if images:
-        lines.append("Images (compared by exact bytes):")
-        lines += [d.image_line() for d in images]
-    compared = summary(report)
-    first = report.state.first
-    if first is not None and not report.failing and report.compared:
-        names = names_text(first.new) if first.new else rng_text(first.rngs)
-        compared += f"; the state differs from {report.position(first.index)} ({names}), though no output shows it"
-    if report.machines is not None:  # --save / --against: the environment, the fingerprint, the first op
-        lines += report.machines.lines()
-        if report.machines.differs and not report.failing:
-            compared += f" here, but they differ from {report.machines.against_name}"
-    verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
-    lines.append(f"{verdict}: {compared}.")
-    return "\n".join(lines)
-
-
-def _cells(cells: list[Any]) -> str:
-    """`cell 12` or `cells 12, 40`: positions as an editor shows them."""
-    return ("cell " if len(cells) == 1 else "cells ") + ", ".join(str(cell.position) for cell in cells)
-
-
-def _kind_sections(report: Any) -> list[str]:
-    """The numeric differences, then the environment's, each in its own section."""
-    lines = []
-    numeric = [d for d in report.failing if d.kind == NUMERIC]
-    if numeric:
-        tolerance = f"--rtol {report_tolerance(report)}"
-        lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
-        lines += [f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in numeric]
-    environment = report.environment
-    if environment:
-        lines.append(
-            "Environment differences (this machine is not the one the notebook was saved on; "
-            "they do not fail the check):"
-        )
-        lines += [f"  {d.cell.label()}: {d.what}: {d.kind_text()}" for d in environment]
     return lines
-
-
-def report_tolerance(report: Any) -> str:
-    return f"{report.rtol:g}, --atol {report.atol:g}"
 
 
 def _errors(report: Any) -> list[str]:
@@ -170,67 +148,20 @@ def _hidden_state(report: Any) -> list[str]:
     return lines
 
 
-def summary(report: Any) -> str:
-    """The verdict line's text: how many cells differ or matched, what was not compared, what raised."""
-    total = len(report.cells)
-    complete = sum(run.complete for run in report.runs)
-    if report.stop_on_error and complete < 2 and not report.against_saved:
-        return "nothing to compare (fewer than 2 complete runs)"
-    if not report.compared:
-        return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
-    failing = report.failing
-    differing = {d.cell.index for d in failing}
-    images = sum(d.image for d in failing)
-    environment = {d.cell.index for d in report.environment} - differing
-    if differing:
-        parts = [
-            f"{len(differing)} of {total} code cells differ ({len(failing) - images} text/data outputs, "
-            f"{images} images)"
-        ]
-    elif len(report.compared) == total and not environment:
-        parts = [f"all {total} code cells matched"]
-    elif not environment:
-        parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
-    else:
-        matched = len(report.compared) - len(environment)
-        parts = [f"{matched} of {total} code cells matched"]
-    if environment:
-        texts = [d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment]
-        explained = list(dict.fromkeys(texts))
-        parts.append(f"{len(environment)} differ only by the environment ({'; '.join(explained[:3])})")
-    not_saved = len(report.not_saved)
-    if not_saved:
-        parts.append(f"{not_saved} not saved")
-    left = total - len(report.compared) - not_saved - sum(_ignored(cell) for cell in report.cells)
-    if left > 0:
-        parts.append(f"{left} not compared (they ran in fewer than 2 runs)")
-    if report.reproduced:
-        unexpected = sum(not error.expected for error in report.reproduced)
-        parts.append(
-            f"{len(report.reproduced)} raised the same error in every run ({unexpected} not tagged {RAISES_TAG!r})"
-        )
-    return "; ".join(parts)
-
-
-def _ignored(cell: Any) -> bool:
-    return any(tag in cell.tags for tag in IGNORE_TAGS)
-
-
 def state_lines(report: Any) -> list[str]:
     """The first divergent cell, its code, and the causes traced from there (each once, strongest first)."""
-    lines = [f"State digests: {error}" for error in report.state.errors]
-    first = report.state.first
-    if first is None:
+    return _state_lines(build_model(report))
+
+
+def _state_lines(model: ReportModel) -> list[str]:
+    lines = [f"State digests: {error}" for error in model.state_errors]
+    if not model.first_divergence:
         return lines
-
-    def note(index: int) -> str:
-        if any(d.cell.index == index for d in report.differences):
-            return "its output differs"
-        return "its output matches" if report.prints(index) else "prints nothing"
-
-    lines.append("First divergence: " + (first_divergence_text(report.state, report.position, note) or ""))
-    cell = next((cell for cell in report.cells if cell.index == first.index), None)
-    if cell is not None:
-        lines.append(cell.head())
-    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    lines.append("First divergence: " + model.first_divergence)
+    if model.first is not None:
+        lines.append(model.first.cell.head())
+    lines += [f"    cause: {cause.text()}" for cause in model.divergence_causes]
     return lines
+
+
+__all__ = ["NO_CAUSE", "NO_CAUSE_SAVED", "report_text", "state_lines", "summary"]
