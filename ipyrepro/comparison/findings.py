@@ -15,7 +15,10 @@ KINDS = (
     "concurrency",
     "hash-order",
     "clock",
-)  # strongest first: the order causes are listed in
+    "earlier-cell",
+    "file-read",
+    "package-version",
+)  # strongest first: the order causes are listed in (the last three: read from the code, against saved outputs)
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Cause:
     cells: int | None = None  # how many cells the notebook has, for the wording only
 
     def where(self) -> str:
+        if self.cell is not None and (self.location or "").startswith("cell "):  # a function an earlier cell defined
+            called = f", called from cell {self.cell}, line {self.line}" if self.line is not None else ""
+            return f"{self.location}{called}"
         if self.line is not None and self.location:
             place = f"{self.location} (called from line {self.line})"
         elif self.line is not None:

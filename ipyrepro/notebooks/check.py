@@ -29,6 +29,7 @@ from .notebookfile import Cell, NotebookError, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
 from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _current
+from .savedcauses import code_causes
 from .savedmode import saved_mode
 from .statecheck import compare_states
 from .verdicts import compare, error_output
@@ -190,6 +191,10 @@ def check(
             say=say,
             stop_on_error=stop_on_error,
         )
+    if report.against_saved and report.failing and causes:  # what the code says, beside what the tracer saw
+        report.causes = report.causes or CheckCauses()
+        for index, found in code_causes(report).items():
+            report.causes.by_cell.setdefault(index, []).extend(found)
     add_hidden_state(report)
     return report
 

@@ -33,6 +33,7 @@ from typing import Any
 from ..causes.shell import KERNEL_MARKER
 from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
+from .savedcauses import map_locations
 
 SEED_LIMIT = 2**32
 
@@ -111,6 +112,7 @@ def find_causes(
                     say(f"diagnostic run: tracing {cell.label()}")
                     helper = _helper("trace", cell.source, hash_order=not fixed)
                     causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                    map_locations(causes, report.cells, cell.index)
                     for cause in causes:
                         reachable = state.variables_at(cell.index) if state is not None else ()
                         cause.cell, cause.cells = cell.position, cell.cell_count
@@ -134,6 +136,7 @@ def find_causes(
                 found.hash_order_cells.append(cell.index)
                 helper = _helper("hash-order", cell.source)
                 causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                map_locations(causes, report.cells, cell.index)
                 found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
                 for cause in found.by_cell[cell.index]:
                     cause.cell, cause.cells = cell.position, cell.cell_count

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, side_name
-from .savedenv import NUMERIC, VALUE
+from .savedenv import NUMERIC, VALUE  # noqa: F401  (NUMERIC: the kind the numeric section lists)
 from .statecheck import first_divergence_text, names_text, rng_text
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def build_model(report: Any) -> ReportModel:
         inherited = report.state.inherits(index)
         # a cell that raised here (its error is listed) or whose error follows from an earlier one needs no cause
         explained = mine or inherited or status != "done" or index in raised_here or index in following
-        text_differs = any(not d.image and d.kind == VALUE for d in differences.get(index, ()))
+        text_differs = any(not d.image and d.fails for d in differences.get(index, ()))
         no_cause = "" if explained or not text_differs else NO_CAUSE_SAVED if report.against_saved else NO_CAUSE
         outcomes.append(
             CellOutcome(

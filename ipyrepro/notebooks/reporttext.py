@@ -55,11 +55,16 @@ def report_text(report: Any) -> str:
 def _kind_sections(model: ReportModel, report: Any) -> list[str]:
     """The numeric differences, then the environment's, each in its own section."""
     lines = []
-    numeric = [d for outcome in model.cells for d in outcome.numeric_differences]
+    numeric = [outcome for outcome in model.cells if outcome.numeric_differences]
     if numeric:
         tolerance = f"--rtol {report.rtol:g}, --atol {report.atol:g}"
         lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
-        lines += [f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in numeric]
+    for outcome in numeric:
+        lines += [
+            f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in outcome.numeric_differences
+        ]
+        if not outcome.text_differences:  # else listed under its value difference
+            lines += [f"    cause: {cause.text()}" for cause in outcome.own_causes]
     environment = [d for outcome in model.cells for d in outcome.environment_differences]
     if environment:
         lines.append(
