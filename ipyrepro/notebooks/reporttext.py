@@ -60,10 +60,11 @@ def _kind_sections(model: ReportModel, report: Any) -> list[str]:
         tolerance = f"--rtol {report.rtol:g}, --atol {report.atol:g}"
         lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
     for outcome in numeric:
-        lines += [
-            f"  {d.cell.label()}: {d.what} differs {d.between()}: {d.kind_text()}" for d in outcome.numeric_differences
-        ]
+        for d in outcome.numeric_differences:
+            lines += [d.text(), f"    {d.kind_text()}"]
         if not outcome.text_differences:  # else listed under its value difference
+            if outcome.inherits:
+                lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
             lines += [f"    cause: {cause.text()}" for cause in outcome.own_causes]
     environment = [d for outcome in model.cells for d in outcome.environment_differences]
     if environment:
