@@ -11,6 +11,7 @@ them, so `cell` re-seeding works. The notebook file is only ever read.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +143,18 @@ def check(
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
 
-    def one(number: int) -> Run:
+    first_started = threading.Event()  # the other runs start once run 1's kernel has (or could not)
+    cannot_start: list[bool] = []
+
+    def kernel_started(fatal: bool) -> None:
+        cannot_start.append(fatal)
+        first_started.set()
+
+    def one(number: int) -> Run | None:
+        if number > 1:
+            first_started.wait()
+            if any(cannot_start):
+                return None  # the kernel cannot start: this run is neither announced nor counted
         tracker.run_started(number, runs, kernel_name)
         started = time.monotonic()
         run = _run_once(
@@ -161,10 +173,14 @@ def check(
             plan,
             stop_on_error,
             comparison if state else None,
+            kernel_started if number == 1 else None,
         )
+        if number == 1:
+            kernel_started(run.fatal)  # a no-op after the kernel started; ends the wait if it never got that far
         tracker.run_finished(number, len(run.outputs), len(cells), time.monotonic() - started, run.error)
         return run
 
+    report.requested = runs
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
     if plan is not None and plan.collects:
@@ -239,21 +255,25 @@ def default_jobs(runs: int) -> int:
     return max(1, min(runs, cpus))
 
 
-def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
+def run_all(one: Callable[[int], Run | None], runs: int, jobs: int) -> list[Run]:
     """Runs 1..runs, `jobs` at a time (threads: each waits on its own kernel). As sequential runs
-    would, the list stops at the first run whose kernel could not start."""
+    would, the list stops at the first run whose kernel could not start (`one` returns None for a run it
+    did not start because of that)."""
     if jobs <= 1 or runs <= 1:
         done: list[Run] = []
         for number in range(1, runs + 1):
-            done.append(one(number))
-            if done[-1].fatal:
+            run = one(number)
+            if run is None:
+                break
+            done.append(run)
+            if run.fatal:
                 break
         return done
     with ThreadPoolExecutor(max_workers=min(jobs, runs), thread_name_prefix="ipyrepro-check") as pool:
         results = list(pool.map(one, range(1, runs + 1)))
     for index, run in enumerate(results):
-        if run.fatal:
-            return results[: index + 1]
+        if run is None or run.fatal:
+            return [run for run in results[: index + 1] if run is not None]
     return results
 
 
@@ -273,6 +293,7 @@ def _run_once(
     plan: MachinePlan | None = None,
     stop_on_error: bool = False,
     digests: Comparison | None = None,
+    on_start: Callable[[bool], None] | None = None,
 ) -> Run:
     """One run in a fresh kernel; with `digests` (the check's comparison: its tolerance and sanitizers) the
     kernel's state is digested after each cell, invisibly to the notebook (statecheck.py)."""
@@ -289,6 +310,8 @@ def _run_once(
             kernel_spec_manager=kernel_spec_manager,
             env=plan.kernel_env() if plan is not None else None,
         ) as (runner, setup_error):
+            if on_start is not None:
+                on_start(False)
             setup = plan.setup_code(number) if plan is not None and setup_error is None else None
             if setup is not None:
                 done = runner.execute(setup, silent=True, store_history=False, timeout=startup_timeout)

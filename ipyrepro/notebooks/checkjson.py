@@ -40,6 +40,7 @@ def report_dict(report: Any) -> dict[str, Any]:
         "strict": report.strict,
         "stop_on_error": report.stop_on_error,
         "runs": len(report.runs),
+        "runs_requested": report.requested or len(report.runs),
         "ok": report.ok,
         "exit_code": report.exit_code,
         "cells": [_cell(outcome) for outcome in model.cells],

@@ -169,6 +169,7 @@ class CheckReport:
     against_saved: bool = False
     rtol: float = 0.0  # the tolerance numbers in text were compared with
     atol: float = 0.0
+    requested: int = 0  # the runs asked for; more than len(runs) when the kernel could not start
     saved_mode: str = ""  # against saved: why the runs ran in this mode (as the notebook was saved, or an option)
     strict: bool = False  # --strict: no environment patterns, outputs saved without a count not compared
     stop_on_error: bool = False
@@ -235,7 +236,10 @@ class CheckReport:
         return 2 if self.errors else 0 if self.ok else 1
 
     def header(self) -> str:
-        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
+        started = len(self.runs)
+        runs = f"{started} run(s) in fresh {self.kernel!r} kernels"
+        if self.requested > started:  # the kernel could not start: the runs after the first were not tried
+            runs = f"{started} of {self.requested} runs in fresh {self.kernel!r} kernels (the kernel could not start)"
         saved = ", compared with the saved outputs" if self.against_saved else ""
         return f"ipyrepro check {self.notebook}: {runs}, {self.mode}{saved}" + (
             f"; {self.kernel_note}" if self.kernel_note else ""

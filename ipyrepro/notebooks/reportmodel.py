@@ -275,6 +275,9 @@ def summary(report: Any) -> str:
     if report.stop_on_error and complete < 2 and not report.against_saved:
         return "nothing to compare (fewer than 2 complete runs)"
     if not report.compared:
+        if any(run.fatal for run in report.runs):
+            runs = len(report.runs)
+            return f"nothing to compare (the kernel could not start in {runs} run{'s' if runs != 1 else ''})"
         return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
     failing = report.failing
     differing = {d.cell.index for d in failing}
