@@ -32,6 +32,8 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin:0}h3{font-size:1em;margin:1em 0 .4
 .OK{background:#2e7d32}.DIFFERS{background:#c62828}.ERROR{background:#6a1b9a}
 section.cell{border:1px solid #ddd;border-left:6px solid #9e9e9e;border-radius:4px;margin:1em 0;padding:.6em 1em}
 section.differs{border-left-color:#c62828}section.error{border-left-color:#6a1b9a}section.matched{border-left-color:#2e7d32}
+section.environment{border-left-color:#f9a825}h3 .kind{font-size:.8em;padding:0 .4em;border-radius:3px;background:#eee}
+h3 .kind.environment{background:#fff3c4}h3 .kind.value{background:#ffd6d6}h3 .kind.numeric{background:#e3ecff}
 .badge{font-size:.8em;padding:1px 6px;border-radius:3px;background:#eee;margin-left:.5em}
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;margin:.3em 0}
 .source .ln{display:inline-block;width:2.5em;color:#999;user-select:none}
@@ -80,16 +82,21 @@ def render_html(report: Any) -> str:
 
 
 def _summary(report: Any, verdict: str) -> str:
-    differing = sorted({d.cell.index for d in report.differences})
-    images = sum(1 for d in report.differences if d.image)
+    failing = [d for d in report.differences if getattr(d, "fails", True)]
+    differing = sorted({d.cell.index for d in failing})
+    images = sum(1 for d in failing if d.image)
+    environment = sorted({d.cell.index for d in report.differences} - set(differing))
     rows = [
         ("Notebook", _e(str(report.notebook))),
         ("Verdict", f"<span class='verdict {verdict}'>{verdict}</span> (exit code {report.exit_code})"),
         ("Runs", f"{len(report.runs)} in fresh {_e(repr(report.kernel))} kernels, {_e(report.mode)}"),
         ("Code cells", str(len(report.cells))),
         ("Differing cells", f"{len(differing)} "
-         f"({len(report.differences) - images} text/data outputs, {images} images)"),
+         f"({len(failing) - images} text/data outputs, {images} images)"),
     ]
+    if environment:
+        explained = dict.fromkeys(d.kind_text() for d in report.differences if not getattr(d, "fails", True))
+        rows.append(("Environment only", f"{len(environment)} cells ({_e('; '.join(explained))})"))
     note = getattr(report, "kernel_note", "")
     if note:
         rows.append(("Kernel", _e(note)))
@@ -99,11 +106,13 @@ def _summary(report: Any, verdict: str) -> str:
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     errors = "".join(f"<li><pre>{_e(str(error))}</pre></li>" for error in report.errors)
     links = ", ".join(f"<a href='#cell-{index}'>{_e(_label(report, index))}</a>" for index in differing)
+    explained_links = ", ".join(f"<a href='#cell-{index}'>{_e(_label(report, index))}</a>" for index in environment)
     return (
         f"<h1>ipyrepro check: {_e(Path(str(report.notebook)).name)}</h1>"
         f"<p class='note'>{_e(report.header())}</p><table class='summary'>{table}</table>"
         + (f"<h3>Errors</h3><ul>{errors}</ul>" if errors else "")
         + (f"<p>Differing: {links}</p>" if links else "")
+        + (f"<p>Environment differences (they do not fail the check): {explained_links}</p>" if environment else "")
     )
 
 
@@ -119,9 +128,11 @@ def _cell(report: Any, cell: Any) -> str:
     differences = [d for d in report.differences if d.cell.index == cell.index]
     errors = [run for run in report.runs if run.error and getattr(run, "error_cell", None) == cell.index]
     causes = list(report.cell_causes(cell.index)) if hasattr(report, "cell_causes") else []
+    failing = [d for d in differences if getattr(d, "fails", True)]
     state, badge = (
         ("error", "a run stopped here") if errors
-        else ("differs", "differs") if differences
+        else ("differs", "differs") if failing
+        else ("environment", "environment only") if differences
         else ("matched", "matched") if _ran_everywhere(report, cell) else ("skipped", "not compared")
     )
     lines = {cause.line for cause in causes if getattr(cause, "line", None)}
@@ -176,7 +187,12 @@ def _cause(cell: Any, cause: Any) -> str:
 
 def _difference(report: Any, difference: Any) -> str:
     first, other = difference.runs
-    title = f"<h3>{_e(difference.what)}: run {first} vs run {other}</h3>"
+    kind = getattr(difference, "kind", "value")
+    explained = difference.kind_text() if hasattr(difference, "kind_text") else ""
+    title = (
+        f"<h3>{_e(difference.what)}: {_e(_side(first))} vs {_e(_side(other))} "
+        f"<span class='kind {_e(kind)}'>{_e(kind)}</span>{(' ' + _e(explained)) if explained else ''}</h3>"
+    )
     left = _output(report, first, difference.cell.index, difference.what)
     right = _output(report, other, difference.cell.index, difference.what)
     if difference.image:
@@ -196,6 +212,10 @@ def _difference(report: Any, difference: Any) -> str:
             f"<th>rel diff</th></tr>{rows}</table>"
         )
     return title + side_by_side(left, right, f"run {first}", f"run {other}") + table
+
+
+def _side(number: int) -> str:
+    return "saved" if number == 0 else f"run {number}"
 
 
 def _relative(value: float) -> str:
