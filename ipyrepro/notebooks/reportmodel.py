@@ -296,7 +296,9 @@ def summary(report: Any) -> str:
         parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
     if environment:
         texts = [d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment]
-        parts.append(f"{len(environment)} differ only by the environment ({'; '.join(dict.fromkeys(texts))})")
+        shown = list(dict.fromkeys(part for text in texts for part in text.split("; ")))
+        more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
+        parts.append(f"{len(environment)} differ only by the environment ({'; '.join(shown[:3])}{more})")
     not_saved = len(report.not_saved)
     if not_saved:
         parts.append(f"{not_saved} not saved")
