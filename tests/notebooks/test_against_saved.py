@@ -20,6 +20,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from ipyrepro.cli import main
 from ipyrepro.notebook_check import check
 from ipyrepro.notebooks.checkjson import validate
+from ipyrepro.notebooks.htmlreport import render_html
 from ipyrepro.notebooks.savedenv import classify_image, classify_text
 
 FIGURE = '''import struct, zlib
@@ -172,6 +173,10 @@ def test_a_notebook_saved_on_a_cuda_machine_differs_here_only_by_the_environment
         "OK: 2 of 7 code cells matched; 5 differ only by the environment "
         f"(torch 1.12.1+cu113 there, {torch.__version__} here;"
     )
+    page = render_html(report)  # and as HTML: the kind beside each difference, the cells apart in the summary
+    assert page.count("<span class='kind environment'>environment</span>") == 6
+    assert f"torch 1.12.1+cu113 there, {torch.__version__} here" in page
+    assert "Environment differences (they do not fail the check): <a href='#cell-1'>" in page
     strict = check(path, against_saved=True, strict=True, causes=False)  # --strict: no environment patterns
     assert strict.exit_code == 1 and [d.kind for d in strict.differences] == ["value"] * 6
 
