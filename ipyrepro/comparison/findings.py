@@ -55,11 +55,15 @@ class Cause:
             place = self.location or "an unknown place"
         if self.cell is None:
             return place
+        if self.line is None and not self.location:
+            return f"cell {self.cell}" + (f" of {self.cells}" if self.cells else "")
         return f"cell {self.cell}" + (f" of {self.cells}" if self.cells else "") + f", {place}"
 
     def text(self) -> str:
         times = f" (x{self.count})" if self.count > 1 else ""
         code = f" `{self.code}`" if self.code else ""
+        if not code and self.line is None and not self.location and self.cell is not None:  # read from the code
+            return f"{self.kind} in {self.where()}{times}: {self.detail} Fix: {self.fix}"
         return f"{self.kind} at {self.where()}:{code}{times}: {self.detail} Fix: {self.fix}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,14 +45,19 @@ def map_locations(causes: Sequence[Cause], cells: Sequence[Any], upto: int) -> N
 
 def code_causes(report: Any) -> dict[int, list[Cause]]:
     """For each cell with a value difference from the saved outputs: its file reads, the earlier differing cells
-    whose names it uses, and the package versions that differ (from the environment differences)."""
+    whose names it uses, and, for a cell that uses the package and has no other cause, a package version that
+    differs (from the environment differences)."""
     differing = [d.cell for d in report.failing]
     cells = list(dict.fromkeys(differing))
     versions = [d.explained for d in report.environment if " there, " in d.explained and _version_text(d.explained)]
     found: dict[int, list[Cause]] = {}
     for cell in cells:
         causes = _file_reads(cell) + _earlier(cell, [c for c in cells if c.index < cell.index])
+        traced = report.cell_causes(cell.index)
         for text in dict.fromkeys(versions):
+            package = text.split(" ", 1)[0]
+            if causes or traced or not re.search(rf"\b{re.escape(package)}\b", cell.source):
+                continue  # the weakest cause: only for a cell that uses the package and has no other
             causes.append(
                 Cause(
                     PACKAGE_VERSION,
