@@ -113,8 +113,9 @@ def check(
         saved = saved_mode(metadata, kernel_name, kernel_spec_manager)
         as_is, why = saved.as_is, saved.why
         seed, reseed = saved.settings.seed, saved.settings.reseed
-    elif against_saved:
+    elif against_saved:  # an explicit choice wins
         why = "--as-is given" if as_is else "--seed given" if seed is not None else "--reseed given"
+        why = "as_is=False given" if as_is is False and seed is None and reseed is None else why
     as_is = bool(as_is)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
     plan = MachinePlan.build(save, against, trace_ops, portable, options)
