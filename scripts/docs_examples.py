@@ -128,6 +128,28 @@ def edited(folder: Path) -> Path:
     return _write(nb, folder / "edited.ipynb")
 
 
+def _saved(name: str) -> Callable[[Path], Path]:
+    """A notebook of the tests' saved/ folder, as its author saved it (check-reports.md)."""
+
+    def copy(folder: Path) -> Path:
+        return _write(nbformat.read(ROOT / "tests" / "notebooks" / "saved" / name, as_version=4), folder / name)
+
+    return copy
+
+
+def sampling(folder: Path) -> Path:
+    """check-reports.md: a draw from an unseeded generator."""
+    nb = _notebook(
+        [
+            new_markdown_cell("# Sampling"),
+            new_code_cell("import numpy as np", id="imports"),
+            new_markdown_cell("One sample:"),
+            new_code_cell("np.random.default_rng().random()", id="unseeded"),
+        ]
+    )
+    return _write(nb, folder / "sampling.ipynb")
+
+
 def _write(nb: nbformat.NotebookNode, path: Path) -> Path:
     nbformat.write(nb, path)
     return path
@@ -164,6 +186,12 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "state-digests-mlp": _check(mlp, "--as-is"),
     "against-saved-fundamentals": _check(fundamentals, "--against-saved"),
     "against-saved-edited": _check(edited, "--against-saved"),
+    "hidden-state": _check(_saved("hidden-state.ipynb")),
+    "deliberate-error": _check(_saved("deliberate-error.ipynb")),
+    "optional-package": _check(_saved("optional-package.ipynb")),
+    "optional-package-against-saved": _check(_saved("optional-package.ipynb"), "--against-saved"),
+    "sampling": _check(sampling),
+    "hidden-state-stop-on-error": _check(_saved("hidden-state.ipynb"), "--stop-on-error", "--as-is"),
     "environment-patterns": _patterns,
 }
 PAGES = ("docs/checking-notebooks.md", "docs/state-digests.md", "docs/check-reports.md")
