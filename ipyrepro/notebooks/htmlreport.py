@@ -67,7 +67,7 @@ BADGES = {
     "ignored": "ignored (tagged to be ignored: run, not compared)",
     "not-compared": "not compared (ran in fewer than 2 runs)",
     "reproduced-error": "reproduced error",
-    "not-saved": "not saved (the notebook holds no execution count and no outputs for it)",
+    "not-saved": "not saved (no execution count in the notebook: not run before saving)",
     "empty": "empty",
 }
 
@@ -324,8 +324,14 @@ def _findings(report: Any, model: ReportModel) -> str:
     if not_saved:
         items = "".join(f"<li><a href='#cell-{o.index}'>{_e(o.cell.label())}</a></li>" for o in not_saved)
         sections.append(
-            "<section class='findings' id='not-saved'><h2>Not saved (no outputs or no execution count in the "
-            f"notebook, so not compared)</h2><ul>{items}</ul>"
+            "<section class='findings' id='not-saved'><h2>Not saved (no execution count in the notebook: not run "
+            f"before saving, so not compared)</h2><ul>{items}</ul>"
+        )
+    if report.without_count:
+        items = "".join(f"<li><a href='#cell-{c.index}'>{_e(c.label())}</a></li>" for c in report.without_count)
+        sections.append(
+            "<section class='findings' id='without-count'><h2>Outputs saved without an execution count (compared "
+            f"anyway; --strict leaves them out)</h2><ul>{items}</ul>"
         )
     return "</section>".join(sections) + ("</section>" if sections else "")
 
