@@ -314,3 +314,30 @@ def test_a_cause_with_no_divergent_variable_is_printed_in_the_text(tmp_path: Pat
     causes = [c["kind"] for cell in report.to_dict()["causes"] for c in cell["causes"]]
     assert causes == ["unseeded-generator"]
     assert "    cause: unseeded-generator at cell 2 of 2, line 1: `print(random.random())`" in str(report)
+
+
+def test_paths_timings_and_missing_packages_are_the_environment_and_strict_turns_them_off() -> None:
+    from ipyrepro.notebooks.cascades import raised_where
+    from ipyrepro.notebooks.savedenv import installed_here, missing_here
+
+    path = classify_text("saved to /content/drive/MyDrive/model.pt\n", "saved to /home/ci/work/model.pt\n")
+    assert (path.kind, path.explained) == (
+        "environment",
+        "path /content/drive/MyDrive/model.pt there, /home/ci/work/model.pt here",
+    )
+    timing = classify_text("epoch 1 took 3.2s\n", "epoch 1 took 41.9s\n")
+    assert (timing.kind, timing.explained) == ("environment", "timing 3.2s there, 41.9s here")
+    assert classify_text("epoch 1 took 3.2s\n", "epoch 2 took 3.2s\n").kind == "value"
+    assert missing_here("ModuleNotFoundError", "No module named 'torchvision_missing_ipyrepro.io'", installed_here) == (
+        "torchvision_missing_ipyrepro"
+    )
+    assert missing_here("ModuleNotFoundError", "No module named 'numpy'", installed_here) is None  # installed here
+    assert missing_here("NameError", "name 'x' is not defined", installed_here) is None
+    traceback = [
+        "\x1b[0;31mModuleNotFoundError\x1b[0m  Traceback (most recent call last)",
+        "Cell \x1b[0;32mIn[2], line 1\x1b[0m\n----> 1 from helper_functions import plot_loss_curves",
+        "File \x1b[0;32m~/course/helper_functions.py:170\x1b[0m\n--> 170 import torchvision",
+        "\x1b[0;31mModuleNotFoundError\x1b[0m: No module named 'torchvision'",
+    ]
+    assert raised_where(traceback) == "helper_functions.py line 170"
+    assert raised_where(traceback[:2] + traceback[3:]) == "line 1"
