@@ -76,6 +76,8 @@ def _check(args: argparse.Namespace) -> int:
             html = validate_target(args.html, "--html")
         except PathProblem as error:
             raise ValueError(f"--html: {error}") from None
+    if args.strict and not args.against_saved:
+        args.check_parser.error("argument --strict: it applies to --against-saved (the outputs saved in the notebook)")
     runs = args.runs if args.runs is not None else 1 if args.against_saved else 2
     if runs < 2 and not args.against_saved:
         args.check_parser.error(

@@ -232,6 +232,9 @@ def test_a_notebook_saved_without_outputs_is_an_error_before_any_kernel_starts(t
     assert captured.out == "" and "nothing saved to compare" in captured.err
     assert "kernel" not in captured.err.split("nothing saved to compare")[0]  # no kernel was started or announced
     assert "run 1" not in captured.err
+    with pytest.raises(SystemExit) as exit_info:  # --strict alone would change nothing: a usage error
+        main(["check", str(path), "--strict"])
+    assert exit_info.value.code == 2 and "--strict: it applies to --against-saved" in capsys.readouterr().err
 
 
 @pytest.mark.kernel
