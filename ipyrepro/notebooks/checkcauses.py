@@ -33,7 +33,7 @@ from typing import Any
 from ..causes.shell import KERNEL_MARKER
 from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
-from .savedcauses import map_locations
+from .savedcauses import feeding_cells, map_locations
 
 SEED_LIMIT = 2**32
 
@@ -80,7 +80,12 @@ def find_causes(
     first = next((run for run in report.runs if run.outputs), None)
     differing = {difference.cell.index for difference in getattr(report, "failing", report.differences)}
     state = getattr(report, "state", None)
-    traced = set(state.trace_cells(differing)) if state is not None and state.compared else differing
+    if state is not None and state.compared:
+        traced = set(state.trace_cells(differing))
+    elif getattr(report, "against_saved", False):  # no digests to compare: the cells whose names they read
+        traced = differing | feeding_cells(report.cells, differing)
+    else:
+        traced = differing
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
     fixed = checked_seed is not None and checked_seed != "random"
     env = {}

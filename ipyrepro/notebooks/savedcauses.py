@@ -13,6 +13,7 @@ where a function defined in cell 27 runs) back to "cell 27, line 57".
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,38 @@ def map_locations(causes: Sequence[Cause], cells: Sequence[Any], upto: int) -> N
                 break
 
 
+def feeding_cells(cells: Sequence[Any], differing: set[int], depth: int = 3) -> set[int]:
+    """The earlier cells that bind a name a differing cell reads, and the cells feeding those (`depth` steps):
+    where a draw that prints nothing may have made the value a differing cell shows."""
+    found: set[int] = set()
+    frontier = set(differing)
+    for _ in range(depth):
+        nearer: set[int] = set()
+        for index in frontier:
+            for other in _binders(cells, index):
+                if other not in found and other not in differing:
+                    nearer.add(other)
+        found |= nearer
+        frontier = nearer
+    return found
+
+
+def _binders(cells: Sequence[Any], index: int) -> list[int]:
+    """For each name the cell at `index` reads, the nearest earlier cell that binds it."""
+    cell = next((cell for cell in cells if cell.index == index), None)
+    tree = _parse(cell.source) if cell is not None else None
+    if tree is None:
+        return []
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    found = []
+    for other in reversed([other for other in cells if other.index < index]):
+        names = read & set(cell_bindings(other.source).names)
+        if names:
+            found.append(other.index)
+            read -= names
+    return found
+
+
 def code_causes(report: Any) -> dict[int, list[Cause]]:
     """For each cell with a value difference from the saved outputs: its file reads, the earlier differing cells
     whose names it uses, and, for a cell that uses the package and has no other cause, a package version that
@@ -53,6 +86,7 @@ def code_causes(report: Any) -> dict[int, list[Cause]]:
     found: dict[int, list[Cause]] = {}
     for cell in cells:
         causes = _file_reads(cell) + _earlier(cell, [c for c in cells if c.index < cell.index])
+        causes += _drawn_before(report, cell, {c.index for c in cells})
         traced = report.cell_causes(cell.index)
         for text in dict.fromkeys(versions):
             package = text.split(" ", 1)[0]
@@ -70,9 +104,18 @@ def code_causes(report: Any) -> dict[int, list[Cause]]:
                 )
             )
         for cause in causes:
-            cause.cell, cause.cells = cell.position, cell.cell_count
+            if cause.cell is None:  # those traced in an earlier cell keep that cell
+                cause.cell, cause.cells = cell.position, cell.cell_count
         if causes:
             found[cell.index] = causes
+    return found
+
+
+def _drawn_before(report: Any, cell: Any, differing: set[int]) -> list[Cause]:
+    """The causes traced in the earlier cells that made the values this cell reads (and print nothing that differs)."""
+    found = []
+    for index in sorted(feeding_cells(report.cells, {cell.index}) - differing):
+        found += [copy.copy(cause) for cause in report.cell_causes(index) if cause.kind != "hidden-state"]
     return found
 
 

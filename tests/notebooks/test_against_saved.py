@@ -344,3 +344,22 @@ def test_paths_timings_and_missing_packages_are_the_environment_and_strict_turns
     ]
     assert raised_where(traceback) == "helper_functions.py line 170"
     assert raised_where(traceback[:2] + traceback[3:]) == "line 1"
+
+
+@pytest.mark.kernel
+def test_a_draw_in_an_earlier_cell_that_prints_nothing_is_the_cause_of_the_cell_that_shows_it(tmp_path: Path) -> None:
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nb.cells = [
+        new_code_cell("import torch", execution_count=1),
+        new_code_cell("W = torch.randn(3)", execution_count=2),  # ran, printed nothing: compared, both empty
+        new_markdown_cell("The weights' sum:"),
+        new_code_cell("total = W.sum()\nprint(f'{total:.4f}')", execution_count=3, outputs=[stdout("0.1234\n")]),
+    ]
+    path = tmp_path / "weights.ipynb"
+    nbformat.write(nb, path)
+    report = check(path, against_saved=True)
+    assert [(d.cell.position, d.kind) for d in report.failing] == [(4, "numeric")]
+    assert report.not_saved == [] and report.cells[1].index in report.compared
+    text = str(report)
+    assert "    cause: unseeded-generator at cell 2 of 4, line 1: `W = torch.randn(3)`" in text
+    assert "No cause found" not in text
