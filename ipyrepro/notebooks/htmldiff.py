@@ -12,10 +12,11 @@ import html
 import re
 from dataclasses import dataclass
 
-MAX_ROWS = 400  # rows drawn per difference, from the first differing line on; the rest is counted
+MAX_ROWS = 400  # changed rows drawn per difference, the first ones; the rest is counted
+MAX_ALIGN = 20_000  # lines a side aligned by difflib when the sides have different line counts
 CONTEXT_LINES = 3  # equal lines kept around each change; longer equal stretches fold into one row
 MAX_NUMBERS = 50
-CHAR_DIFF_LIMIT = 2_000  # characters of a line pair diffed one by one; longer lines: the window around the change
+CHAR_DIFF_LIMIT = 1_000  # characters of a line pair diffed one by one; longer lines: the window around the change
 CONTEXT_CHARS = 120  # equal characters shown before and after a change in a long line
 WINDOW_CHARS = 400  # differing characters shown of a long line; the rest is counted
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)\b")
@@ -24,9 +25,10 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|n
 def side_by_side(left: str, right: str, left_title: str, right_title: str) -> str:
     """An HTML table: left lines and right lines, aligned, changed characters in <mark>.
 
-    Linear in the texts: the equal lines before the first difference and after the last are folded
-    (a few kept as context), so the first difference is drawn however deep it is; the changed middle
-    is aligned line by line up to MAX_ROWS lines a side, and what is left is counted, not hidden.
+    Linear in the texts: equal lines are folded (a few kept around each change as context), so every
+    difference is drawn however deep it is. Sides with as many lines are paired line by line; others
+    are aligned by difflib (its heuristic for frequent lines on) on up to MAX_ALIGN lines. At most
+    MAX_ROWS changed rows are drawn, the first ones; the rest is counted, never silently dropped.
     """
     a, b = left.splitlines(), right.splitlines()
     head = _common_length(a, b)
@@ -34,26 +36,25 @@ def side_by_side(left: str, right: str, left_title: str, right_title: str) -> st
     rows: list[tuple[str, str, str, str]] = []
     rows += _equal_rows(a[:head], leading=True)
     middle_a, middle_b = a[head : len(a) - tail], b[head : len(b) - tail]
-    cut = max(len(middle_a), len(middle_b)) - MAX_ROWS
-    middle_a, middle_b = middle_a[:MAX_ROWS], middle_b[:MAX_ROWS]
-    matcher = difflib.SequenceMatcher(None, middle_a, middle_b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    unaligned = 0
+    if len(middle_a) == len(middle_b):
+        opcodes = _paired(middle_a, middle_b)
+    else:
+        unaligned = max(len(middle_a), len(middle_b)) - MAX_ALIGN
+        middle_a, middle_b = middle_a[:MAX_ALIGN], middle_b[:MAX_ALIGN]
+        opcodes = difflib.SequenceMatcher(None, middle_a, middle_b).get_opcodes()  # autojunk: near-linear
+    drawn = _Rows()
+    for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
-            rows += _equal_rows(middle_a[i1:i2], inner=True)
-            continue
-        olds, news = middle_a[i1:i2], middle_b[j1:j2]
-        for k in range(max(len(olds), len(news))):
-            old = olds[k] if k < len(olds) else None
-            new = news[k] if k < len(news) else None
-            if old is not None and new is not None:
-                marked_old, marked_new = mark_characters(old, new)
-                rows.append((marked_old, "del", marked_new, "add"))
-            elif old is not None:
-                rows.append((f"<mark>{_long(old)}</mark>", "del", "", "empty"))
-            else:
-                rows.append(("", "empty", f"<mark>{_long(new or '')}</mark>", "add"))
-    if cut > 0:
-        rows.append((_skip(f"{cut:,} more changed lines not drawn"), "skip", "", "skip"))
+            drawn.rows += _equal_rows(middle_a[i1:i2], inner=True)
+        else:
+            drawn.block(middle_a[i1:i2], middle_b[j1:j2])
+    rows += drawn.rows
+    changed = drawn.changed
+    if changed > MAX_ROWS:
+        rows.append((_skip(f"{changed - MAX_ROWS:,} more changed lines not drawn"), "skip", "", "skip"))
+    if unaligned > 0:
+        rows.append((_skip(f"{unaligned:,} more lines of the longer side not aligned"), "skip", "", "skip"))
     rows += _equal_rows(a[len(a) - tail :] if tail else [], leading=False)
     if left.endswith("\n") != right.endswith("\n") and not any(css in ("del", "add") for _, css, _, _ in rows):
         rows.append(
@@ -90,6 +91,52 @@ def _equal_rows(lines: list[str], leading: bool = False, inner: bool = False) ->
 
 def _same(lines: list[str]) -> list[tuple[str, str, str, str]]:
     return [(_long(line), "", _long(line), "") for line in lines]
+
+
+class _Rows:
+    """The rows of a changed block: lines paired by position (equal pairs folded like equal lines), then what
+    one side has more; at most MAX_ROWS changed rows in all, counted past that."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.changed = 0
+
+    def block(self, olds: list[str], news: list[str]) -> None:
+        both = min(len(olds), len(news))
+        for tag, i1, i2, _, _ in _paired(olds[:both], news[:both]):
+            if tag == "equal":
+                self.rows += _equal_rows(olds[i1:i2], inner=True)
+                continue
+            for old, new in zip(olds[i1:i2], news[i1:i2]):
+                if self._room():
+                    self.rows.append(_changed_pair(old, new))
+        for old in olds[both:]:
+            if self._room():
+                self.rows.append((f"<mark>{_long(old)}</mark>", "del", "", "empty"))
+        for new in news[both:]:
+            if self._room():
+                self.rows.append(("", "empty", f"<mark>{_long(new)}</mark>", "add"))
+
+    def _room(self) -> bool:
+        self.changed += 1
+        return self.changed <= MAX_ROWS
+
+
+def _changed_pair(old: str, new: str) -> tuple[str, str, str, str]:
+    marked_old, marked_new = mark_characters(old, new)
+    return marked_old, "del", marked_new, "add"
+
+
+def _paired(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib-style opcodes for two lists of one length, pairing line i with line i: runs of equal and of
+    changed lines, in one pass."""
+    opcodes: list[tuple[str, int, int, int, int]] = []
+    start = 0
+    for i in range(1, len(a) + 1):
+        if i == len(a) or (a[i] == b[i]) != (a[start] == b[start]):
+            opcodes.append(("equal" if a[start] == b[start] else "replace", start, i, start, i))
+            start = i
+    return opcodes
 
 
 def _common_length(a: list[str], b: list[str]) -> int:

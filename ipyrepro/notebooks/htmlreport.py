@@ -153,7 +153,8 @@ def _summary(report: Any, model: ReportModel) -> str:
 
 def _cell(report: Any, model: ReportModel, outcome: CellOutcome) -> str:
     cell = outcome.cell
-    css = "error" if outcome.errors else "diverges" if outcome.status == "matched" and outcome.state_differs else ""
+    unexpected = [error for error in outcome.errors if not error.reproduced]
+    css = "error" if unexpected else "diverges" if outcome.status == "matched" and outcome.state_differs else ""
     flags = []
     if outcome.first:
         flags.append("first divergence")
@@ -161,9 +162,9 @@ def _cell(report: Any, model: ReportModel, outcome: CellOutcome) -> str:
         flags.append("state differs")
     if outcome.inherits:
         flags.append("inherits")
-    if any(error.stopped_run for error in outcome.errors):
+    if any(error.stopped_run for error in unexpected):
         flags.append("a run stopped here")
-    elif outcome.errors:
+    elif unexpected:
         flags.append("raised")
     if outcome.hidden_state:
         flags.append("hidden state")
@@ -183,10 +184,9 @@ def _cell(report: Any, model: ReportModel, outcome: CellOutcome) -> str:
         body.append(f"<p class='state'>State: {_e(outcome.state_text())}</p>")
     if outcome.inherits:
         body.append(f"<p class='inherits'>{_inherits(report, outcome.inherits)}</p>")
-    for error in outcome.errors:
-        if not error.reproduced:
-            title = f"Run {error.run} stopped here" if error.stopped_run else f"Error in run {error.run}"
-            body.append(f"<h3>{title}</h3><pre>{_e(error.text)}</pre>")
+    for error in unexpected:
+        title = f"Run {error.run} stopped here" if error.stopped_run else f"Error in run {error.run}"
+        body.append(f"<h3>{title}</h3><pre>{_e(error.text)}</pre>")
     if outcome.reproduced is not None:
         body.append(_reproduced(model, outcome))
     pictures = Pictures()  # one cell's images, each decoded once

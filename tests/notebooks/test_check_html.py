@@ -263,10 +263,10 @@ def test_malformed_and_oversized_pngs_are_refused_with_a_reason() -> None:
 def test_an_image_beyond_the_decoding_cap_is_shown_side_by_side_with_a_note() -> None:
     from ipyrepro.notebooks.htmlimages import Pictures
 
-    big = [base64.b64encode(encode_png(np.full((3200, 3200, 3), v, np.uint8))).decode() for v in (0, 1)]
+    big = [base64.b64encode(encode_png(np.full((2100, 2000, 3), v, np.uint8))).decode() for v in (0, 1)]
     shown = Pictures().pair("image/png", (big[0], big[1]), ("run 1", "run 2"))
     assert shown.count("class='run-image'") == 2 and "heat-map" not in shown
-    assert "too large to compare pixel by pixel (3200x3200); shown side by side" in shown
+    assert "too large to compare pixel by pixel (2000x2100); shown side by side" in shown
 
 
 def test_the_page_grows_linearly_with_the_images_of_a_cell() -> None:
@@ -296,3 +296,19 @@ def test_the_page_grows_linearly_with_the_images_of_a_cell() -> None:
 
     small, large = size(10), size(40)
     assert large < 4.5 * small  # four times the images, four times the page (not sixteen)
+
+
+@pytest.mark.parametrize("extra", [[], ["one more line"]])
+def test_every_difference_of_a_long_output_is_drawn_wherever_it_is(extra: list[str]) -> None:
+    import html
+    import re
+
+    for filler in ("line {}", "0.0000"):  # distinct lines, and lines that are all alike (difflib's worst case)
+        left = [filler.format(i) for i in range(5000)]
+        right = list(left)
+        right[10], right[4500] = "changed near the top", "changed near the end"
+        table = side_by_side("\n".join(left), "\n".join(right + extra), "run 1", "run 2")
+        shown = html.unescape(re.sub(r"<[^>]+>", "", table))
+        assert "changed near the top" in shown and "changed near the end" in shown
+        assert all(line in shown for line in extra)
+        assert "equal lines" in shown and len(table) < 20_000  # the equal lines folded and counted

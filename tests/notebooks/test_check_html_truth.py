@@ -16,6 +16,7 @@ import html
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -307,3 +308,27 @@ def test_against_saved_names_the_saved_side_and_compares_its_images(tmp_path: Pa
     assert section.count("class='heat-map'") == 2 and "missing" not in section
     assert "run 0" not in text
     assert "id='not-saved'" in text  # the cells saved without outputs, listed as the text report lists them
+
+
+@pytest.mark.kernel
+def test_reproduced_errors_and_hidden_state_are_drawn_at_their_cells(tmp_path: Path) -> None:
+    notebook = Path(shutil.copy(Path(__file__).parent / "saved" / "hidden-state.ipynb", tmp_path))
+    page = tmp_path / "hidden.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--html", str(page), "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]  # untagged errors: 2, and the page is still written
+    data = json.loads(done.stdout)
+    sections = _sections(page.read_text(encoding="utf-8"))
+    outcomes = {str(cell["index"]): cell["outcome"] for cell in data["cells"]}
+    assert {index: section.split("'")[1].split()[1] for index, section in sections.items()} == outcomes
+    for error in data["reproduced_errors"]:
+        section = _text(sections[str(error["cell"]["index"])])
+        assert f"The same exception in every run: {error['ename']}: {error['evalue']}" in section
+    (finding,) = data["hidden_state"]["findings"]
+    section = _text(sections[str(finding["cell"]["index"])])
+    assert finding["text"] in section and finding["fix"] in section
