@@ -158,26 +158,30 @@ def check(
                 return None  # the kernel cannot start: this run is neither announced nor counted
         tracker.run_started(number, runs, kernel_name)
         started = time.monotonic()
-        run = _run_once(
-            number,
-            Path(path),
-            cells,
-            kernel_name,
-            as_is,
-            seed,
-            reseed,
-            cublas,
-            timeout,
-            startup_timeout,
-            kernel_spec_manager,
-            tracker,
-            plan,
-            stop_on_error,
-            comparison if state else None,
-            kernel_started if number == 1 else None,
-        )
-        if number == 1:
-            kernel_started(run.fatal)  # a no-op after the kernel started; ends the wait if it never got that far
+        try:
+            run = _run_once(
+                number,
+                Path(path),
+                cells,
+                kernel_name,
+                as_is,
+                seed,
+                reseed,
+                cublas,
+                timeout,
+                startup_timeout,
+                kernel_spec_manager,
+                tracker,
+                plan,
+                stop_on_error,
+                comparison if state else None,
+                kernel_started if number == 1 else None,
+            )
+            if number == 1:
+                cannot_start.append(run.fatal)
+        finally:  # the other runs wait for run 1's kernel: whatever happened to it, they wait no longer
+            if number == 1:
+                first_started.set()
         tracker.run_finished(number, len(run.outputs), len(cells), time.monotonic() - started, run.error)
         return run
 
