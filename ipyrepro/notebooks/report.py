@@ -104,18 +104,20 @@ class Difference:
     kind: str = "value"  # savedenv.KINDS: value, numeric (numbers beyond the tolerance), environment
     explained: str = ""  # environment: what explains it ("torch 1.12.1+cu113 there, 2.13.0+cpu here")
     largest_relative: float | None = None  # numeric: the largest relative difference of its numbers
+    within_tolerance: bool = False  # numeric, against the saved outputs: within --rtol/--atol, reported, not failing
 
     @property
     def fails(self) -> bool:
         """Whether it fails the check: values and numbers beyond the tolerance do; the environment does not."""
-        return self.kind != ENVIRONMENT
+        return self.kind != ENVIRONMENT and not self.within_tolerance
 
     def kind_text(self) -> str:
         """What the report says after the difference: its explanation or its largest relative difference."""
         if self.kind == ENVIRONMENT:
             return self.explained or "the environment"
         if self.kind == NUMERIC and self.largest_relative is not None:
-            return f"numbers only, largest relative difference {self.largest_relative:.3g}"
+            within = " (within the tolerance: it does not fail the check)" if self.within_tolerance else ""
+            return f"numbers only, largest relative difference {self.largest_relative:.3g}{within}"
         return ""
 
     def between(self) -> str:
@@ -143,6 +145,7 @@ class Difference:
             "kind": self.kind,
             "explained": self.explained,
             "largest_relative": self.largest_relative,
+            "within_tolerance": self.within_tolerance,
         }
 
 
@@ -229,7 +232,7 @@ class CheckReport:
     @property
     def environment(self) -> list[Difference]:
         """The differences this machine explains (against the saved outputs): reported, exit 0."""
-        return [d for d in self.differences if not d.fails]
+        return [d for d in self.differences if d.kind == ENVIRONMENT]
 
     @property
     def exit_code(self) -> int:

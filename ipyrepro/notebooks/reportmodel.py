@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, side_name
-from .savedenv import NUMERIC, VALUE  # noqa: F401  (NUMERIC: the kind the numeric section lists)
+from .savedenv import ENVIRONMENT, NUMERIC, VALUE  # noqa: F401  (NUMERIC: the kind the numeric section lists)
 from .statecheck import first_divergence_text, names_text, rng_text
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class CellOutcome:
 
     @property
     def environment_differences(self) -> tuple[Any, ...]:
-        return tuple(d for d in self.differences if not d.fails)
+        return tuple(d for d in self.differences if d.kind == ENVIRONMENT)
 
     @property
     def state_differs(self) -> bool:
@@ -146,7 +146,11 @@ def status_of(report: Any, cell: Any, differing: set[int], reproduced: set[int],
     if any(tag in cell.tags for tag in IGNORE_TAGS):
         return "ignored"
     if cell.index in differing:
-        return "differs" if any(d.fails for d in report.differences if d.cell.index == cell.index) else "environment"
+        mine = [d for d in report.differences if d.cell.index == cell.index]
+        if any(d.fails for d in mine):
+            return "differs"
+        if any(d.kind == ENVIRONMENT for d in mine):
+            return "environment"  # else numbers within the tolerance: matched, as the tolerance says
     if cell.index in reproduced:
         return "reproduced-error"
     if cell.index in not_saved:
@@ -299,6 +303,9 @@ def summary(report: Any) -> str:
         shown = list(dict.fromkeys(part for text in texts for part in text.split("; ")))
         more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
         parts.append(f"{len(environment)} differ only by the environment ({'; '.join(shown[:3])}{more})")
+    within = {d.cell.index for d in report.differences if d.within_tolerance} - differing - environment
+    if within:
+        parts.append(f"{len(within)} matched within the tolerance")
     not_saved = len(report.not_saved)
     if not_saved:
         parts.append(f"{not_saved} not saved")

@@ -58,7 +58,7 @@ def _kind_sections(model: ReportModel, report: Any) -> list[str]:
     numeric = [outcome for outcome in model.cells if outcome.numeric_differences]
     if numeric:
         tolerance = f"--rtol {report.rtol:g}, --atol {report.atol:g}"
-        lines.append(f"Numeric differences (the same text, numbers beyond the tolerance, {tolerance}):")
+        lines.append(f"Numeric differences (the same text but for numbers; {tolerance}):")
     for outcome in numeric:
         for d in outcome.numeric_differences:
             lines += [d.text(), f"    {d.kind_text()}"]

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .notebookfile import Cell
-from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, output_items, side_name
+from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, Item, full_diff, output_items, short_diff, side_name
 from .report import LIST_OF_OUTPUTS, Difference, cell_differences
-from .savedenv import ENVIRONMENT, classify_image, classify_text, installed_here, missing_here
+from .savedenv import ENVIRONMENT, NUMERIC, classify_image, classify_text, installed_here, missing_here
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,35 @@ def compare(report: Any, comparison: Comparison) -> None:
             other_items = output_items(other.outputs[cell.index], comparison)
             pair = cell_differences(cell, base_items, other_items, (base.number, other.number), comparison)
             environment = base.number == SAVED and not report.strict
+            if base.number == SAVED:  # numbers within the tolerance are reported against the saved outputs
+                pair += within_tolerance(cell, base_items, other_items, (base.number, other.number), comparison)
             found += [with_kind(d, other.outputs[cell.index], environment) for d in pair]
         report.differences += found
         reproduced = _reproduced(cell, present, comparison)
         if reproduced is not None:
             report.reproduced.append(reproduced)
+
+
+def within_tolerance(
+    cell: Cell, a: list[Item], b: list[Item], runs: tuple[int, int], comparison: Comparison
+) -> list[Difference]:
+    """The text outputs that differ, but only within --rtol/--atol: `numeric` differences that do not fail."""
+    if not (comparison.rtol or comparison.atol) or [x.label for x in a] != [y.label for y in b]:
+        return []
+    return [
+        Difference(
+            cell,
+            runs,
+            x.label,
+            short_diff(x.value, y.value, *runs),
+            diff=full_diff(x.value, y.value, *runs),
+            values=(x.value, y.value),
+            kind=NUMERIC,
+            within_tolerance=True,
+        )
+        for x, y in zip(a, b)
+        if not x.image and x.value != y.value and comparison.same_text(x.value, y.value)
+    ]
 
 
 def with_kind(difference: Difference, here: list[dict[str, Any]], environment: bool) -> Difference:
@@ -106,7 +130,14 @@ def with_kind(difference: Difference, here: list[dict[str, Any]], environment: b
         kind = classify_image(_decoded(there), _decoded(mine), environment)
     else:
         kind = classify_text(there, mine, difference.cell.source, environment)
-    return replace(difference, kind=kind.kind, explained=kind.explained, largest_relative=kind.largest_relative)
+    within = difference.within_tolerance and kind.kind == NUMERIC
+    return replace(
+        difference,
+        kind=kind.kind,
+        explained=kind.explained,
+        largest_relative=kind.largest_relative,
+        within_tolerance=within,
+    )
 
 
 def _decoded(value: str) -> bytes:

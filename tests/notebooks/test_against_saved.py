@@ -363,3 +363,24 @@ def test_a_draw_in_an_earlier_cell_that_prints_nothing_is_the_cause_of_the_cell_
     text = str(report)
     assert "    cause: unseeded-generator at cell 2 of 4, line 1: `W = torch.randn(3)`" in text
     assert "No cause found" not in text
+
+
+@pytest.mark.kernel
+def test_numbers_within_the_tolerance_are_reported_and_do_not_fail(tmp_path: Path) -> None:
+    path = cuda_machine_notebook(tmp_path)
+    edit(path, lambda cells: cells[3]["outputs"][0].update(text="tensor([0.9594, 0.3904])\n"))  # a GPU's rounding
+    exact = check(path, against_saved=True, causes=False)
+    ((difference,),) = [[d for d in exact.failing if d.cell.position == 6]]
+    assert (difference.kind, difference.within_tolerance) == ("numeric", False) and exact.exit_code == 1
+    assert 1.0e-4 < difference.largest_relative < 1.1e-4
+    tolerant = check(path, against_saved=True, rtol=1e-3, causes=False)
+    assert tolerant.exit_code == 0 and tolerant.failing == []
+    ((within,),) = [[d for d in tolerant.differences if d.cell.position == 6]]
+    assert (within.kind, within.within_tolerance) == ("numeric", True)
+    data = tolerant.to_dict()
+    validate(data)
+    assert [c["outcome"] for c in data["cells"] if c["position"] == 6] == ["matched"]
+    text = str(tolerant)
+    assert "Numeric differences (the same text but for numbers; --rtol 0.001, --atol 0):" in text
+    assert "(within the tolerance: it does not fail the check)" in text
+    assert "; 1 matched within the tolerance" in text.splitlines()[-1]
