@@ -255,6 +255,8 @@ def _reproduced(model: ReportModel, outcome: CellOutcome) -> str:
     tagged = (
         f"tagged {RAISES_TAG!r}" if error.expected else f"not tagged {RAISES_TAG!r}: tag the cell if it is expected"
     )
+    if outcome.follows is not None:  # one error, not two: the fix is at the first
+        tagged = f"it {outcome.follows.text()}; fix: {outcome.follows.fix()}"
     return (
         f"<h3>Reproduced error</h3><p>The same exception in {where}: {_e(error.ename)}: {_e(error.evalue)} "
         f"({_e(tagged)})</p>"

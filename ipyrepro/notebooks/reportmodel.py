@@ -59,6 +59,7 @@ class CellOutcome:
     prints: bool
     raised: bool
     hash_order_only: bool
+    follows: Any = None  # cascades.Cascade: its error follows from an earlier failed cell's
 
     @property
     def index(self) -> int:
@@ -189,7 +190,8 @@ def build_model(report: Any) -> ReportModel:
     }
     differing, reproduced_cells = set(differences), set(reproduced)
     raised_here = {index for run in report.runs for index in run.raised}
-    following = {cascade.cell.index for cascade in report.cascades}
+    following_from = {cascade.cell.index: cascade for cascade in report.cascades}
+    following = set(following_from)
     outcomes = []
     for cell in report.cells:
         index = cell.index
@@ -217,6 +219,7 @@ def build_model(report: Any) -> ReportModel:
                 prints=bool(reference is not None and reference.outputs.get(index)),
                 raised=index in raised,
                 hash_order_only=index in hash_order,
+                follows=following_from.get(index),
             )
         )
     by_index = {outcome.index: outcome for outcome in outcomes}

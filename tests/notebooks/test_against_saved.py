@@ -268,6 +268,8 @@ def test_errors_that_follow_from_a_failed_import_are_grouped_under_it(tmp_path: 
     assert reproduced.index("cell 2 of 6") < reproduced.index("then cell 4 of 6") < reproduced.index("then cell 6 of 6")
     assert "tag the cell if the error is expected" not in reproduced.split("then cell 4 of 6")[1]
     assert "    fix: fix the first error, in cell 2 of 6 (code cell 2 of 5" in reproduced
+    page = render_html(report)  # the HTML report groups them too: each names the error it follows from
+    assert page.count("follows from cell 2: `ModuleNotFoundError: torchvision_missing_ipyrepro`") == 2
     following = [
         (e["run"], e["cell"]["position"], (e["follows_from"] or {}).get("text", "")[:19]) for e in data["errors"]
     ]
