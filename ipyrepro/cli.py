@@ -70,6 +70,8 @@ def _check(args: argparse.Namespace) -> int:
     for option in ("save", "against", "html", "junit"):  # an unset $BASELINE in CI must fail loudly
         if getattr(args, option) is not None:
             expand(getattr(args, option), f"--{option}")
+    if args.strict and not args.against_saved:
+        args.check_parser.error("argument --strict: it applies to --against-saved (the outputs saved in the notebook)")
     if several(args.notebook):
         return _check_many(args)
     return _check_one(args, args.notebook[0])
@@ -140,6 +142,7 @@ def _check_options(args: argparse.Namespace, runs: int) -> dict[str, object]:
         "stop_on_error": args.stop_on_error,
         "against_saved": args.against_saved,
         "state": not args.no_state,
+        "strict": args.strict,
     }
 
 
@@ -273,8 +276,15 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--against-saved",
         action="store_true",
-        help="compare each run with the outputs saved in the notebook (what nbval checks); cells saved without "
-        "outputs or without an execution count are listed as not saved",
+        help="compare each run with the outputs saved in the notebook (what nbval checks), run as the notebook "
+        "was saved (as written, unless saved under ipyrepro); differences this machine explains (versions, "
+        "devices, figure sizes, paths, timings, missing packages) are reported apart and do not fail the check",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --against-saved: no built-in environment patterns, and outputs saved without an execution "
+        "count are not compared",
     )
     check.add_argument(
         "--stop-on-error",
@@ -292,7 +302,9 @@ def _add_check_command(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--as-is",
         action="store_true",
-        help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would)",
+        default=None,
+        help="run the notebook untouched: no env vars, no `%%repro on` (default: as the reproducible kernel would; "
+        "with --against-saved, as the notebook was saved)",
     )
     check.add_argument("--kernel", help="kernelspec to run (default: the notebook's, else python3)")
     _add_reseed_option(

@@ -15,7 +15,10 @@ KINDS = (
     "concurrency",
     "hash-order",
     "clock",
-)  # strongest first: the order causes are listed in
+    "earlier-cell",
+    "file-read",
+    "package-version",
+)  # strongest first: the order causes are listed in (the last three: read from the code, against saved outputs)
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Cause:
     cells: int | None = None  # how many cells the notebook has, for the wording only
 
     def where(self) -> str:
+        if self.cell is not None and (self.location or "").startswith("cell "):  # a function an earlier cell defined
+            called = f", called from cell {self.cell}, line {self.line}" if self.line is not None else ""
+            return f"{self.location}{called}"
         if self.line is not None and self.location:
             place = f"{self.location} (called from line {self.line})"
         elif self.line is not None:
@@ -49,11 +55,15 @@ class Cause:
             place = self.location or "an unknown place"
         if self.cell is None:
             return place
+        if self.line is None and not self.location:
+            return f"cell {self.cell}" + (f" of {self.cells}" if self.cells else "")
         return f"cell {self.cell}" + (f" of {self.cells}" if self.cells else "") + f", {place}"
 
     def text(self) -> str:
         times = f" (x{self.count})" if self.count > 1 else ""
         code = f" `{self.code}`" if self.code else ""
+        if not code and self.line is None and not self.location and self.cell is not None:  # read from the code
+            return f"{self.kind} in {self.where()}{times}: {self.detail} Fix: {self.fix}"
         return f"{self.kind} at {self.where()}:{code}{times}: {self.detail} Fix: {self.fix}"
 
     def to_dict(self) -> dict[str, Any]:

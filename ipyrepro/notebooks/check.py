@@ -11,6 +11,7 @@ them, so `cell` re-seeding works. The notebook file is only ever read.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..core.defaults import ChildSettings, resolve_settings
 from . import statecheck
+from .cascades import explain_errors, find_cascades
 from .checkcauses import CheckCauses, find_causes
 from .hiddenstate import find_hidden_state, out_of_order_text
 from .jupytextfile import is_text_notebook, no_saved_outputs
@@ -29,6 +31,8 @@ from .notebookfile import Cell, NotebookError, load_notebook
 from .outputs import RAISES_TAG, Comparison, traceback_tail
 from .progress import CheckProgress, as_progress
 from .report import CheckReport, Run, _current
+from .savedcauses import code_causes
+from .savedmode import saved_mode
 from .statecheck import compare_states
 from .verdicts import compare, error_output
 
@@ -38,7 +42,7 @@ def check(
     *,
     runs: int | None = None,
     seed: int | None = None,
-    as_is: bool = False,
+    as_is: bool | None = None,
     kernel: str | None = None,
     timeout: float | None = 600,
     sanitize: Sequence[str] = (),
@@ -58,6 +62,7 @@ def check(
     stop_on_error: bool = False,
     against_saved: bool = False,
     state: bool = True,
+    strict: bool = False,
 ) -> CheckReport:
     """Execute the notebook `runs` times, each in a fresh kernel, and compare every code cell's outputs.
 
@@ -70,7 +75,10 @@ def check(
     every cell that ran in at least two runs is compared. `stop_on_error` ends a run at the first
     cell not tagged raises-exception that raises, and compares only the runs that reached the end.
     `against_saved` compares each run with the outputs saved in the notebook instead of with run 1
-    (`runs` defaults to 2, or to 1 against the saved outputs).
+    (`runs` defaults to 2, or to 1 against the saved outputs), in the mode the notebook was saved in
+    (savedmode.py) unless `as_is`, `seed` or `reseed` is given; it raises NotebookError before any kernel
+    starts when nothing is saved. Differences from the saved outputs get a kind (savedenv.py); `strict`
+    turns the environment patterns off and leaves out outputs saved without an execution count.
 
     When something differed (and `causes`), one more kernel names the causes (see checkcauses.py);
     a cell that raised for lack of a name that a later cell binds is named as hidden state.
@@ -97,54 +105,90 @@ def check(
     if against_saved and is_text_notebook(path):  # jupytext files hold code only
         raise NotebookError(no_saved_outputs(path))
     cells, metadata = load_notebook(path)
+    if against_saved and not any(cell.saved_outputs for cell in cells):  # before any kernel starts
+        raise NotebookError(
+            f"{path}: nothing saved to compare: no code cell has saved outputs. Run the notebook and save it "
+            "with its outputs, or check it run against run (without --against-saved)"
+        )
+    kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
+    why = ""
+    if against_saved and as_is is None and seed is None and reseed is None:  # as the author ran it
+        saved = saved_mode(metadata, kernel_name, kernel_spec_manager)
+        as_is, why = saved.as_is, saved.why
+        seed, reseed = saved.settings.seed, saved.settings.reseed
+    elif against_saved:  # an explicit choice wins
+        why = "--as-is given" if as_is else "--seed given" if seed is not None else "--reseed given"
+        why = "as_is=False given" if as_is is False and seed is None and reseed is None else why
+    as_is = bool(as_is)
     options = {"seed": seed, "reseed": reseed, "as_is": as_is, "sanitize": list(sanitize)}
     plan = MachinePlan.build(save, against, trace_ops, portable, options, path)
-    kernel_name = kernel or (metadata.get("kernelspec") or {}).get("name") or "python3"
     # An ipyrepro kernel's own environment would win over the check's (PYTHONHASHSEED): a plain kernel
     # of its Python runs instead, set up by the check (by default in the kernel's re-seed mode).
     plain = plain_kernel_for(kernel_name, kernel_spec_manager, as_is=as_is)
-    report = CheckReport(str(path), kernel_name, "as written (--as-is)", [], cells)
+    report = CheckReport(str(path), kernel_name, "as written (--as-is)" if not why else "as written", [], cells)
     if not as_is:  # the kernel's settings unless given, as the notebook's own `%repro on` there
         given = ChildSettings(seed, reseed)
         settings = resolve_settings(given, None, lambda: kernelspec_settings(kernel_name, kernel_spec_manager))
         seed, reseed = report.seed, report.reseed = settings.seed, settings.reseed
-        strict = "" if settings.deterministic == "error" else f", deterministic algorithms {settings.deterministic}"
-        report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{strict})"
+        flags = "" if settings.deterministic == "error" else f", deterministic algorithms {settings.deterministic}"
+        report.mode = f"under ipyrepro (seed {seed}, re-seed {reseed}{flags})"
     else:
         seed = 0 if seed is None else seed  # unused: --as-is sets nothing up
+    if why:
+        report.mode += f", as the notebook was saved: {why}" if "given" not in why else f" ({why})"
     if portable:
         report.mode += ", portable profile"
     if plan is not None:  # the fingerprint records the seed and mode the runs really used
         plan.options.update(seed=None if as_is else seed, reseed=None if as_is else reseed)
     report.against_saved, report.stop_on_error = against_saved, stop_on_error
+    report.strict, report.rtol, report.atol, report.saved_mode = strict, comparison.rtol, comparison.atol, why
     tracker = as_progress(progress)
     say = tracker.note
     if plain is not None:
         kernel_name, kernel_spec_manager, report.kernel_note = plain.name, plain.manager, plain.note
 
-    def one(number: int) -> Run:
+    first_started = threading.Event()  # the other runs start once run 1's kernel has (or could not)
+    cannot_start: list[bool] = []
+
+    def kernel_started(fatal: bool) -> None:
+        cannot_start.append(fatal)
+        first_started.set()
+
+    def one(number: int) -> Run | None:
+        if number > 1:
+            first_started.wait()
+            if any(cannot_start):
+                return None  # the kernel cannot start: this run is neither announced nor counted
         tracker.run_started(number, runs, kernel_name)
         started = time.monotonic()
-        run = _run_once(
-            number,
-            Path(path),
-            cells,
-            kernel_name,
-            as_is,
-            seed,
-            reseed,
-            cublas,
-            timeout,
-            startup_timeout,
-            kernel_spec_manager,
-            tracker,
-            plan,
-            stop_on_error,
-            comparison if state else None,
-        )
+        try:
+            run = _run_once(
+                number,
+                Path(path),
+                cells,
+                kernel_name,
+                as_is,
+                seed,
+                reseed,
+                cublas,
+                timeout,
+                startup_timeout,
+                kernel_spec_manager,
+                tracker,
+                plan,
+                stop_on_error,
+                comparison if state else None,
+                kernel_started if number == 1 else None,
+            )
+            if number == 1:
+                cannot_start.append(run.fatal)
+        finally:  # the other runs wait for run 1's kernel: whatever happened to it, they wait no longer
+            if number == 1:
+                first_started.set()
         tracker.run_finished(number, len(run.outputs), len(cells), time.monotonic() - started, run.error)
         return run
 
+    report.requested = runs
     report.runs = run_all(one, runs, default_jobs(runs) if jobs is None else jobs)
     compare(report, comparison)
     if state:
@@ -154,7 +198,8 @@ def check(
         report.state.errors = [f"run {run.number}: {run.state_error}" for run in report.runs if run.state_error]
     if plan is not None and plan.collects:  # after the state comparison: only names stable across runs are kept
         report.machines = plan.finish(report, comparison)
-    if causes and report.differences:
+    link_errors(report)  # before the causes: what the environment explains needs none
+    if causes and report.failing:
         report.causes = find_causes(
             report,
             comparison,
@@ -171,20 +216,38 @@ def check(
             stop_on_error=stop_on_error,
             progress=tracker,
         )
+    if report.against_saved and report.failing and causes:  # what the code says, beside what the tracer saw
+        report.causes = report.causes or CheckCauses()
+        for index, found in code_causes(report).items():
+            report.causes.by_cell.setdefault(index, []).extend(found)
     add_hidden_state(report)
     return report
 
 
-def add_hidden_state(report: CheckReport) -> None:
-    """Name the cells that raised for lack of a name a later cell binds, and the out-of-order saved counts;
-    each finding is also a `hidden-state` cause of its cell."""
+def raised_errors(report: CheckReport) -> dict[int, dict[str, Any]]:
+    """Each cell's error output, from the first run where it raised."""
     errors: dict[int, dict[str, Any]] = {}
     for run in report.runs:
         for index, outputs in run.outputs.items():
             error = error_output(outputs)
             if error is not None:
                 errors.setdefault(index, error)
-    report.hidden_state = find_hidden_state(report.cells, errors)
+    return errors
+
+
+def link_errors(report: CheckReport) -> None:
+    """NameErrors for a name an earlier failed cell was to bind follow from that cell (cascades.py); against the
+    saved outputs, errors a package missing here explains are the environment's."""
+    report.cascades = find_cascades(report.cells, raised_errors(report))
+    explain_errors(report)
+
+
+def add_hidden_state(report: CheckReport) -> None:
+    """Name the cells that raised for lack of a name a later cell binds, and the out-of-order saved counts;
+    each finding is also a `hidden-state` cause of its cell (not for errors that follow from an earlier one)."""
+    following = {cascade.cell.index for cascade in report.cascades}
+    findings = find_hidden_state(report.cells, raised_errors(report))
+    report.hidden_state = [finding for finding in findings if finding.cell.index not in following]
     report.out_of_order = out_of_order_text(report.cells)
     if report.hidden_state and report.causes is None:
         report.causes = CheckCauses()  # no diagnostic run: only hidden state
@@ -201,21 +264,25 @@ def default_jobs(runs: int) -> int:
     return max(1, min(runs, cpus))
 
 
-def run_all(one: Callable[[int], Run], runs: int, jobs: int) -> list[Run]:
+def run_all(one: Callable[[int], Run | None], runs: int, jobs: int) -> list[Run]:
     """Runs 1..runs, `jobs` at a time (threads: each waits on its own kernel). As sequential runs
-    would, the list stops at the first run whose kernel could not start."""
+    would, the list stops at the first run whose kernel could not start (`one` returns None for a run it
+    did not start because of that)."""
     if jobs <= 1 or runs <= 1:
         done: list[Run] = []
         for number in range(1, runs + 1):
-            done.append(one(number))
-            if done[-1].fatal:
+            run = one(number)
+            if run is None:
+                break
+            done.append(run)
+            if run.fatal:
                 break
         return done
     with ThreadPoolExecutor(max_workers=min(jobs, runs), thread_name_prefix="ipyrepro-check") as pool:
         results = list(pool.map(one, range(1, runs + 1)))
     for index, run in enumerate(results):
-        if run.fatal:
-            return results[: index + 1]
+        if run is None or run.fatal:
+            return [run for run in results[: index + 1] if run is not None]
     return results
 
 
@@ -235,6 +302,7 @@ def _run_once(
     plan: MachinePlan | None = None,
     stop_on_error: bool = False,
     digests: Comparison | None = None,
+    on_start: Callable[[bool], None] | None = None,
 ) -> Run:
     """One run in a fresh kernel; with `digests` (the check's comparison: its tolerance and sanitizers) the
     kernel's state is digested after each cell, invisibly to the notebook (statecheck.py)."""
@@ -251,6 +319,8 @@ def _run_once(
             kernel_spec_manager=kernel_spec_manager,
             env=plan.kernel_env() if plan is not None else None,
         ) as (runner, setup_error):
+            if on_start is not None:
+                on_start(False)
             setup = plan.setup_code(number) if plan is not None and setup_error is None else None
             if setup is not None:
                 done = runner.execute(setup, silent=True, store_history=False, timeout=startup_timeout)

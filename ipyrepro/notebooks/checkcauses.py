@@ -35,6 +35,7 @@ from ..causes.shell import KERNEL_MARKER
 from ..comparison.findings import Cause, ranked
 from .kernelrun import KernelError
 from .progress import CheckProgress, SaidProgress
+from .savedcauses import feeding_cells, map_locations
 
 SEED_LIMIT = 2**32
 
@@ -101,9 +102,14 @@ def _diagnose(
     from .outputs import IGNORE_TAGS, RAISES_TAG, output_items
 
     first = next((run for run in report.runs if run.outputs), None)
-    differing = {difference.cell.index for difference in report.differences}
+    differing = {difference.cell.index for difference in getattr(report, "failing", report.differences)}
     state = getattr(report, "state", None)
-    traced = set(state.trace_cells(differing)) if state is not None and state.compared else differing
+    if state is not None and state.compared:
+        traced = set(state.trace_cells(differing))
+    elif getattr(report, "against_saved", False):  # no digests to compare: the cells whose names they read
+        traced = differing | feeding_cells(report.cells, differing)
+    else:
+        traced = differing
     checked_seed = str(seed) if not as_is else os.environ.get("PYTHONHASHSEED")
     fixed = checked_seed is not None and checked_seed != "random"
     env = {}
@@ -134,6 +140,7 @@ def _diagnose(
                 if cell.index in traced:
                     helper = _helper("trace", cell.source, hash_order=not fixed)
                     causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                    map_locations(causes, report.cells, cell.index)
                     for cause in causes:
                         reachable = state.variables_at(cell.index) if state is not None else ()
                         cause.cell, cause.cells = cell.position, cell.cell_count
@@ -157,6 +164,7 @@ def _diagnose(
                 found.hash_order_cells.append(cell.index)
                 helper = _helper("hash-order", cell.source)
                 causes = _causes(runner.execute(helper, cell.cell_id, timeout=timeout, store_history=False))
+                map_locations(causes, report.cells, cell.index)
                 found.by_cell[cell.index] = _proved(causes, found.hash_seeds)  # type: ignore[arg-type]
                 for cause in found.by_cell[cell.index]:
                     cause.cell, cause.cells = cell.position, cell.cell_count

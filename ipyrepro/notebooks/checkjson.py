@@ -15,7 +15,7 @@ from typing import Any
 from .reportmodel import CellOutcome, build_model
 from .statecheck import first_divergence_json, inherits_json, state_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_FILE = "check-report.schema.json"
 
 
@@ -36,8 +36,11 @@ def report_dict(report: Any) -> dict[str, Any]:
         "seed": report.seed,
         "reseed": report.reseed,
         "against_saved": report.against_saved,
+        "saved_mode": report.saved_mode or None,
+        "strict": report.strict,
         "stop_on_error": report.stop_on_error,
         "runs": len(report.runs),
+        "runs_requested": report.requested or len(report.runs),
         "ok": report.ok,
         "exit_code": report.exit_code,
         "cells": [_cell(outcome) for outcome in model.cells],
@@ -55,6 +58,10 @@ def report_dict(report: Any) -> dict[str, Any]:
         "state": state_json(report.state, ids),
         "reproduced_errors": [error.to_dict() for error in report.reproduced],
         "not_saved": [cell.ref() for cell in report.not_saved],
+        "without_count": [cell.ref() for cell in report.without_count],
+        "environment": list(dict.fromkeys(d.explained.split("; it follows")[0] for d in report.environment)),
+        "no_cause_cells": [outcome.cell.ref() for outcome in model.no_cause_cells],
+        "cascades": [cascade.to_dict() for cascade in report.cascades],
         "causes": [
             {
                 "cell": cell.ref(),

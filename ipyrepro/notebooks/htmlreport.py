@@ -38,7 +38,9 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin:0}h3{font-size:1em;margin:1em 0 .4
 section.cell{border:1px solid #ddd;border-left:6px solid #9e9e9e;border-radius:4px;margin:1em 0;padding:.6em 1em}
 section.differs{border-left-color:#c62828}section.error{border-left-color:#6a1b9a}
 section.matched{border-left-color:#2e7d32}section.reproduced-error{border-left-color:#ef6c00}
-section.diverges{border-left-color:#f9a825}
+section.diverges{border-left-color:#f9a825}section.environment{border-left-color:#90a4ae}
+h3 .kind{font-size:.8em;padding:0 .4em;border-radius:3px;background:#eee}h3 .kind.value{background:#ffd6d6}
+h3 .kind.environment{background:#e8eef1}h3 .kind.numeric{background:#e3ecff}
 .badge,.flag{font-size:.8em;padding:1px 6px;border-radius:3px;background:#eee;margin-left:.5em}
 .flag{background:#fff3cd}
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;margin:.3em 0;white-space:pre-wrap}
@@ -61,10 +63,11 @@ figcaption{font-size:.85em;color:#555}
 BADGES = {
     "matched": "matched",
     "differs": "differs",
+    "environment": "differs only by the environment (does not fail the check)",
     "ignored": "ignored (tagged to be ignored: run, not compared)",
     "not-compared": "not compared (ran in fewer than 2 runs)",
     "reproduced-error": "reproduced error",
-    "not-saved": "not saved (no outputs or no execution count in the notebook)",
+    "not-saved": "not saved (no execution count in the notebook: not run before saving)",
     "empty": "empty",
 }
 
@@ -141,6 +144,12 @@ def _summary(report: Any, model: ReportModel) -> str:
     if differing:
         links = ", ".join(f"<a href='#cell-{o.index}'>{_e(o.cell.label())}</a>" for o in differing)
         parts.append(f"<p>Differing: {links}</p>")
+    environment = [outcome for outcome in model.cells if outcome.status == "environment"]
+    if environment:
+        links = ", ".join(f"<a href='#cell-{o.index}'>{_e(o.cell.label())}</a>" for o in environment)
+        parts.append(f"<p>Environment differences (they do not fail the check): {links}</p>")
+    if model.no_cause_line:
+        parts.append(f"<p class='note'>{_e(model.no_cause_line)}</p>")
     if model.machine_lines:
         parts.append(f"<h3>Machines</h3><pre>{_e(chr(10).join(model.machine_lines))}</pre>")
     if model.out_of_order:
@@ -255,6 +264,8 @@ def _reproduced(model: ReportModel, outcome: CellOutcome) -> str:
     tagged = (
         f"tagged {RAISES_TAG!r}" if error.expected else f"not tagged {RAISES_TAG!r}: tag the cell if it is expected"
     )
+    if outcome.follows is not None:  # one error, not two: the fix is at the first
+        tagged = f"it {outcome.follows.text()}; fix: {outcome.follows.fix()}"
     return (
         f"<h3>Reproduced error</h3><p>The same exception in {where}: {_e(error.ename)}: {_e(error.evalue)} "
         f"({_e(tagged)})</p>"
@@ -267,7 +278,11 @@ def _reproduced(model: ReportModel, outcome: CellOutcome) -> str:
 def _difference(difference: Any, pictures: Pictures) -> str:
     names = (side_name(difference.runs[0]), side_name(difference.runs[1]))
     what = "the list of outputs" if difference.what == LIST_OF_OUTPUTS else difference.what
-    title = f"<h3>{_e(what)}: {_e(names[0])} vs {_e(names[1])}</h3>"
+    explained = difference.kind_text()
+    title = (
+        f"<h3>{_e(what)}: {_e(names[0])} vs {_e(names[1])} <span class='kind {_e(difference.kind)}'>"
+        f"{_e(difference.kind)}</span>{(' ' + _e(explained)) if explained else ''}</h3>"
+    )
     left, right = (str(value) for value in difference.values)
     if difference.image and difference.what != "image/svg+xml":
         return title + pictures.pair(difference.what, difference.values, names)
@@ -320,8 +335,14 @@ def _findings(report: Any, model: ReportModel) -> str:
     if not_saved:
         items = "".join(f"<li><a href='#cell-{o.index}'>{_e(o.cell.label())}</a></li>" for o in not_saved)
         sections.append(
-            "<section class='findings' id='not-saved'><h2>Not saved (no outputs or no execution count in the "
-            f"notebook, so not compared)</h2><ul>{items}</ul>"
+            "<section class='findings' id='not-saved'><h2>Not saved (no execution count in the notebook: not run "
+            f"before saving, so not compared)</h2><ul>{items}</ul>"
+        )
+    if report.without_count:
+        items = "".join(f"<li><a href='#cell-{c.index}'>{_e(c.label())}</a></li>" for c in report.without_count)
+        sections.append(
+            "<section class='findings' id='without-count'><h2>Outputs saved without an execution count (compared "
+            f"anyway; --strict leaves them out)</h2><ul>{items}</ul>"
         )
     return "</section>".join(sections) + ("</section>" if sections else "")
 

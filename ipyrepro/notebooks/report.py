@@ -22,6 +22,7 @@ from .outputs import (
     side_name,
     traceback_tail,
 )
+from .savedenv import ENVIRONMENT, NUMERIC
 from .statecheck import (
     CellState,
     StateReport,
@@ -29,6 +30,7 @@ from .statecheck import (
 )
 
 if TYPE_CHECKING:
+    from .cascades import Cascade
     from .hiddenstate import HiddenState
     from .reportmodel import ReportModel
     from .verdicts import ReproducedError
@@ -80,6 +82,8 @@ class RunError:
     error: dict[str, Any] | None = None  # the error output, when a cell raised
     reproduced: bool = False  # the same exception in every run: listed once, under reproduced errors
     stopped_run: bool = False
+    follows: Cascade | None = None  # a NameError for a name an earlier failed cell was to bind
+    environment: str = ""  # what on this machine explains it (a package missing here): it does not fail the check
 
     def to_dict(self) -> dict[str, Any]:
         error = self.error or {}
@@ -93,6 +97,8 @@ class RunError:
             "reproduced": self.reproduced,
             "stopped_run": self.stopped_run,
             "text": f"run {self.run}: {self.text}",
+            "follows_from": self.follows.to_dict() if self.follows is not None else None,
+            "environment": self.environment or None,
         }
 
 
@@ -105,6 +111,24 @@ class Difference:
     image: bool = False
     diff: str = ""  # the full unified diff, for --json
     values: tuple[str, str] = ("", "")  # both sides as compared
+    kind: str = "value"  # savedenv.KINDS: value, numeric (numbers beyond the tolerance), environment
+    explained: str = ""  # environment: what explains it ("torch 1.12.1+cu113 there, 2.13.0+cpu here")
+    largest_relative: float | None = None  # numeric: the largest relative difference of its numbers
+    within_tolerance: bool = False  # numeric, against the saved outputs: within --rtol/--atol, reported, not failing
+
+    @property
+    def fails(self) -> bool:
+        """Whether it fails the check: values and numbers beyond the tolerance do; the environment does not."""
+        return self.kind != ENVIRONMENT and not self.within_tolerance
+
+    def kind_text(self) -> str:
+        """What the report says after the difference: its explanation or its largest relative difference."""
+        if self.kind == ENVIRONMENT:
+            return self.explained or "the environment"
+        if self.kind == NUMERIC and self.largest_relative is not None:
+            within = " (within the tolerance: it does not fail the check)" if self.within_tolerance else ""
+            return f"numbers only, largest relative difference {self.largest_relative:.3g}{within}"
+        return ""
 
     def between(self) -> str:
         return f"between {side_name(self.runs[0])} and {side_name(self.runs[1])}".replace("saved", "the saved outputs")
@@ -128,6 +152,10 @@ class Difference:
             ],
             "detail": self.detail,
             "diff": self.diff,
+            "kind": self.kind,
+            "explained": self.explained,
+            "largest_relative": self.largest_relative,
+            "within_tolerance": self.within_tolerance,
         }
 
 
@@ -152,23 +180,41 @@ class CheckReport:
     machines: Any = None  # --save / --against: a machines.MachineResult
 
     against_saved: bool = False
+    rtol: float = 0.0  # the tolerance numbers in text were compared with
+    atol: float = 0.0
+    requested: int = 0  # the runs asked for; more than len(runs) when the kernel could not start
+    saved_mode: str = ""  # against saved: why the runs ran in this mode (as the notebook was saved, or an option)
+    strict: bool = False  # --strict: no environment patterns, outputs saved without a count not compared
     stop_on_error: bool = False
     reproduced: list[ReproducedError] = field(default_factory=list)
     compared: set[int] = field(default_factory=set)  # indexes of the cells compared on at least two sides
-    not_saved: list[Cell] = field(default_factory=list)  # --against-saved: saved without outputs or count
+    not_saved: list[Cell] = field(default_factory=list)  # --against-saved: not run when saved (no count, no outputs)
+    without_count: list[Cell] = field(default_factory=list)  # outputs saved without an execution count, compared
     hidden_state: list[HiddenState] = field(default_factory=list)
+    cascades: list[Cascade] = field(default_factory=list)  # NameErrors that follow from an earlier failed cell
+    explained_errors: dict[int, str] = field(default_factory=dict)  # against saved: errors a missing package explains
     out_of_order: str = ""  # the sentence saying the saved execution counts do not rise, or ''
 
     def run_errors(self) -> list[RunError]:
         """Every error, run by run: untagged cells that raised, then how the run ended early."""
         by_index = {cell.index: cell for cell in self.cells}
         reproduced = {error.cell.index for error in self.reproduced}
+        cascades = {cascade.cell.index: cascade for cascade in self.cascades}
         found = []
         for run in self.runs:
             for index, error in sorted(run.raised.items()):
-                cell = by_index[index]
+                cell, follows = by_index[index], cascades.get(index)
                 found.append(
-                    RunError(run.number, cell, "cell-raised", raised_text(cell, error), error, index in reproduced)
+                    RunError(
+                        run.number,
+                        cell,
+                        "cell-raised",
+                        raised_text(cell, error, follows),
+                        error,
+                        index in reproduced,
+                        follows=follows,
+                        environment=self.explained_errors.get(index, ""),
+                    )
                 )
             if run.error is not None:
                 cell = by_index.get(run.error_cell) if run.error_cell is not None else None
@@ -179,21 +225,34 @@ class CheckReport:
 
     @property
     def errors(self) -> list[str]:
-        found = [f"run {error.run}: {error.text}" for error in self.run_errors()]
+        found = [f"run {error.run}: {error.text}" for error in self.run_errors() if not error.environment]
         if self.machines is not None and self.machines.error:
             found.append(f"run 1: {self.machines.error}")
         return found
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.differences and not (self.machines is not None and self.machines.differs)
+        return not self.errors and not self.failing and not (self.machines is not None and self.machines.differs)
+
+    @property
+    def failing(self) -> list[Difference]:
+        """The differences that fail the check: values, and numbers beyond the tolerance (not the environment)."""
+        return [d for d in self.differences if d.fails]
+
+    @property
+    def environment(self) -> list[Difference]:
+        """The differences this machine explains (against the saved outputs): reported, exit 0."""
+        return [d for d in self.differences if d.kind == ENVIRONMENT]
 
     @property
     def exit_code(self) -> int:
         return 2 if self.errors else 0 if self.ok else 1
 
     def header(self) -> str:
-        runs = f"{len(self.runs)} run(s) in fresh {self.kernel!r} kernels"
+        started = len(self.runs)
+        runs = f"{started} run(s) in fresh {self.kernel!r} kernels"
+        if self.requested > started:  # the kernel could not start: the runs after the first were not tried
+            runs = f"{started} of {self.requested} runs in fresh {self.kernel!r} kernels (the kernel could not start)"
         saved = ", compared with the saved outputs" if self.against_saved else ""
         return f"ipyrepro check {self.notebook}: {runs}, {self.mode}{saved}" + (
             f"; {self.kernel_note}" if self.kernel_note else ""
@@ -241,9 +300,12 @@ class CheckReport:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
-def raised_text(cell: Cell, error: dict[str, Any] | None) -> str:
-    """`cell 4 of 9 (...) raised NameError: ...`, the cell's first lines and the traceback's last frames."""
+def raised_text(cell: Cell, error: dict[str, Any] | None, follows: Cascade | None = None) -> str:
+    """`cell 4 of 9 (...) raised NameError: ...`, the cell's first lines and the traceback's last frames; an error
+    that follows from an earlier one says so and points at it instead."""
     reason = f"{error['ename']}: {error['evalue']}" if error else "an error"
+    if follows is not None:
+        return f"{cell.label()} raised {reason}; it {follows.text()}\n    fix: {follows.fix()}"
     frames = traceback_tail(error)
     return (
         f"{cell.label()} raised {reason} (not tagged {RAISES_TAG!r}: tag the cell if the error is expected)\n"
@@ -313,7 +375,7 @@ class CellResult:
 
     @property
     def ok(self) -> bool:
-        return self.compared and not self.errors and not self.differences
+        return self.compared and not self.errors and not any(d.fails for d in self.differences)
 
     def text(self, report: CheckReport) -> str:
         """The lines of `ipyrepro check`'s report that concern this cell, under the report's header."""

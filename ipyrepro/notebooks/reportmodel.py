@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hiddenstate import KIND as HIDDEN_STATE
 from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, side_name
+from .savedenv import ENVIRONMENT, NUMERIC, VALUE  # noqa: F401  (NUMERIC: the kind the numeric section lists)
 from .statecheck import first_divergence_text, names_text, rng_text, summarised_text
 
 if TYPE_CHECKING:
@@ -26,23 +27,21 @@ if TYPE_CHECKING:
     from .statecheck import CellDivergence
     from .verdicts import ReproducedError
 
-STATUSES = ("matched", "differs", "reproduced-error", "not-compared", "ignored", "not-saved", "empty")
+STATUSES = ("matched", "differs", "environment", "reproduced-error", "not-compared", "ignored", "not-saved", "empty")
 VERDICTS = {0: "OK", 1: "DIFFERS", 2: "ERROR"}
-NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
-NO_CAUSE_SAVED = (
-    "none ran in this cell; the saved output may have come from other code, data or package versions, "
-    "or from a value of an earlier differing cell"
-)
+NO_CAUSE = "no cause found"
+NO_CAUSE_SAVED = "no cause found; the saved outputs may come from other code, data or package versions"
 
 
 @dataclass(frozen=True)
 class CellOutcome:
     """One code cell's share of the report.
 
-    `status` is one of STATUSES (the `outcome` of `--json`). `causes` are the causes found for the
-    cell; `own_causes` those the text lists under its differences (not hidden state, not already
-    listed under the first divergence), and `no_cause` the line said when a diagnostic run found
-    none. `divergence` is the state comparison's finding for the cell (None: its state matched);
+    `status` is one of STATUSES (the `outcome` of `--json`; `environment` when every difference is one this
+    machine explains). `causes` are the causes found for the cell; `own_causes` those the text lists under its
+    differences (not hidden state, not already listed under the first divergence), and `no_cause` is set
+    when a diagnostic run found none for a value difference (the report names those cells once, at the end).
+    `divergence` is the state comparison's finding for the cell (None: its state matched);
     `first` marks the first divergent cell, `inherits` the divergent names it read from earlier cells.
     """
 
@@ -61,6 +60,7 @@ class CellOutcome:
     prints: bool
     raised: bool
     hash_order_only: bool
+    follows: Any = None  # cascades.Cascade: its error follows from an earlier failed cell's
 
     @property
     def index(self) -> int:
@@ -68,11 +68,20 @@ class CellOutcome:
 
     @property
     def text_differences(self) -> tuple[Any, ...]:
-        return tuple(d for d in self.differences if not d.image)
+        """The value differences of text and data (numeric and environment ones have their own sections)."""
+        return tuple(d for d in self.differences if not d.image and d.kind == VALUE)
 
     @property
     def image_differences(self) -> tuple[Any, ...]:
-        return tuple(d for d in self.differences if d.image)
+        return tuple(d for d in self.differences if d.image and d.fails)
+
+    @property
+    def numeric_differences(self) -> tuple[Any, ...]:
+        return tuple(d for d in self.differences if d.kind == NUMERIC and not d.image)
+
+    @property
+    def environment_differences(self) -> tuple[Any, ...]:
+        return tuple(d for d in self.differences if d.kind == ENVIRONMENT)
 
     @property
     def state_differs(self) -> bool:
@@ -114,6 +123,11 @@ class ReportModel:
     out_of_order: str
     machine_lines: tuple[str, ...]
     as_is_hint: str  # after an OK under ipyrepro: how to check the notebook as written, or ''
+    no_cause_line: str = ""  # `No cause found for cells 12, 40.`: once, at the end
+
+    @property
+    def no_cause_cells(self) -> tuple[CellOutcome, ...]:
+        return tuple(outcome for outcome in self.cells if outcome.no_cause)
 
     def cell(self, index: int) -> CellOutcome | None:
         return next((outcome for outcome in self.cells if outcome.index == index), None)
@@ -138,7 +152,11 @@ def status_of(report: Any, cell: Any, differing: set[int], reproduced: set[int],
     if any(tag in cell.tags for tag in IGNORE_TAGS):
         return "ignored"
     if cell.index in differing:
-        return "differs"
+        mine = [d for d in report.differences if d.cell.index == cell.index]
+        if any(d.fails for d in mine):
+            return "differs"
+        if any(d.kind == ENVIRONMENT for d in mine):
+            return "environment"  # else numbers within the tolerance: matched, as the tolerance says
     if cell.index in reproduced:
         return "reproduced-error"
     if cell.index in not_saved:
@@ -164,7 +182,8 @@ def build_model(report: Any) -> ReportModel:
     causes = report.causes
     by_cell = causes.by_cell if causes is not None else {}
     status = causes.status if causes is not None else ""
-    listed = report.divergence_causes()
+    # Causes printed under the first divergence are not repeated; with no divergent variable none were printed.
+    listed = report.divergence_causes() if report.state.first is not None else []
     hash_order = tuple(causes.hash_order_cells) if causes is not None else ()
     first = report.state.first
     reference = next((run for run in report.runs if run.states or run.outputs), None)
@@ -175,14 +194,18 @@ def build_model(report: Any) -> ReportModel:
         if any(output.get("output_type") == "error" for output in outputs)
     }
     differing, reproduced_cells = set(differences), set(reproduced)
+    raised_here = {index for run in report.runs for index in run.raised}
+    following_from = {cascade.cell.index: cascade for cascade in report.cascades}
+    following = set(following_from)
     outcomes = []
     for cell in report.cells:
         index = cell.index
         found = tuple(by_cell.get(index, ()))
         mine = [cause for cause in found if cause.kind != HIDDEN_STATE]
         inherited = report.state.inherits(index)
-        explained = mine or inherited or status != "done"
-        text_differs = any(not d.image for d in differences.get(index, ()))
+        # a cell that raised here (its error is listed) or whose error follows from an earlier one needs no cause
+        explained = mine or inherited or status != "done" or index in raised_here or index in following
+        text_differs = any(not d.image and d.fails for d in differences.get(index, ()))
         no_cause = "" if explained or not text_differs else NO_CAUSE_SAVED if report.against_saved else NO_CAUSE
         outcomes.append(
             CellOutcome(
@@ -201,9 +224,15 @@ def build_model(report: Any) -> ReportModel:
                 prints=bool(reference is not None and reference.outputs.get(index)),
                 raised=index in raised,
                 hash_order_only=index in hash_order,
+                follows=following_from.get(index),
             )
         )
     by_index = {outcome.index: outcome for outcome in outcomes}
+    uncaused = [outcome.cell for outcome in outcomes if outcome.no_cause]
+    no_cause_line = ""
+    if uncaused:  # once, not a generic sentence per cell
+        where = "; the saved outputs may come from other code, data or package versions" if report.against_saved else ""
+        no_cause_line = f"No cause found for {cells_text(uncaused)}{where}."
     first_text = ""
     if first is not None:
         first_text = first_divergence_text(report.state, report.position, lambda i: _note(by_index.get(i))) or ""
@@ -231,6 +260,7 @@ def build_model(report: Any) -> ReportModel:
         out_of_order=report.out_of_order,
         machine_lines=tuple(report.machines.lines()) if report.machines is not None else (),
         as_is_hint=as_is_hint(report),
+        no_cause_line=no_cause_line,
     )
 
 
@@ -247,9 +277,14 @@ def as_is_hint(report: Any) -> str:
     return f"as written (without ipyrepro): `ipyrepro check {shlex.quote(report.notebook)} --as-is`"
 
 
+def cells_text(cells: list[Any]) -> str:
+    """`cell 12` or `cells 12, 40`: positions as an editor shows them."""
+    return ("cell " if len(cells) == 1 else "cells ") + ", ".join(str(cell.position) for cell in cells)
+
+
 def _note(outcome: CellOutcome | None) -> str:
     """What the first divergent cell's output did: differs, matches, or there was none."""
-    if outcome is not None and outcome.differences:
+    if outcome is not None and any(d.fails for d in outcome.differences):
         return "its output differs"
     return "its output matches" if outcome is not None and outcome.prints else "prints nothing"
 
@@ -258,10 +293,10 @@ def verdict_text(report: Any) -> str:
     """The verdict line's text after `OK: ` / `DIFFERS: ` / `ERROR: `."""
     compared = summary(report)
     first = report.state.first
-    if first is not None and not report.differences and report.compared:
+    if first is not None and not report.failing and report.compared:
         names = names_text(first.new) if first.new else rng_text(first.rngs)
         compared += f"; the state differs from {report.position(first.index)} ({names}), though no output shows it"
-    if report.machines is not None and report.machines.differs and not report.differences:
+    if report.machines is not None and report.machines.differs and not report.failing:
         compared += f" here, but they differ from {report.machines.against_name}"
     return compared
 
@@ -273,18 +308,33 @@ def summary(report: Any) -> str:
     if report.stop_on_error and complete < 2 and not report.against_saved:
         return "nothing to compare (fewer than 2 complete runs)"
     if not report.compared:
+        if any(run.fatal for run in report.runs):
+            runs = len(report.runs)
+            return f"nothing to compare (the kernel could not start in {runs} run{'s' if runs != 1 else ''})"
         return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
-    differing = {d.cell.index for d in report.differences}
-    images = sum(d.image for d in report.differences)
+    failing = report.failing
+    differing = {d.cell.index for d in failing}
+    images = sum(d.image for d in failing)
+    environment = {d.cell.index for d in report.environment} - differing
     if differing:
         parts = [
-            f"{len(differing)} of {total} code cells differ ({len(report.differences) - images} text/data outputs, "
+            f"{len(differing)} of {total} code cells differ ({len(failing) - images} text/data outputs, "
             f"{images} images)"
         ]
+    elif environment:
+        parts = [f"{len(report.compared) - len(environment)} of {total} code cells matched"]
     elif len(report.compared) == total:
         parts = [f"all {total} code cells matched"]
     else:
         parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
+    if environment:
+        texts = [d.kind_text().split("; it follows")[0] for d in report.environment if d.cell.index in environment]
+        shown = list(dict.fromkeys(part for text in texts for part in text.split("; ")))
+        more = f"; and {len(shown) - 3} more" if len(shown) > 3 else ""
+        parts.append(f"{len(environment)} differ only by the environment ({'; '.join(shown[:3])}{more})")
+    within = {d.cell.index for d in report.differences if d.within_tolerance} - differing - environment
+    if within:
+        parts.append(f"{len(within)} matched within the tolerance")
     not_saved = len(report.not_saved)
     if not_saved:
         parts.append(f"{not_saved} not saved")

@@ -18,7 +18,7 @@ def report_text(report: Any) -> str:
     """The whole report of a CheckReport, as `ipyrepro check` prints it, drawn from its outcome model."""
     model = build_model(report)
     lines = [model.header]
-    lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
+    lines += _errors(report)
     lines += _state_lines(model)
     for outcome in model.cells:
         for number, difference in enumerate(outcome.text_differences):
@@ -28,8 +28,7 @@ def report_text(report: Any) -> str:
             if outcome.inherits:  # an earlier divergence explains it (see statecheck.py)
                 lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
             lines += [cause_line(cause) for cause in outcome.own_causes]
-            if outcome.no_cause:
-                lines.append(wrapped(f"    cause: {outcome.no_cause}"))
+    lines += _kind_sections(model, report)
     if model.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
         for index in model.hash_order_cells:
@@ -40,11 +39,11 @@ def report_text(report: Any) -> str:
             lines += [cause_line(cause) for cause in outcome.causes]
     if model.causes_status not in ("done", ""):
         lines.append(f"Causes: the diagnostic run {model.causes_status}")
+    if model.no_cause_line:
+        lines.append(model.no_cause_line)
     lines += _reproduced(report)
     lines += _hidden_state(report)
-    if report.not_saved:
-        lines.append("Not saved (no outputs or no execution count in the notebook, so not compared):")
-        lines += [f"  {cell.label()}" for cell in report.not_saved]
+    lines += _not_saved(report)
     images = [d for outcome in model.cells for d in outcome.image_differences]
     if images:
         lines.append("Images (compared by exact bytes):")
@@ -72,12 +71,78 @@ def wrapped(line: str) -> str:
     )
 
 
+def _kind_sections(model: ReportModel, report: Any) -> list[str]:
+    """The numeric differences, then the environment's, each in its own section."""
+    lines = []
+    numeric = [outcome for outcome in model.cells if outcome.numeric_differences]
+    if numeric:
+        tolerance = f"--rtol {report.rtol:g}, --atol {report.atol:g}"
+        lines.append(f"Numeric differences (the same text but for numbers; {tolerance}):")
+    for outcome in numeric:
+        for d in outcome.numeric_differences:
+            lines += [d.text(), f"    {d.kind_text()}"]
+        if not outcome.text_differences:  # else listed under its value difference
+            if outcome.inherits:
+                lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
+            lines += [cause_line(cause) for cause in outcome.own_causes]
+    environment = [d for outcome in model.cells for d in outcome.environment_differences]
+    if environment:
+        lines.append(
+            "Environment differences (this machine is not the one the notebook was saved on; "
+            "they do not fail the check):"
+        )
+        lines += [f"  {d.cell.label()}: {d.what}: {d.kind_text()}" for d in environment]
+    return lines
+
+
+def _not_saved(report: Any) -> list[str]:
+    lines = []
+    if report.not_saved:
+        why = (
+            "no execution count: not run before saving, or (--strict) outputs saved without one"
+            if report.strict
+            else "no execution count and no outputs: not run before saving"
+        )
+        lines.append(f"Not saved ({why}; not compared):")
+        lines += [f"  {cell.label()}" for cell in report.not_saved]
+    if report.without_count:
+        lines.append("Outputs saved without an execution count (compared anyway; --strict leaves them out):")
+        lines += [f"  {cell.label()}" for cell in report.without_count]
+    return lines
+
+
+def _errors(report: Any) -> list[str]:
+    """Each error once per run; one that follows from an earlier error is listed under it."""
+    errors = [error for error in report.run_errors() if not error.reproduced and not error.environment]
+    roots = {(error.run, error.cell.index) for error in errors if error.cell is not None and error.follows is None}
+    lines = []
+    for error in errors:
+        if error.follows is not None and (error.run, error.follows.root.index) in roots:
+            continue
+        lines.append(f"Error in run {error.run}: {error.text}")
+        if error.cell is None or error.follows is not None:
+            continue
+        for other in errors:
+            if other.follows is not None and other.run == error.run and other.follows.root.index == error.cell.index:
+                lines.append(f"  then: {other.text}")
+    return lines
+
+
 def _reproduced(report: Any) -> list[str]:
     if not report.reproduced:
         return []
     where = "every run and the saved outputs" if report.against_saved else "every run"
     lines = [f"Reproduced errors (the same exception in {where}):"]
+    following = {cascade.cell.index: cascade for cascade in report.cascades}
+    listed = {error.cell.index for error in report.reproduced}
     for error in report.reproduced:
+        cascade = following.get(error.cell.index)
+        if cascade is not None and cascade.root.index in listed:
+            continue  # listed under the error it follows from
+        if cascade is not None:
+            lines.append(f"  {error.cell.label()}: {error.ename}: {error.evalue}; it {cascade.text()}")
+            lines.append(f"    fix: {cascade.fix()}")
+            continue
         tagged = (
             f"tagged {RAISES_TAG!r}"
             if error.expected
@@ -88,6 +153,11 @@ def _reproduced(report: Any) -> list[str]:
         frames = traceback_tail({"traceback": list(error.traceback)})
         if frames and not error.expected:
             lines.append(f"    Traceback (last frames):\n{frames}")
+        after = [c for c in report.cascades if c.root.index == error.cell.index and c.cell.index in listed]
+        for cascade in after:
+            lines.append(f"    then {cascade.cell.label()} raised NameError for `{cascade.name}`: it {cascade.text()}")
+        if after:
+            lines.append(f"    fix: {after[0].fix()}")
     return lines
 
 

@@ -9,12 +9,13 @@ exception type and message on every side is a reproduced error, not a difference
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .notebookfile import Cell
-from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, output_items, side_name
-from .report import cell_differences
+from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, Item, full_diff, output_items, short_diff, side_name
+from .report import LIST_OF_OUTPUTS, Difference, cell_differences
+from .savedenv import ENVIRONMENT, NUMERIC, classify_image, classify_text, installed_here, missing_here
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ def compare(report: Any, comparison: Comparison) -> None:
         runs = [run for run in report.runs if run.outputs]
     sides = [Side(run.number, run.outputs) for run in runs]
     if report.against_saved:
-        report.not_saved = [cell for cell in report.cells if not cell.saved]
-        sides.insert(0, Side(SAVED, {cell.index: saved_outputs(cell) for cell in report.cells if cell.saved}))
+        saved = [cell for cell in report.cells if was_saved(cell, report.strict)]
+        report.not_saved = [cell for cell in report.cells if cell not in saved]
+        report.without_count = [cell for cell in saved if cell.execution_count is None]
+        sides.insert(0, Side(SAVED, {cell.index: saved_outputs(cell) for cell in saved}))
     for cell in report.cells:
         present = [side for side in sides if cell.index in side.outputs]
         if ignored(cell) or len(present) < 2 or (report.against_saved and present[0].number != SAVED):
@@ -80,11 +83,77 @@ def compare(report: Any, comparison: Comparison) -> None:
         found = []
         for other in others:
             other_items = output_items(other.outputs[cell.index], comparison)
-            found += cell_differences(cell, base_items, other_items, (base.number, other.number), comparison)
+            pair = cell_differences(cell, base_items, other_items, (base.number, other.number), comparison)
+            environment = base.number == SAVED and not report.strict
+            if base.number == SAVED:  # numbers within the tolerance are reported against the saved outputs
+                pair += within_tolerance(cell, base_items, other_items, (base.number, other.number), comparison)
+            found += [with_kind(d, other.outputs[cell.index], environment) for d in pair]
         report.differences += found
         reproduced = _reproduced(cell, present, comparison)
         if reproduced is not None:
             report.reproduced.append(reproduced)
+
+
+def within_tolerance(
+    cell: Cell, a: list[Item], b: list[Item], runs: tuple[int, int], comparison: Comparison
+) -> list[Difference]:
+    """The text outputs that differ, but only within --rtol/--atol: `numeric` differences that do not fail."""
+    if not (comparison.rtol or comparison.atol) or [x.label for x in a] != [y.label for y in b]:
+        return []
+    return [
+        Difference(
+            cell,
+            runs,
+            x.label,
+            short_diff(x.value, y.value, *runs),
+            diff=full_diff(x.value, y.value, *runs),
+            values=(x.value, y.value),
+            kind=NUMERIC,
+            within_tolerance=True,
+        )
+        for x, y in zip(a, b)
+        if not x.image and x.value != y.value and comparison.same_text(x.value, y.value)
+    ]
+
+
+def with_kind(difference: Difference, here: list[dict[str, Any]], environment: bool) -> Difference:
+    """The difference with its kind (savedenv.py); `environment` allows that kind (against the saved outputs,
+    without --strict). A run that raised for a package missing here is the environment's."""
+    there, mine = difference.values
+    if difference.what == LIST_OF_OUTPUTS:
+        error = error_output(here)
+        package = error and missing_here(str(error["ename"]), str(error["evalue"]), installed_here)
+        if environment and package:
+            return replace(difference, kind=ENVIRONMENT, explained=f"{package} missing here")
+        return difference
+    if difference.image:
+        kind = classify_image(_decoded(there), _decoded(mine), environment)
+    else:
+        kind = classify_text(there, mine, difference.cell.source, environment)
+    within = difference.within_tolerance and kind.kind == NUMERIC
+    return replace(
+        difference,
+        kind=kind.kind,
+        explained=kind.explained,
+        largest_relative=kind.largest_relative,
+        within_tolerance=within,
+    )
+
+
+def _decoded(value: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value[:64] + "=" * (-len(value[:64]) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def was_saved(cell: Cell, strict: bool) -> bool:
+    """Whether the notebook holds what this cell showed: it ran (an execution count; no outputs is an empty
+    output, compared), or it has outputs saved without a count (compared, unless `strict`)."""
+    return cell.execution_count is not None or (bool(cell.saved_outputs) and not strict)
 
 
 def _reproduced(cell: Cell, sides: list[Side], comparison: Comparison) -> ReproducedError | None:

@@ -77,16 +77,22 @@ OPTIONS = (
     ),
     _Option("timeout", _lazy("arguments", "timeout"), "seconds a cell may run (default 600; 0 = no limit)", "SECONDS"),
     _Option("kernel", str, "kernelspec to run (default: the notebook's, else python3)", "NAME"),
-    _Option("as_is", None, "run notebooks untouched: no env vars, no `%%repro on` (default: under ipyrepro)"),
+    _Option(
+        "as_is",
+        None,
+        "run notebooks untouched: no env vars, no `%%repro on` (default: under ipyrepro; against the saved outputs, "
+        "as each notebook was saved)",
+    ),
     _Option(
         "against_saved",
         None,
-        "compare each run with the outputs saved in the notebook (default runs 1); cells saved without outputs "
-        "are skipped as not saved",
+        "compare each run with the outputs saved in the notebook (default runs 1); differences this machine explains "
+        "(versions, devices, figure sizes, paths, timings, missing packages) do not fail",
     ),
+    _Option("strict", None, "with --ipyrepro-against-saved: no built-in environment patterns"),
     _Option("no_state", None, "compare outputs only: no state digests after each cell, no first divergence"),
 )
-FLAGS = ("as_is", "against_saved")  # true/false options: a flag on the command line, a bool in the ini file
+FLAGS = ("as_is", "against_saved", "strict")  # true/false options: a flag on the command line, a bool in the ini file
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -135,6 +141,8 @@ class CheckOptions:
                     kwargs["state"] = False  # shown in the header only when given
             elif option.name in FLAGS:
                 kwargs[option.name] = bool(given) or bool(config.getini(dest))
+                if option.name == "as_is" and not kwargs["as_is"]:
+                    kwargs["as_is"] = None  # not given: check() decides (against saved: as the notebook was saved)
             elif option.name == "sanitize":
                 kwargs["sanitize"] = [*config.getini(dest), *given]
             elif given is not None:
@@ -210,7 +218,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     options = config.stash.get(_OPTIONS_KEY, None)
     if options is None:
         return None
-    shown = ", ".join(f"{name}={value!r}" for name, value in options.kwargs.items() if value not in ([], False))
+    shown = ", ".join(f"{name}={value!r}" for name, value in options.kwargs.items() if value not in ([], False, None))
     return f"ipyrepro: notebooks checked as `ipyrepro check` does ({shown or 'defaults'})"
 
 

@@ -413,6 +413,9 @@ def test_causes_round_trip_and_rank() -> None:
         "nondeterministic-op",
         "concurrency",
         "setting",
+        "earlier-cell",  # read from the code, against the saved outputs (notebooks/savedcauses.py)
+        "file-read",
+        "package-version",
     }
 
 
@@ -553,7 +556,8 @@ GLOBAL_DRAWS = [
         "z = 3\nprint(torch.rand(2))\nprint(torch.rand(2))",  # named once, at the first draw
         [("unseeded-generator", 2, None, "print(torch.rand(2))")],
     ),
-    ("function", "print(draw())", [("unseeded-generator", 1, ".py:5", "return torch.randn(2)")]),
+    # a function an earlier cell defined: located at that cell and line, not the kernel's temporary file
+    ("function", "print(draw())", [("unseeded-generator", 1, "cell 1, line 5", "return torch.randn(2)")]),
     (
         "module-init",
         "lin = torch.nn.Linear(3, 2)\nprint(lin.weight)",

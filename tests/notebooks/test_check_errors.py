@@ -20,6 +20,11 @@ from ipyrepro.notebooks.checkjson import validate
 SAVED = Path(__file__).parent / "saved"
 
 
+def verdict(out: str) -> str:
+    """The report's verdict line (an OK under ipyrepro is followed by the `--as-is` hint)."""
+    return next(line for line in reversed(out.splitlines()) if line.startswith(("OK: ", "DIFFERS: ", "ERROR: ")))
+
+
 def copy(name: str, folder: Path) -> Path:
     return Path(shutil.copy(SAVED / name, folder / name))
 
@@ -105,16 +110,21 @@ def test_against_saved_passes_on_matching_outputs_and_names_the_edited_cell(tmp_
 
     def tag(cells: list) -> None:
         cells[1]["metadata"]["tags"] = ["raises-exception"]
-        cells[3]["execution_count"] = None  # saved before it ran: listed as not saved, not compared
+        cells[3]["execution_count"] = None  # its outputs saved without a count: compared anyway, unless --strict
 
     edit(path, tag)
     assert main(["check", str(path), "--against-saved", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "compared with the saved outputs" in out.splitlines()[0]
     assert "Reproduced errors (the same exception in every run and the saved outputs):" in out
-    assert "Not saved (no outputs or no execution count in the notebook, so not compared):\n  cell 7 of 7" in out
-    assert out.splitlines()[-1] == f"as written (without ipyrepro): `ipyrepro check {path} --as-is`"
-    assert out.splitlines()[-2] == (
+    assert "Outputs saved without an execution count (compared anyway; --strict leaves them out):\n  cell 7 of 7" in out
+    assert verdict(out) == (
+        "OK: all 4 code cells matched; 1 raised the same error in every run (0 not tagged 'raises-exception')."
+    )
+    assert main(["check", str(path), "--against-saved", "--strict", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Not saved (no execution count: not run before saving, or (--strict) outputs saved without one; " in out
+    assert verdict(out) == (
         "OK: 3 of 4 code cells compared, all matched; 1 not saved; "
         "1 raised the same error in every run (0 not tagged 'raises-exception')."
     )
@@ -129,7 +139,8 @@ def test_against_saved_passes_on_matching_outputs_and_names_the_edited_cell(tmp_
     (difference,) = data["differences"]
     assert difference["cell"]["label"] == "cell 6 of 7 (code cell 3 of 4)" and difference["mime"] == "text/plain"
     assert difference["sides"] == [{"run": "saved", "value": "tensor(3)"}, {"run": 1, "value": "tensor(2)"}]
-    assert [cell["position"] for cell in data["not_saved"]] == [7]
+    assert data["not_saved"] == [] and [cell["position"] for cell in data["without_count"]] == [7]
+    assert difference["kind"] == "value" and data["exit_code"] == 1
 
 
 @pytest.mark.kernel

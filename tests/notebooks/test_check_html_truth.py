@@ -304,7 +304,7 @@ def test_against_saved_names_the_saved_side_and_compares_its_images(tmp_path: Pa
     text = page.read_text(encoding="utf-8")
     index = next(str(cell["index"]) for cell in data["cells"] if cell["id"] == "two-images")
     section = _sections(text)[index]
-    assert section.count("<h3>image/png: saved vs run 1</h3>") == 2
+    assert section.count("<h3>image/png: saved vs run 1 <span class='kind value'>value</span></h3>") == 2
     assert section.count("class='heat-map'") == 2 and "missing" not in section
     assert "run 0" not in text
     assert "id='not-saved'" in text  # the cells saved without outputs, listed as the text report lists them

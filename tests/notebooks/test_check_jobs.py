@@ -45,8 +45,17 @@ def test_the_report_is_the_same_sequential_and_parallel(tmp_path: Path) -> None:
 def test_a_kernel_that_cannot_start_ends_the_report_at_run_one_with_any_jobs(tmp_path: Path) -> None:
     path = notebook(tmp_path)
     for jobs in (1, 3):
-        report = check(path, runs=3, kernel="no-such-kernel-ipyrepro", jobs=jobs)
+        lines: list[str] = []
+        report = check(path, runs=3, kernel="no-such-kernel-ipyrepro", jobs=jobs, progress=lines.append)
         assert report.exit_code == 2 and len(report.runs) == 1, jobs
+        # header, JSON, progress and verdict count the same runs: one started, of three asked for
+        assert "1 of 3 runs in fresh 'no-such-kernel-ipyrepro' kernels (the kernel could not start)" in report.header()
+        data = report.to_dict()
+        assert (data["runs"], data["runs_requested"]) == (1, 3)
+        started = [line for line in lines if "starting kernel" in line]
+        assert started == ["run 1 of 3: starting kernel 'no-such-kernel-ipyrepro'"], jobs
+        assert not any(line.startswith(("run 2", "run 3")) for line in lines), jobs
+        assert str(report).splitlines()[-1] == "ERROR: nothing to compare (the kernel could not start in 1 run)."
 
 
 def test_jobs_defaults_to_runs_capped_by_cpus() -> None:
