@@ -191,6 +191,7 @@ class Reseeder:
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._full_torch_seed = False
         self._torch_seed: Callable[[int], Any] | None = None  # None: torch not imported yet
+        self._cuda: Any = None  # torch.cuda, bound with torch
         self._bind_torch()
 
     def _bind_torch(self) -> bool:
@@ -199,6 +200,7 @@ class Reseeder:
         if torch is None:
             return False
         self._full_torch_seed = _other_accelerators()
+        self._cuda = torch.cuda
         self._torch_seed = torch.default_generator.manual_seed
         return True
 
@@ -252,9 +254,7 @@ class Reseeder:
             self._seed_cuda(seed)
 
     def _seed_cuda(self, seed: int) -> None:
-        import torch
-
-        cuda = torch.cuda
+        cuda = self._cuda
         if cuda.is_initialized():
             for generator in cuda.default_generators:
                 generator.manual_seed(seed)

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from . import seeding
+from .cellseeds import CellSeed, CellSeeds
 from .defaults import ChildSettings, resolve_settings
 from .flags import (
     CUBLAS_VAR,
     Flags,
+    FlagWatch,
     inductor_checkpoint,
     recipe,
     restore_inductor,
@@ -53,18 +55,6 @@ class ReproWarning(UserWarning):
 
 _UNKNOWN = object()  # the cuBLAS variable when CUDA was first initialised, if never observed
 _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means unset it)
-
-
-class CellSeed(Record):
-    """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
-
-    `derivation` is "cell" (from the cell id), "source" (from the cell's code),
-    "fixed" (the base seed) or "given" (`%%repro --seed`, or the seed of a `--check` file).
-    """
-
-    seed: int
-    cell_id: str | None
-    derivation: str = "fixed"
 
 
 class PendingRestore(Record):
@@ -126,8 +116,9 @@ class ReproState:
         self._warned: set[str] = set()
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
-        self._cell_seeds: dict[tuple[int, str], int] = {}
-        self._source_seeds: dict[tuple[int, str], int] = {}
+        self._cell_seeds = CellSeeds()
+        self._flag_watch = FlagWatch()
+        self._flags_seen: tuple[Any, ...] | None = None  # (target, cuBLAS at CUDA's start, flags) after the last cell
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
@@ -186,7 +177,8 @@ class ReproState:
         self.notify()
 
     def before_cell(self, cell_id: str | None, code: str = "") -> None:
-        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us).
+        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell: a dict lookup for
+        the cell's cached seed record (cellseeds.py) and the re-seed itself, a few us.
 
         `cell` mode without a cell id (nbconvert, papermill, nbval, a terminal)
         derives the seed from the code, as `source` does, never the fixed base seed.
@@ -194,47 +186,32 @@ class ReproState:
         mode = self.reseed
         if mode == "off":
             return
-        seed, derivation = self.CELL_SEED[mode](self, cell_id, code)
+        cell = self._cell_seeds.lookup(mode, self.seed or 0, cell_id, code)
         self.cell_id_missing = mode == "cell" and not cell_id
         pending = self.pending_restore
-        if pending is not None and pending.matches(seed, cell_id, derivation):
+        if pending is not None and pending.matches(cell.seed, cell_id, cell.derivation):
             self.pending_restore = None  # the cell that was running at the save: it continues, not re-seeded
             pending.apply()
         else:
-            (self._reseeder or self.reseeder).reseed(seed)
-        last = self.last_cell
-        if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
-            self.last_cell = CellSeed(seed, cell_id, derivation)
-
-    def _fixed_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return self.seed or 0, "fixed"
-
-    def _cell_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        if not cell_id:
-            return self._source_seed(cell_id, code)
-        return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
-
-    def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return self.source_seed(code), "source"
+            (self._reseeder or self.reseeder).reseed(cell.seed)
+        self.last_cell = cell
 
     def source_seed(self, code: str) -> int:
         """The seed `source` re-seeding gives a cell with this code, from the current base seed."""
-        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed)
-
-    # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
-    CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
-        "fixed": _fixed_seed,
-        "cell": _cell_seed,
-        "source": _source_seed,
-    }
+        return self._cell_seeds.source_seed(self.seed or 0, code or "")
 
     def after_cell(self) -> None:
-        """After every cell: refresh views and warn about drift, reading only a few flags."""
+        """After every cell: refresh views, and look for drift only when a watched flag changed
+        (a tuple of a few C reads, compared with the last cell's); status is built only then."""
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
         target = self.target
-        if target is not None and self.enabled and not target.is_live():
-            self.warn_new()
+        if target is not None and self.enabled:
+            seen = (target, self._cublas_at_cuda_init, self._flag_watch.key())
+            if seen != self._flags_seen:
+                self._flags_seen = seen
+                if not target.is_live():
+                    self.warn_new()
         if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
             self.warn_new()
         if self._listeners:
@@ -533,16 +510,6 @@ class ReproState:
         seeding.restore_rng(checkpoint.rng)
         TORCH.restore_checkpoint(checkpoint.torch)  # what waited for torch's import (if it still does)
         self.notify()
-
-
-def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
-    """A derived seed, computed once per (base, key): the hook runs before every cell."""
-    seed = cache.get((base, key))
-    if seed is None:
-        if len(cache) >= 4096:
-            cache.clear()
-        seed = cache[base, key] = derive(base, key)
-    return seed
 
 
 def _emit(text: str) -> None:
