@@ -169,9 +169,9 @@ def _other_accelerators() -> bool:
 class Reseeder:
     """The per-cell fast path of `seed_all`, with the same resulting RNG states.
 
-    CUDA is seeded directly once initialised; before that, the same lazy
-    callback `torch.cuda.manual_seed_all` would queue is queued without
-    formatting a stack trace, and only when the seed changes. Python's state
+    CUDA is seeded directly once initialised; before that, a lazy callback
+    like the one `torch.cuda.manual_seed_all` queues is queued once, without
+    formatting a stack trace, and later cells only change the seed it applies. Python's state
     after `random.seed(seed)` is cached per seed and put back with the C-level
     `setstate` (no 625-int tuple is built): `random.seed` runs MT19937's
     `init_by_array`, 3x the work of NumPy's and torch's seeding, and the
@@ -180,12 +180,12 @@ class Reseeder:
     Until `numpy.random` (or torch) is imported, its seed is left for its import.
     """
 
-    CACHE_SIZE = 1024
     PYTHON_STATES = 128  # about 25 KiB each: a notebook's worth of cell seeds
 
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
-        self._cuda_callbacks: dict[int, Callable[[], None]] = {}
+        self._cuda_seed = 0  # what the queued CUDA seeding applies (see _seed_cuda)
+        self._cuda_callback = self._seed_cuda_generators  # one bound method: the queue holds this object
         self._python_states: dict[int, tuple[int, ...]] = {}
         self._python = random._inst  # the generator behind random.random() & co.
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
@@ -254,7 +254,11 @@ class Reseeder:
             self._seed_cuda(seed)
 
     def _seed_cuda(self, seed: int) -> None:
+        """CUDA's generators now, or at CUDA's lazy start: one callback, queued as manual_seed_all queues its
+        own, seeds them with the seed of the latest re-seed; while it is still the latest queued seeding, a
+        cell only changes that seed (no lock, no new callback)."""
         cuda = self._cuda
+        self._cuda_seed = seed
         if cuda.is_initialized():
             for generator in cuda.default_generators:
                 generator.manual_seed(seed)
@@ -262,31 +266,21 @@ class Reseeder:
         try:
             tracker = cuda._lazy_seed_tracker
             queued = tracker.manual_seed_all_cb
-            callback = self._cuda_callback(seed)
-            if queued is not None and queued[0] is callback and tracker.call_order[-1] is queued:
-                return  # already the latest queued seeding
+            if queued is not None and queued[0] is self._cuda_callback and tracker.call_order[-1] is queued:
+                return  # already the latest queued seeding: it reads the seed just set
             with cuda._initialization_lock:
                 if cuda.is_initialized():
-                    callback()
+                    self._cuda_callback()
                 else:
-                    tracker.queue_seed_all(callback, [f"ipyrepro: re-seed before a cell (seed {seed})\n"])
+                    tracker.queue_seed_all(self._cuda_callback, ["ipyrepro: re-seed before a cell\n"])
         except AttributeError:  # a torch without these internals: take the public, slower path
             cuda.manual_seed_all(seed)
 
-    def _cuda_callback(self, seed: int) -> Callable[[], None]:
-        callback = self._cuda_callbacks.get(seed)
-        if callback is None:
-
-            def callback() -> None:  # the same work as torch.cuda.manual_seed_all's callback
-                import torch
-
-                for index in range(torch.cuda.device_count()):
-                    torch.cuda.default_generators[index].manual_seed(seed)
-
-            if len(self._cuda_callbacks) >= self.CACHE_SIZE:
-                self._cuda_callbacks.clear()
-            self._cuda_callbacks[seed] = callback
-        return callback
+    def _seed_cuda_generators(self) -> None:
+        """The same work as torch.cuda.manual_seed_all's callback, with the latest re-seed's seed."""
+        cuda = self._cuda
+        for index in range(cuda.device_count()):
+            cuda.default_generators[index].manual_seed(self._cuda_seed)
 
 
 def _numpy_seed_method() -> Callable[[int], None] | None:

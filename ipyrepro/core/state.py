@@ -400,7 +400,8 @@ class ReproState:
         """
         if self._cublas_at_cuda_init is not _UNKNOWN:
             return
-        if not cuda_initialized():
+        torch = imported_torch()  # cuda_initialized(), inlined: this runs after every cell until CUDA starts
+        if torch is None or not torch.cuda.is_initialized():
             self._seen_uninitialised = True
         elif self._seen_uninitialised:
             self._cublas_at_cuda_init = os.environ.get(CUBLAS_VAR)
