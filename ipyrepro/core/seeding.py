@@ -131,15 +131,19 @@ def restore_rng(saved: tuple[object, ...]) -> None:
     TORCH.restore(saved[2])
 
 
-def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
+def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = (), *, reseeder: Reseeder | None = None) -> int:
     """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders.
 
-    torch, when not imported yet, is seeded the moment it is (with the seed applied last)."""
+    torch, when not imported yet, is seeded the moment it is (with the seed applied last). With
+    `reseeder`, torch is seeded through its fast path: the same states, without the stack trace
+    `torch.manual_seed` formats for CUDA's lazy seeding (a few ms, most of `enable()` after `import torch`)."""
     seed = validate_seed(seed)
     random.seed(seed)
     NUMPY_RANDOM.seed(seed)
     torch = imported_torch()
-    if torch is None:
+    if reseeder is not None:
+        reseeder.reseed_torch(seed)
+    elif torch is None:
         TORCH.seed_on_import(seed)
     else:
         torch.manual_seed(seed)

@@ -12,7 +12,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import seeding
 from .cellseeds import CellSeed, CellSeeds
@@ -45,6 +45,9 @@ from .processes import (
 )
 from .records import Record
 from .torchinfo import cuda_initialized, deterministic_algorithms_mode
+
+if TYPE_CHECKING:
+    from .status import Status
 
 PORTABLE_STEP = "portable profile"  # its run-time half, applied at torch's import when torch is not imported yet
 
@@ -138,7 +141,7 @@ class ReproState:
     def seed_all(self, seed: int) -> int:
         """Seed every RNG now and make `seed` the base seed for re-seeding."""
         seed = seeding.validate_seed(seed)
-        seeding.seed_all(seed, self.reseeder.seeders)
+        seeding.seed_all(seed, self.reseeder.seeders, reseeder=self.reseeder)
         self.seed = seed
         self.rank = self.rank_seed = None
         self._export_child_env()
@@ -147,7 +150,7 @@ class ReproState:
 
     def seed_for_rank(self, base: int, rank: int) -> int:
         """Seed every RNG with the rank's derived seed; the base seed stays as it is."""
-        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders)
+        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders, reseeder=self.reseeder)
         self.rank, self.rank_seed = rank, seed
         self.notify()
         return seed
@@ -228,8 +231,9 @@ class ReproState:
         reseed: str | None = None,
         rank: int | None = None,
         portable: bool = False,
-    ) -> None:
-        """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
+    ) -> Status:
+        """Apply the full recipe; a second `on` keeps what the first one saved for `off`. Returns the status
+        after it (read once, for its warnings and the caller).
 
         A setting not given follows the one rule of core/defaults.py: what is in force (a second
         `on`, a re-seed mode chosen while off, the base seed), else the kernel's IPYREPRO_SEED,
@@ -284,7 +288,7 @@ class ReproState:
             watch_persistent_workers(self)
         if portable:
             self.set_portable()
-        self.warn_new()
+        return self.warn_new()
 
     def in_force(self) -> ChildSettings:
         """What a setting left out of `on` keeps (the second source of core/defaults.py's rule): the base
@@ -431,19 +435,22 @@ class ReproState:
 
     # -- status and listeners ------------------------------------------------------
 
-    def status(self):
+    def status(self) -> Status:
         from .status import Status
 
         self.observe_cuda()
         return Status.read(self)
 
-    def warn_new(self, *, quiet: bool = False) -> None:
-        """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen."""
-        for text in self.status().warnings:
+    def warn_new(self, *, quiet: bool = False) -> Status:
+        """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen.
+        Returns the status read for them."""
+        status = self.status()
+        for text in status.warnings:
             if text not in self._warned:
                 self._warned.add(text)
                 if not quiet:
                     _emit(text)
+        return status
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` after every change and every cell; held weakly. Returns an unsubscribe."""

@@ -275,10 +275,9 @@ class ReproMagics:
         return status
 
     def _on(self, args: argparse.Namespace) -> None:
-        self.state.enable(
+        status = self.state.enable(
             args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed, portable=args.portable
         )
-        status = self.state.status()
         print(
             f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms "
             f"{status.deterministic_algorithms}, CUBLAS_WORKSPACE_CONFIG={status.cublas_workspace_config}"
