@@ -175,22 +175,18 @@ class Reseeder:
 
     CUDA is seeded directly once initialised; before that, a lazy callback
     like the one `torch.cuda.manual_seed_all` queues is queued once, without
-    formatting a stack trace, and later cells only change the seed it applies. Python's state
-    after `random.seed(seed)` is cached per seed and put back with the C-level
-    `setstate` (no 625-int tuple is built): `random.seed` runs MT19937's
-    `init_by_array`, 3x the work of NumPy's and torch's seeding, and the
-    cached copy measured 2-3x faster. NumPy's and torch's CPU generators are
-    seeded directly: restoring their state costs more than computing it.
+    formatting a stack trace, and later cells only change the seed it applies. Python's
+    generator is seeded through the C-level `seed` that `random.seed` wraps: restoring a
+    cached state read 25 KiB of boxed integers per cell seed, which between real cells
+    (caches cold, a seed per cell) cost more than computing the state again. NumPy's and
+    torch's CPU generators are seeded directly, for the same reason.
     Until `numpy.random` (or torch) is imported, its seed is left for its import.
     """
-
-    PYTHON_STATES = 128  # about 25 KiB each: a notebook's worth of cell seeds
 
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
         self._cuda_seed = 0  # what the queued CUDA seeding applies (see _seed_cuda)
         self._cuda_callback = self._seed_cuda_generators  # one bound method: the queue holds this object
-        self._python_states: dict[int, tuple[int, ...]] = {}
         self._python = random._inst  # the generator behind random.random() & co.
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._full_torch_seed = False
@@ -234,16 +230,9 @@ class Reseeder:
             self._numpy_seed(seed)
 
     def _seed_python(self, seed: int) -> None:
-        """`random.seed(seed)`, from a cached copy of the state it leaves."""
+        """`random.seed(seed)` for an int seed: the C-level seeding, then what `Random.seed` adds."""
         python = self._python
-        state = self._python_states.get(seed)
-        if state is None:
-            random.seed(seed)
-            if len(self._python_states) >= self.PYTHON_STATES:
-                self._python_states.clear()
-            self._python_states[seed] = python.getstate()[1]
-            return
-        _random.Random.setstate(python, state)
+        _random.Random.seed(python, seed)
         python.gauss_next = None
 
     def reseed_torch(self, seed: int) -> None:
