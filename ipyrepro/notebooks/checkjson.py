@@ -12,7 +12,7 @@ import json
 from functools import cache
 from typing import Any
 
-from .outputs import IGNORE_TAGS
+from .reportmodel import CellOutcome, build_model
 from .statecheck import first_divergence_json, inherits_json, state_json
 
 SCHEMA_VERSION = 1
@@ -25,7 +25,8 @@ def report_dict(report: Any) -> dict[str, Any]:
     hash_order = report.causes.hash_order_cells if report.causes is not None else []
     status = report.causes.status if report.causes is not None else ""
     ids = {cell.index: cell.saved_id for cell in report.cells}  # as every cell ref: null when saved without one
-    prints = {cell.index: report.prints(cell.index) for cell in report.cells}
+    model = build_model(report)
+    prints = {outcome.index: outcome.prints for outcome in model.cells}
     return {
         "schema": SCHEMA_VERSION,
         "notebook": report.notebook,
@@ -39,7 +40,7 @@ def report_dict(report: Any) -> dict[str, Any]:
         "runs": len(report.runs),
         "ok": report.ok,
         "exit_code": report.exit_code,
-        "cells": [_cell(report, cell) for cell in report.cells],
+        "cells": [_cell(outcome) for outcome in model.cells],
         "errors": [error.to_dict() for error in report.run_errors()],
         "differences": [
             {
@@ -73,32 +74,14 @@ def report_dict(report: Any) -> dict[str, Any]:
     }
 
 
-def _cell(report: Any, cell: Any) -> dict[str, Any]:
-    return {
-        **cell.ref(),
-        "tags": list(cell.tags),
-        "outcome": outcome(report, cell),
-        "raised": any(cell.index in run.raised or _raised(run, cell) for run in report.runs),
-    }
-
-
-def _raised(run: Any, cell: Any) -> bool:
-    return any(output.get("output_type") == "error" for output in run.outputs.get(cell.index, ()))
+def _cell(outcome: CellOutcome) -> dict[str, Any]:
+    return {**outcome.cell.ref(), "tags": list(outcome.cell.tags), "outcome": outcome.status, "raised": outcome.raised}
 
 
 def outcome(report: Any, cell: Any) -> str:
     """matched, differs, reproduced-error, not-compared, ignored, not-saved or empty (see the schema)."""
-    if not cell.source.strip():
-        return "empty"
-    if any(tag in cell.tags for tag in IGNORE_TAGS):
-        return "ignored"
-    if any(d.cell.index == cell.index for d in report.differences):
-        return "differs"
-    if any(error.cell.index == cell.index for error in report.reproduced):
-        return "reproduced-error"
-    if any(other.index == cell.index for other in report.not_saved):
-        return "not-saved"
-    return "matched" if cell.index in report.compared else "not-compared"
+    found = build_model(report).cell(cell.index)
+    return found.status if found is not None else "not-compared"
 
 
 @cache

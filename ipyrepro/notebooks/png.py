@@ -14,7 +14,8 @@ import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
-MAX_PIXELS = 50_000_000  # a larger image is refused rather than decoded
+MAX_PIXELS = 4_000_000  # a larger image is not decoded (the report shows it side by side, without heat map)
+MAX_BYTES = 64 * 2**20  # compressed data larger than this is refused before it is read
 
 
 class PngError(ValueError):
@@ -22,18 +23,59 @@ class PngError(ValueError):
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """The image as an (height, width, 4) uint8 RGBA array."""
+    """The image as an (height, width, 4) uint8 RGBA array; PngError for anything it cannot read, in time and
+    memory bounded by MAX_PIXELS whatever the bytes claim."""
     if not data.startswith(SIGNATURE):
         raise PngError("not a PNG (bad signature)")
+    if len(data) > MAX_BYTES:
+        raise PngError(f"image too large ({len(data)} bytes)")
+    header, palette, alpha, compressed = _chunks(data)
+    width, height, depth, colour, _, _, interlace = header
+    if colour not in CHANNELS or depth not in (8, 16) or interlace:
+        raise PngError(f"unsupported PNG (colour type {colour}, bit depth {depth}, interlace {interlace})")
+    if width == 0 or height == 0:
+        raise PngError(f"image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise PngError(f"image too large to compare pixel by pixel ({width}x{height})")
+    samples = CHANNELS[colour]
+    bpp = samples * depth // 8
+    stride = width * bpp
+    expected = height * (stride + 1)
+    try:  # never inflate more than the header promises: a small file can claim gigabytes
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(compressed, expected + 1)
+    except zlib.error as error:
+        raise PngError(f"corrupt image data: {error}") from None
+    if len(raw) != expected:
+        raise PngError("image data has the wrong length")
+    filters = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    if int(filters[:, 0].max()) > 4:
+        row = int(np.argmax(filters[:, 0] > 4))
+        raise PngError(f"unknown filter type {int(filters[row, 0])} in row {row}")
+    rows = unfilter(filters[:, 0], filters[:, 1:].reshape(height, width, bpp))
+    if depth == 16:
+        rows = rows.reshape(height, width, samples, 2)[..., 0]  # the high byte is enough to look at
+    pixels = rows.reshape(height, width, samples)
+    return _to_rgba(pixels, colour, palette, alpha)
+
+
+def _chunks(data: bytes) -> tuple[tuple[int, ...], np.ndarray | None, np.ndarray | None, bytes]:
+    """IHDR's fields, the palette, the transparency table and the joined image data; PngError when malformed."""
     header, palette, alpha, compressed = None, None, None, []
     position = len(SIGNATURE)
     while position + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         body = data[position + 8 : position + 8 + length]
+        if len(body) != length:
+            raise PngError(f"corrupt PNG: the {kind.decode('latin-1')!r} chunk is truncated")
         position += 12 + length
         if kind == b"IHDR":
+            if length != 13:
+                raise PngError(f"corrupt PNG: an IHDR chunk of {length} bytes (13 expected)")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"PLTE":
+            if length % 3 or not length:
+                raise PngError(f"corrupt PNG: a PLTE chunk of {length} bytes (a multiple of 3 expected)")
             palette = np.frombuffer(body, np.uint8).reshape(-1, 3)
         elif kind == b"tRNS":
             alpha = np.frombuffer(body, np.uint8)
@@ -43,66 +85,55 @@ def decode_png(data: bytes) -> np.ndarray:
             break
     if header is None:
         raise PngError("no IHDR chunk")
-    width, height, depth, colour, _, _, interlace = header
-    if colour not in CHANNELS or depth not in (8, 16) or interlace:
-        raise PngError(f"unsupported PNG (colour type {colour}, bit depth {depth}, interlace {interlace})")
-    if width * height > MAX_PIXELS:
-        raise PngError(f"image too large ({width}x{height})")
-    samples = CHANNELS[colour]
-    stride = width * samples * depth // 8
-    try:
-        raw = zlib.decompress(b"".join(compressed))
-    except zlib.error as error:
-        raise PngError(f"corrupt image data: {error}") from None
-    if len(raw) != height * (stride + 1):
-        raise PngError("image data has the wrong length")
-    rows = _unfilter(raw, height, stride, max(1, samples * depth // 8))
-    if depth == 16:
-        rows = rows.reshape(height, width, samples, 2)[..., 0]  # the high byte is enough to look at
-    pixels = rows.reshape(height, width, samples)
-    return _to_rgba(pixels, colour, palette, alpha)
+    return header, palette, alpha, b"".join(compressed)
 
 
-def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
-    """Undo PNG's per-row filters (None, Sub, Up, Average, Paeth)."""
-    out = np.zeros((height, stride), np.uint8)
-    previous = np.zeros(stride, np.uint8)
-    for y in range(height):
-        start = y * (stride + 1)
-        kind = raw[start]
-        line = np.frombuffer(raw, np.uint8, stride, start + 1)
-        if kind == 0:
-            row = line.copy()
-        elif kind == 2:
-            row = line + previous
-        elif kind == 1:
-            padded = np.concatenate([np.zeros(bpp, np.uint8), line]).astype(np.int64)
-            for offset in range(bpp):  # each byte adds the one bpp to its left: a cumulative sum per channel
-                padded[offset::bpp] = np.cumsum(padded[offset::bpp]) % 256
-            row = padded[bpp:].astype(np.uint8)
-        elif kind in (3, 4):
-            row = _sequential(line.tolist(), previous.tolist(), bpp, kind)
+def unfilter(kinds: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Undo PNG's per-row filters (None, Sub, Up, Average, Paeth) on (height, width, bytes per pixel) data.
+
+    Each pixel depends on the one to its left and the two above it, so the pixels of one anti-diagonal
+    (row + column constant) are independent of each other. They are laid out as contiguous rows of a
+    sheared array, indexed by the image's shorter side: height + width NumPy steps, each on slices.
+    """
+    height, width, bpp = raw.shape
+    by_row = height <= width  # index each diagonal by row (or by column): the shorter side
+    cross = (height if by_row else width) + 1
+    diagonals = height + width - 1
+    ys, xs = np.indices((height, width))
+    slot = (ys + xs + 2, (ys if by_row else xs) + 1)  # two zero diagonals before, one zero slot in front
+    values = np.zeros((diagonals + 2, cross, bpp), np.int16)
+    values[slot] = raw
+    done = np.zeros_like(values)
+    kind_per_slot = np.zeros((diagonals + 2, cross), np.int8)
+    kind_per_slot[slot] = np.broadcast_to(kinds[:, None], (height, width))
+    used = set(np.unique(kinds).tolist())
+    zero = np.zeros((cross, bpp), np.int16)
+    for diagonal in range(diagonals):
+        d = diagonal + 2
+        low = max(0, diagonal - (width if by_row else height) + 1) + 1
+        high = min(cross - 2, diagonal) + 2
+        if by_row:  # left: same row, previous diagonal; up: previous row, previous diagonal
+            left, up, corner = done[d - 1, low:high], done[d - 1, low - 1 : high - 1], done[d - 2, low - 1 : high - 1]
+        else:  # by column: left is the previous column, up the same column
+            left, up, corner = done[d - 1, low - 1 : high - 1], done[d - 1, low:high], done[d - 2, low - 1 : high - 1]
+        predictors = {}
+        if 1 in used:
+            predictors[1] = left
+        if 2 in used:
+            predictors[2] = up
+        if 3 in used:
+            predictors[3] = (left + up) >> 1
+        if 4 in used:
+            to_left, to_up = up - corner, left - corner  # the estimate left + up - corner, less left, less up
+            pa, pb, pc = np.abs(to_left), np.abs(to_up), np.abs(to_left + to_up)
+            predictors[4] = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, corner))
+        if len(used) == 1:  # one filter for the whole image (common): no selection per row
+            predictor = predictors.get(next(iter(used)), 0)
         else:
-            raise PngError(f"unknown filter type {kind} in row {y}")
-        out[y] = row
-        previous = out[y]
-    return out
-
-
-def _sequential(line: list[int], above: list[int], bpp: int, kind: int) -> np.ndarray:
-    row = [0] * len(line)
-    for x, value in enumerate(line):
-        left = row[x - bpp] if x >= bpp else 0
-        up = above[x]
-        if kind == 3:
-            row[x] = (value + ((left + up) >> 1)) & 0xFF
-        else:
-            corner = above[x - bpp] if x >= bpp else 0
-            estimate = left + up - corner
-            pa, pb, pc = abs(estimate - left), abs(estimate - up), abs(estimate - corner)
-            predictor = left if pa <= pb and pa <= pc else up if pb <= pc else corner
-            row[x] = (value + predictor) & 0xFF
-    return np.array(row, np.uint8)
+            choices = [predictors.get(number, zero[: high - low]) for number in range(5)]
+            predictor = np.choose(kind_per_slot[d, low:high, None], choices)
+        done[d, low:high] = (values[d, low:high] + predictor) & 0xFF
+    return done[slot].astype(np.uint8).reshape(height, width * bpp)
 
 
 def _to_rgba(pixels: np.ndarray, colour: int, palette: np.ndarray | None, alpha: np.ndarray | None) -> np.ndarray:
@@ -126,7 +157,7 @@ def _to_rgba(pixels: np.ndarray, colour: int, palette: np.ndarray | None, alpha:
     return rgba
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_png(image: np.ndarray, level: int = 6) -> bytes:
     """An (height, width, 3 or 4) uint8 array as PNG bytes (no filtering: small images, written once)."""
     image = np.ascontiguousarray(image, np.uint8)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -138,4 +169,6 @@ def encode_png(image: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 6 if samples == 4 else 2, 0, 0, 0)
-    return SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+    return (
+        SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + chunk(b"IEND", b"")
+    )

@@ -30,6 +30,7 @@ from .statecheck import (
 
 if TYPE_CHECKING:
     from .hiddenstate import HiddenState
+    from .reportmodel import ReportModel
     from .verdicts import ReproducedError
 
 # -- running ---------------------------------------------------------------------------
@@ -213,6 +214,12 @@ class CheckReport:
     def cell_causes(self, index: int) -> list[Cause]:
         """The causes found for the cell at `index` (empty when none, or when no diagnostic run was made)."""
         return self.causes.by_cell.get(index, []) if self.causes is not None else []
+
+    def model(self) -> ReportModel:
+        """The report cell by cell, as every face (text, JSON, HTML) draws it (reportmodel.py)."""
+        from .reportmodel import build_model
+
+        return build_model(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` report; its shape is `check-report.schema.json`, version SCHEMA_VERSION."""

@@ -8,69 +8,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hiddenstate import KIND as HIDDEN_STATE
-from .outputs import IGNORE_TAGS, RAISES_TAG, traceback_tail
-from .statecheck import first_divergence_text, inherits_text, names_text, rng_text
+from .outputs import RAISES_TAG, traceback_tail
+from .reportmodel import NO_CAUSE, NO_CAUSE_SAVED, ReportModel, build_model, summary
+from .statecheck import inherits_text
 
 
 def report_text(report: Any) -> str:
-    """The whole report of a CheckReport, as `ipyrepro check` prints it."""
-    lines = [report.header()]
+    """The whole report of a CheckReport, as `ipyrepro check` prints it, drawn from its outcome model."""
+    model = build_model(report)
+    lines = [model.header]
     lines += [f"Error in run {error.run}: {error.text}" for error in report.run_errors() if not error.reproduced]
-    lines += state_lines(report)
-    listed = report.divergence_causes()
-    text = [d for d in report.differences if not d.image]
-    images = [d for d in report.differences if d.image]
-    shown: set[int] = set()
-    for difference in text:
-        lines.append(difference.text())
-        index = difference.cell.index
-        if index in shown:
-            continue
-        shown.add(index)
-        inherited = report.state.inherits(index)
-        if inherited:  # an earlier divergence explains it (see statecheck.py)
-            lines.append(f"    {inherits_text(inherited, report.position)}")
-        if report.causes is not None:
-            found = [cause for cause in report.cell_causes(index) if cause.kind != HIDDEN_STATE]
-            lines += [f"    cause: {cause.text()}" for cause in found if cause not in listed]
-            if not found and not inherited and report.causes.status == "done":
-                lines.append(f"    cause: {NO_CAUSE_SAVED if report.against_saved else NO_CAUSE}")
-    if report.causes is not None and report.causes.hash_order_cells:
+    lines += _state_lines(model)
+    for outcome in model.cells:
+        for number, difference in enumerate(outcome.text_differences):
+            lines.append(difference.text())
+            if number:
+                continue
+            if outcome.inherits:  # an earlier divergence explains it (see statecheck.py)
+                lines.append(f"    {inherits_text(outcome.inherits, report.position)}")
+            lines += [f"    cause: {cause.text()}" for cause in outcome.own_causes]
+            if outcome.no_cause:
+                lines.append(f"    cause: {outcome.no_cause}")
+    if model.hash_order_cells:
         lines.append("Reproduces here only because PYTHONHASHSEED is fixed (output changes with another one):")
-        for index in report.causes.hash_order_cells:
-            cell = next(cell for cell in report.cells if cell.index == index)
-            lines.append(f"  {cell.label()}\n{cell.head()}")
-            lines += [f"    cause: {cause.text()}" for cause in report.cell_causes(index)]
-    if report.causes is not None and report.causes.status not in ("done", ""):
-        lines.append(f"Causes: the diagnostic run {report.causes.status}")
+        for index in model.hash_order_cells:
+            outcome = model.cell(index)
+            if outcome is None:
+                continue
+            lines.append(f"  {outcome.cell.label()}\n{outcome.cell.head()}")
+            lines += [f"    cause: {cause.text()}" for cause in outcome.causes]
+    if model.causes_status not in ("done", ""):
+        lines.append(f"Causes: the diagnostic run {model.causes_status}")
     lines += _reproduced(report)
     lines += _hidden_state(report)
     if report.not_saved:
         lines.append("Not saved (no outputs or no execution count in the notebook, so not compared):")
         lines += [f"  {cell.label()}" for cell in report.not_saved]
+    images = [d for outcome in model.cells for d in outcome.image_differences]
     if images:
         lines.append("Images (compared by exact bytes):")
         lines += [d.image_line() for d in images]
-    compared = summary(report)
-    first = report.state.first
-    if first is not None and not report.differences and report.compared:
-        names = names_text(first.new) if first.new else rng_text(first.rngs)
-        compared += f"; the state differs from {report.position(first.index)} ({names}), though no output shows it"
-    if report.machines is not None:  # --save / --against: the environment, the fingerprint, the first op
-        lines += report.machines.lines()
-        if report.machines.differs and not report.differences:
-            compared += f" here, but they differ from {report.machines.against_name}"
-    verdict = {0: "OK", 1: "DIFFERS", 2: "ERROR"}[report.exit_code]
-    lines.append(f"{verdict}: {compared}.")
+    lines += model.machine_lines  # --save / --against: the environment, the fingerprint, the first op
+    lines.append(model.verdict_line)
     return "\n".join(lines)
-
-
-NO_CAUSE = "none ran in this cell; it may use a value from an earlier differing cell"
-NO_CAUSE_SAVED = (
-    "none ran in this cell; the saved output may have come from other code, data or package versions, "
-    "or from a value of an earlier differing cell"
-)
 
 
 def _reproduced(report: Any) -> list[str]:
@@ -104,58 +84,20 @@ def _hidden_state(report: Any) -> list[str]:
     return lines
 
 
-def summary(report: Any) -> str:
-    """The verdict line's text: how many cells differ or matched, what was not compared, what raised."""
-    total = len(report.cells)
-    complete = sum(run.complete for run in report.runs)
-    if report.stop_on_error and complete < 2 and not report.against_saved:
-        return "nothing to compare (fewer than 2 complete runs)"
-    if not report.compared:
-        return "nothing to compare (no cell ran in 2 runs)" if not report.against_saved else "nothing to compare"
-    differing = {d.cell.index for d in report.differences}
-    images = sum(d.image for d in report.differences)
-    if differing:
-        parts = [
-            f"{len(differing)} of {total} code cells differ ({len(report.differences) - images} text/data outputs, "
-            f"{images} images)"
-        ]
-    elif len(report.compared) == total:
-        parts = [f"all {total} code cells matched"]
-    else:
-        parts = [f"{len(report.compared)} of {total} code cells compared, all matched"]
-    not_saved = len(report.not_saved)
-    if not_saved:
-        parts.append(f"{not_saved} not saved")
-    left = total - len(report.compared) - not_saved - sum(_ignored(cell) for cell in report.cells)
-    if left > 0:
-        parts.append(f"{left} not compared (they ran in fewer than 2 runs)")
-    if report.reproduced:
-        unexpected = sum(not error.expected for error in report.reproduced)
-        parts.append(
-            f"{len(report.reproduced)} raised the same error in every run ({unexpected} not tagged {RAISES_TAG!r})"
-        )
-    return "; ".join(parts)
-
-
-def _ignored(cell: Any) -> bool:
-    return any(tag in cell.tags for tag in IGNORE_TAGS)
-
-
 def state_lines(report: Any) -> list[str]:
     """The first divergent cell, its code, and the causes traced from there (each once, strongest first)."""
-    lines = [f"State digests: {error}" for error in report.state.errors]
-    first = report.state.first
-    if first is None:
+    return _state_lines(build_model(report))
+
+
+def _state_lines(model: ReportModel) -> list[str]:
+    lines = [f"State digests: {error}" for error in model.state_errors]
+    if not model.first_divergence:
         return lines
-
-    def note(index: int) -> str:
-        if any(d.cell.index == index for d in report.differences):
-            return "its output differs"
-        return "its output matches" if report.prints(index) else "prints nothing"
-
-    lines.append("First divergence: " + (first_divergence_text(report.state, report.position, note) or ""))
-    cell = next((cell for cell in report.cells if cell.index == first.index), None)
-    if cell is not None:
-        lines.append(cell.head())
-    lines += [f"    cause: {cause.text()}" for cause in report.divergence_causes()]
+    lines.append("First divergence: " + model.first_divergence)
+    if model.first is not None:
+        lines.append(model.first.cell.head())
+    lines += [f"    cause: {cause.text()}" for cause in model.divergence_causes]
     return lines
+
+
+__all__ = ["NO_CAUSE", "NO_CAUSE_SAVED", "report_text", "state_lines", "summary"]

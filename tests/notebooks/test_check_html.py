@@ -88,7 +88,10 @@ def test_check_html_shows_both_images_and_the_heat_map_in_chromium(tmp_path: Pat
     page_path = tmp_path / "report.html"
     done = subprocess.run(
         [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--html", str(page_path), "--quiet"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert done.returncode == 1, done.stdout + done.stderr  # 1: something differed
     assert done.stderr == ""  # --quiet: no progress
@@ -170,7 +173,9 @@ def test_check_html_to_a_missing_folder_is_a_usage_error_before_any_kernel_start
     notebook = _notebook(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "ipyrepro", "check", str(notebook), "--html", str(tmp_path / "nope" / "r.html")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert "--html" in done.stderr and "nope" in done.stderr
@@ -178,17 +183,132 @@ def test_check_html_to_a_missing_folder_is_a_usage_error_before_any_kernel_start
 
 
 def test_errors_and_findings_other_checks_add_are_rendered_at_their_cells() -> None:
+    from ipyrepro.notebooks.check import add_hidden_state
     from ipyrepro.notebooks.htmlreport import render_html
     from ipyrepro.notebooks.notebookfile import Cell
     from ipyrepro.notebooks.report import CheckReport, Run
 
-    cells = [Cell(0, "a", "x = 1", ()), Cell(2, "b", "y = x +\n", (), 1)]
+    cells = [Cell(0, "a", "x = 1\nprint(P)", (), 0), Cell(2, "b", "y = x +\n", (), 1), Cell(3, "c", "P = 3", (), 2)]
     stopped = "cell 2 (code cell 1, id 'b') raised SyntaxError: invalid syntax; this run stopped there"
-    runs = [Run(1, {0: []}, error=stopped, error_cell=2), Run(2, {0: []}, error=stopped, error_cell=2)]
+    name_error = {"output_type": "error", "ename": "NameError", "evalue": "name 'P' is not defined", "traceback": []}
+    runs = [Run(n, {0: [name_error]}, error=stopped, error_cell=2, stop_kind="cell-raised") for n in (1, 2)]
     report = CheckReport("broken.ipynb", "python3", "under ipyrepro (seed 0)", runs, cells)
-    report.hidden_state = ["name 'P' is used in cell 2 but assigned only in a later cell"]  # as issue 18 adds
+    add_hidden_state(report)  # as the check adds it: P is bound only in a later cell
     page = render_html(report)
     assert "<span class='verdict ERROR'>ERROR</span>" in page
     assert page.count("Run 1 stopped here") == 1 and "SyntaxError: invalid syntax" in page
-    assert "id='hidden-state'" in page and "assigned only in a later cell" in page
+    assert "id='hidden-state'" in page and "after this cell: run top to bottom it does not exist yet" in page
     assert "<script" not in page
+
+
+def _filtered_png(image: np.ndarray, kinds: list[int]) -> bytes:
+    """`image` (height, width, 4) as a PNG whose rows use the filter types `kinds` in turn, filtered the slow,
+    obvious way of the PNG specification: what libpng and Pillow write, to check the decoder against."""
+    import struct
+    import zlib
+
+    height, width, bpp = image.shape
+    rows, above = [], [0] * (width * bpp)
+    for y in range(height):
+        line, kind, out = image[y].reshape(-1).tolist(), kinds[y % len(kinds)], []
+        for i, value in enumerate(line):
+            left, up, corner = (line[i - bpp] if i >= bpp else 0), above[i], (above[i - bpp] if i >= bpp else 0)
+            estimate = left + up - corner
+            paeth = min(
+                (abs(estimate - left), 0, left), (abs(estimate - up), 1, up), (abs(estimate - corner), 2, corner)
+            )
+            predictor = [0, left, up, (left + up) // 2, paeth[2]][kind]
+            out.append((value - predictor) % 256)
+        rows.append(bytes([kind, *out]))
+        above = line
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("shape", [(9, 13, 4), (13, 9, 4), (1, 6, 4), (6, 1, 4)])
+def test_every_png_filter_is_undone_as_the_specification_says(shape: tuple[int, int, int]) -> None:
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    for kinds in ([0], [1], [2], [3], [4], [4, 3, 2, 1, 0]):
+        assert (decode_png(_filtered_png(image, kinds)) == image).all(), kinds
+
+
+def test_malformed_and_oversized_pngs_are_refused_with_a_reason() -> None:
+    import struct
+    import zlib
+
+    good = encode_png(np.zeros((4, 4, 3), np.uint8))
+    short = good[:8] + struct.pack(">I4s", 4, b"IHDR") + b"\0\0\0\4" + b"\0" * 4 + good[33:]
+    with pytest.raises(PngError, match="IHDR chunk of 4 bytes"):
+        decode_png(short)
+    claimed = good[:16] + struct.pack(">II", 100_000, 100_000) + good[24:]  # a few bytes claiming 10^10 pixels
+    with pytest.raises(PngError, match="too large"):
+        decode_png(claimed)
+    header = struct.pack(">IIBBBBB", 100, 100, 8, 2, 0, 0, 0)
+    bomb = zlib.compress(b"\0" * 50_000_000)  # 50 MB of zeros in 50 kB: never inflated past what IHDR promises
+    body = [(b"IHDR", header), (b"IDAT", bomb), (b"IEND", b"")]
+    data = good[:8] + b"".join(struct.pack(">I", len(b)) + k + b + b"\0\0\0\0" for k, b in body)
+    with pytest.raises(PngError, match="wrong length"):
+        decode_png(data)
+
+
+def test_an_image_beyond_the_decoding_cap_is_shown_side_by_side_with_a_note() -> None:
+    from ipyrepro.notebooks.htmlimages import Pictures
+
+    big = [base64.b64encode(encode_png(np.full((2100, 2000, 3), v, np.uint8))).decode() for v in (0, 1)]
+    shown = Pictures().pair("image/png", (big[0], big[1]), ("run 1", "run 2"))
+    assert shown.count("class='run-image'") == 2 and "heat-map" not in shown
+    assert "too large to compare pixel by pixel (2000x2100); shown side by side" in shown
+
+
+def test_the_page_grows_linearly_with_the_images_of_a_cell() -> None:
+    from ipyrepro.notebooks.htmlreport import render_html
+    from ipyrepro.notebooks.notebookfile import Cell
+    from ipyrepro.notebooks.outputs import Comparison
+    from ipyrepro.notebooks.report import CheckReport, Run
+    from ipyrepro.notebooks.verdicts import compare
+
+    def size(count: int) -> int:
+        rng = np.random.default_rng(count)
+
+        def outputs() -> list[dict]:
+            return [
+                {"output_type": "display_data", "data": {"image/png": base64.b64encode(encode_png(image)).decode()}}
+                for image in rng.integers(0, 256, (count, 4, 4, 3), dtype=np.uint8)
+            ]
+
+        cell = Cell(0, "plots", "for i in range(n): plt.show()", (), 0, 1, 1)
+        report = CheckReport(
+            "plots.ipynb", "python3", "as written", [Run(1, {0: outputs()}), Run(2, {0: outputs()})], [cell]
+        )
+        compare(report, Comparison.build())
+        page = render_html(report)
+        assert page.count("class='heat-map'") == count  # each image against its counterpart, none joined
+        return len(page)
+
+    small, large = size(10), size(40)
+    assert large < 4.5 * small  # four times the images, four times the page (not sixteen)
+
+
+@pytest.mark.parametrize("extra", [[], ["one more line"]])
+def test_every_difference_of_a_long_output_is_drawn_wherever_it_is(extra: list[str]) -> None:
+    import html
+    import re
+
+    for filler in ("line {}", "0.0000"):  # distinct lines, and lines that are all alike (difflib's worst case)
+        left = [filler.format(i) for i in range(5000)]
+        right = list(left)
+        right[10], right[4500] = "changed near the top", "changed near the end"
+        table = side_by_side("\n".join(left), "\n".join(right + extra), "run 1", "run 2")
+        shown = html.unescape(re.sub(r"<[^>]+>", "", table))
+        assert "changed near the top" in shown and "changed near the end" in shown
+        assert all(line in shown for line in extra)
+        assert "equal lines" in shown and len(table) < 20_000  # the equal lines folded and counted
