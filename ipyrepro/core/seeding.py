@@ -10,7 +10,6 @@ waits for the import (numpyrandom.py, lazytorch.py).
 
 from __future__ import annotations
 
-import _random
 import hashlib
 import random
 import sys
@@ -188,6 +187,7 @@ class Reseeder:
         self._cuda_seed = 0  # what the queued CUDA seeding applies (see _seed_cuda)
         self._cuda_callback = self._seed_cuda_generators  # one bound method: the queue holds this object
         self._python = random._inst  # the generator behind random.random() & co.
+        self._python_seed = super(random.Random, self._python).seed  # _random.Random.seed, bound
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._full_torch_seed = False
         self._torch_seed: Callable[[int], Any] | None = None  # None: torch not imported yet
@@ -205,7 +205,9 @@ class Reseeder:
         return True
 
     def reseed(self, seed: int) -> None:
-        self._seed_python(seed)
+        python = self._python
+        self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps, then
+        python.gauss_next = None  # what `Random.seed` adds
         numpy_seed = self._numpy_seed
         if numpy_seed is not None:
             numpy_seed(seed)
@@ -228,12 +230,6 @@ class Reseeder:
             NUMPY_RANDOM.seed_on_import(seed)
         else:
             self._numpy_seed(seed)
-
-    def _seed_python(self, seed: int) -> None:
-        """`random.seed(seed)` for an int seed: the C-level seeding, then what `Random.seed` adds."""
-        python = self._python
-        _random.Random.seed(python, seed)
-        python.gauss_next = None
 
     def reseed_torch(self, seed: int) -> None:
         """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
