@@ -109,8 +109,7 @@ def enable(
     """
     from .core.state import STATE
 
-    STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank, portable=portable)
-    return STATE.status()
+    return STATE.enable(seed, warn_only=warn_only, cublas=cublas, reseed=reseed, rank=rank, portable=portable)
 
 
 def seed_rank(rank: int | None = None) -> int:

@@ -23,6 +23,8 @@ from .validation import (  # noqa: F401  (re-exported)
 )
 
 CUBLAS_VAR = "CUBLAS_WORKSPACE_CONFIG"
+# os.environ's own (encoded) key for the cuBLAS variable: reading its entry skips encoding the name
+_CUBLAS_KEY = os.environ.encodekey(CUBLAS_VAR) if hasattr(os.environ, "encodekey") else None
 
 
 class Flags(Record):
@@ -75,6 +77,36 @@ class Flags(Record):
         """Fields where `other` differs from self, as name -> (self's value, other's value)."""
         mine, theirs = self._asdict(), other._asdict()
         return {name: (mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]}
+
+
+class FlagWatch:
+    """A cheap key of the settings `on` manages, read after every cell to tell whether any may have changed.
+
+    Equal keys mean an equal `Flags.read()`, so drift is looked for only when the key changed. Four of
+    torch's C getters, bound once (no walk through `torch.backends`), and os.environ's own encoded entry
+    for the cuBLAS variable: about half a microsecond, where `Flags.is_live` costs three times that.
+    """
+
+    def __init__(self) -> None:
+        self._getters: tuple[Any, ...] | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        data = getattr(os.environ, "_data", None)
+        cublas = data.get(_CUBLAS_KEY) if data is not None and _CUBLAS_KEY is not None else os.environ.get(CUBLAS_VAR)
+        getters = self._getters
+        if getters is None:
+            torch = imported_torch()
+            if torch is None:  # what waits for its import is what status reads
+                return (TORCH.settings_at_import(), cublas)
+            C = torch._C
+            getters = self._getters = (
+                C._get_cudnn_benchmark,
+                C._get_cudnn_deterministic,
+                C._get_deterministic_algorithms,
+                C._get_deterministic_algorithms_warn_only,
+            )
+        benchmark, deterministic, algorithms, warn_only = getters
+        return (benchmark(), deterministic(), algorithms(), warn_only(), cublas)
 
 
 def apply_settings(torch: ModuleType, settings: Settings, inductor: bool = True) -> None:

@@ -6,8 +6,8 @@ installed, upgraded or removed, which adds or removes a `*.dist-info` folder and
 modification time of the sys.path folder that holds it. So each sys.path folder's answer is
 cached, keyed by that time; a `*.egg-info` folder (which setuptools rewrites in place) is keyed
 by its own times too. A changed folder without packages (a notebook's folder, first on a
-kernel's path, changes with every save) is scanned again, which is one directory listing, but
-not written back.
+kernel's path, changes with every save) is never cached: it costs one directory listing, and
+writing it would rewrite the file for every kernel started from a new folder.
 
 The cache is one JSON file per Python environment in `$IPYREPRO_CACHE_DIR`, else
 `$XDG_CACHE_HOME/ipyrepro`, else `~/.cache/ipyrepro`; `IPYREPRO_CACHE_DIR=""` turns it off.
@@ -67,8 +67,10 @@ def registering_distributions() -> list[str]:
         scan = cache.get(key)
         if scan is None or not _still_valid(scan, folder, mtime):
             fresh = scan_folder(folder, mtime)
-            if _settled(fresh):
-                write = write or scan is None or bool(scan["projects"]) or bool(fresh["projects"])
+            # A folder without packages (a notebook's folder, new to every kernel started from it) costs one
+            # listing either way: it is never worth a write, which would also drop another kernel's folders.
+            if _settled(fresh) and (fresh["projects"] or (scan is not None and scan["projects"])):
+                write = True
                 cache[key] = fresh
             scan = fresh
         for project in scan["projects"]:
@@ -77,9 +79,7 @@ def registering_distributions() -> list[str]:
                 if project in scan["seeders"]:
                     found.append(os.path.join(folder, scan["seeders"][project]))
     if write and path:
-        # Folders without packages come and go (each notebook's folder): kept only while on the path.
-        on_path = {os.path.abspath(entry or ".") for entry in sys.path}
-        _write(path, {key: scan for key, scan in cache.items() if scan["projects"] or key in on_path})
+        _write(path, {key: scan for key, scan in cache.items() if scan["projects"]})
     return found
 
 

@@ -10,7 +10,6 @@ waits for the import (numpyrandom.py, lazytorch.py).
 
 from __future__ import annotations
 
-import _random
 import hashlib
 import random
 import sys
@@ -131,15 +130,19 @@ def restore_rng(saved: tuple[object, ...]) -> None:
     TORCH.restore(saved[2])
 
 
-def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = ()) -> int:
+def seed_all(seed: int, seeders: list[Seeder] | tuple[Seeder, ...] = (), *, reseeder: Reseeder | None = None) -> int:
     """Seed Python, NumPy's global RNG, torch on every device, and any registered seeders.
 
-    torch, when not imported yet, is seeded the moment it is (with the seed applied last)."""
+    torch, when not imported yet, is seeded the moment it is (with the seed applied last). With
+    `reseeder`, torch is seeded through its fast path: the same states, without the stack trace
+    `torch.manual_seed` formats for CUDA's lazy seeding (a few ms, most of `enable()` after `import torch`)."""
     seed = validate_seed(seed)
     random.seed(seed)
     NUMPY_RANDOM.seed(seed)
     torch = imported_torch()
-    if torch is None:
+    if reseeder is not None:
+        reseeder.reseed_torch(seed)
+    elif torch is None:
         TORCH.seed_on_import(seed)
     else:
         torch.manual_seed(seed)
@@ -169,28 +172,26 @@ def _other_accelerators() -> bool:
 class Reseeder:
     """The per-cell fast path of `seed_all`, with the same resulting RNG states.
 
-    CUDA is seeded directly once initialised; before that, the same lazy
-    callback `torch.cuda.manual_seed_all` would queue is queued without
-    formatting a stack trace, and only when the seed changes. Python's state
-    after `random.seed(seed)` is cached per seed and put back with the C-level
-    `setstate` (no 625-int tuple is built): `random.seed` runs MT19937's
-    `init_by_array`, 3x the work of NumPy's and torch's seeding, and the
-    cached copy measured 2-3x faster. NumPy's and torch's CPU generators are
-    seeded directly: restoring their state costs more than computing it.
+    CUDA is seeded directly once initialised; before that, a lazy callback
+    like the one `torch.cuda.manual_seed_all` queues is queued once, without
+    formatting a stack trace, and later cells only change the seed it applies. Python's
+    generator is seeded through the C-level `seed` that `random.seed` wraps: restoring a
+    cached state read 25 KiB of boxed integers per cell seed, which between real cells
+    (caches cold, a seed per cell) cost more than computing the state again. NumPy's and
+    torch's CPU generators are seeded directly, for the same reason.
     Until `numpy.random` (or torch) is imported, its seed is left for its import.
     """
 
-    CACHE_SIZE = 1024
-    PYTHON_STATES = 128  # about 25 KiB each: a notebook's worth of cell seeds
-
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
-        self._cuda_callbacks: dict[int, Callable[[], None]] = {}
-        self._python_states: dict[int, tuple[int, ...]] = {}
+        self._cuda_seed = 0  # what the queued CUDA seeding applies (see _seed_cuda)
+        self._cuda_callback = self._seed_cuda_generators  # one bound method: the queue holds this object
         self._python = random._inst  # the generator behind random.random() & co.
+        self._python_seed = super(random.Random, self._python).seed  # _random.Random.seed, bound
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._full_torch_seed = False
         self._torch_seed: Callable[[int], Any] | None = None  # None: torch not imported yet
+        self._cuda: Any = None  # torch.cuda, bound with torch
         self._bind_torch()
 
     def _bind_torch(self) -> bool:
@@ -199,11 +200,14 @@ class Reseeder:
         if torch is None:
             return False
         self._full_torch_seed = _other_accelerators()
+        self._cuda = torch.cuda
         self._torch_seed = torch.default_generator.manual_seed
         return True
 
     def reseed(self, seed: int) -> None:
-        self._seed_python(seed)
+        python = self._python
+        self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps, then
+        python.gauss_next = None  # what `Random.seed` adds
         numpy_seed = self._numpy_seed
         if numpy_seed is not None:
             numpy_seed(seed)
@@ -227,19 +231,6 @@ class Reseeder:
         else:
             self._numpy_seed(seed)
 
-    def _seed_python(self, seed: int) -> None:
-        """`random.seed(seed)`, from a cached copy of the state it leaves."""
-        python = self._python
-        state = self._python_states.get(seed)
-        if state is None:
-            random.seed(seed)
-            if len(self._python_states) >= self.PYTHON_STATES:
-                self._python_states.clear()
-            self._python_states[seed] = python.getstate()[1]
-            return
-        _random.Random.setstate(python, state)
-        python.gauss_next = None
-
     def reseed_torch(self, seed: int) -> None:
         """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
         that seed `random` and NumPy themselves, from seeds that may not fit NumPy's range."""
@@ -252,9 +243,11 @@ class Reseeder:
             self._seed_cuda(seed)
 
     def _seed_cuda(self, seed: int) -> None:
-        import torch
-
-        cuda = torch.cuda
+        """CUDA's generators now, or at CUDA's lazy start: one callback, queued as manual_seed_all queues its
+        own, seeds them with the seed of the latest re-seed; while it is still the latest queued seeding, a
+        cell only changes that seed (no lock, no new callback)."""
+        cuda = self._cuda
+        self._cuda_seed = seed
         if cuda.is_initialized():
             for generator in cuda.default_generators:
                 generator.manual_seed(seed)
@@ -262,31 +255,21 @@ class Reseeder:
         try:
             tracker = cuda._lazy_seed_tracker
             queued = tracker.manual_seed_all_cb
-            callback = self._cuda_callback(seed)
-            if queued is not None and queued[0] is callback and tracker.call_order[-1] is queued:
-                return  # already the latest queued seeding
+            if queued is not None and queued[0] is self._cuda_callback and tracker.call_order[-1] is queued:
+                return  # already the latest queued seeding: it reads the seed just set
             with cuda._initialization_lock:
                 if cuda.is_initialized():
-                    callback()
+                    self._cuda_callback()
                 else:
-                    tracker.queue_seed_all(callback, [f"ipyrepro: re-seed before a cell (seed {seed})\n"])
+                    tracker.queue_seed_all(self._cuda_callback, ["ipyrepro: re-seed before a cell\n"])
         except AttributeError:  # a torch without these internals: take the public, slower path
             cuda.manual_seed_all(seed)
 
-    def _cuda_callback(self, seed: int) -> Callable[[], None]:
-        callback = self._cuda_callbacks.get(seed)
-        if callback is None:
-
-            def callback() -> None:  # the same work as torch.cuda.manual_seed_all's callback
-                import torch
-
-                for index in range(torch.cuda.device_count()):
-                    torch.cuda.default_generators[index].manual_seed(seed)
-
-            if len(self._cuda_callbacks) >= self.CACHE_SIZE:
-                self._cuda_callbacks.clear()
-            self._cuda_callbacks[seed] = callback
-        return callback
+    def _seed_cuda_generators(self) -> None:
+        """The same work as torch.cuda.manual_seed_all's callback, with the latest re-seed's seed."""
+        cuda = self._cuda
+        for index in range(cuda.device_count()):
+            cuda.default_generators[index].manual_seed(self._cuda_seed)
 
 
 def _numpy_seed_method() -> Callable[[int], None] | None:

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import seeding
+from .cellseeds import CellSeed, CellSeeds
 from .defaults import ChildSettings, resolve_settings
 from .flags import (
     CUBLAS_VAR,
     Flags,
+    FlagWatch,
     inductor_checkpoint,
     recipe,
     restore_inductor,
@@ -56,18 +58,6 @@ class ReproWarning(UserWarning):
 
 _UNKNOWN = object()  # the cuBLAS variable when CUDA was first initialised, if never observed
 _KEEP = object()  # configure(): leave the cuBLAS variable as it is (None means unset it)
-
-
-class CellSeed(Record):
-    """The seed the last cell started from, the cell id sent with it (None: none), and how the seed was derived.
-
-    `derivation` is "cell" (from the cell id), "source" (from the cell's code),
-    "fixed" (the base seed) or "given" (`%%repro --seed`, or the seed of a `--check` file).
-    """
-
-    seed: int
-    cell_id: str | None
-    derivation: str = "fixed"
 
 
 class PendingRestore(Record, mutable=True):
@@ -154,8 +144,9 @@ class ReproState:
         self.notes_shown: set[str] = set()  # notes a notebook face has shown: each at most once per kernel
         self._listeners: list[weakref.ref] = []
         self._reseeder: seeding.Reseeder | None = None
-        self._cell_seeds: dict[tuple[int, str], int] = {}
-        self._source_seeds: dict[tuple[int, str], int] = {}
+        self._cell_seeds = CellSeeds()
+        self._flag_watch = FlagWatch()
+        self._flags_seen: tuple[Any, ...] | None = None  # (target, cuBLAS at CUDA's start, flags) after the last cell
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
@@ -175,7 +166,7 @@ class ReproState:
     def seed_all(self, seed: int) -> int:
         """Seed every RNG now and make `seed` the base seed for re-seeding."""
         seed = seeding.validate_seed(seed)
-        seeding.seed_all(seed, self.reseeder.seeders)
+        seeding.seed_all(seed, self.reseeder.seeders, reseeder=self.reseeder)
         self.seed = seed
         self.rank = self.rank_seed = None
         self._export_child_env()
@@ -184,7 +175,7 @@ class ReproState:
 
     def seed_for_rank(self, base: int, rank: int) -> int:
         """Seed every RNG with the rank's derived seed; the base seed stays as it is."""
-        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders)
+        seed = seeding.seed_all(derive_rank_seed(base, rank), self.reseeder.seeders, reseeder=self.reseeder)
         self.rank, self.rank_seed = rank, seed
         self.notify()
         return seed
@@ -214,7 +205,8 @@ class ReproState:
         self.notify()
 
     def before_cell(self, cell_id: str | None, code: str = "") -> None:
-        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell (a few us).
+        """Re-seed for the cell about to run, per the re-seed mode. Runs before every cell: a dict lookup for
+        the cell's cached seed record (cellseeds.py) and the re-seed itself, a few us.
 
         `cell` mode without a cell id (nbconvert, papermill, nbval, a terminal)
         derives the seed from the code, as `source` does, never the fixed base seed.
@@ -222,53 +214,38 @@ class ReproState:
         mode = self.reseed
         if mode == "off":
             return
-        seed, derivation = self.CELL_SEED[mode](self, cell_id, code)
+        cell = self._cell_seeds.lookup(mode, self.seed or 0, cell_id, code)
         self.cell_id_missing = mode == "cell" and not cell_id
         pending = self.pending_restore
-        if pending is not None and pending.matches(seed, cell_id, derivation):
+        if pending is not None and pending.matches(cell.seed, cell_id, cell.derivation):
             self.pending_restore = None  # the cell that was running at the save: it continues, not re-seeded
             pending.apply()
         else:
-            (self._reseeder or self.reseeder).reseed(seed)
+            (self._reseeder or self.reseeder).reseed(cell.seed)
             if pending is not None and not pending.warned:  # re-seeded first: a warning raised as an error
                 pending.warned = True  # (-W error) must not keep the cell from its seed
                 _emit(pending.elsewhere_text())
-        last = self.last_cell
-        if last is None or last.seed != seed or last.cell_id != cell_id or last.derivation != derivation:
-            self.last_cell = CellSeed(seed, cell_id, derivation)
-
-    def _fixed_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return self.seed or 0, "fixed"
-
-    def _cell_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        if not cell_id:
-            return self._source_seed(cell_id, code)
-        return _cached(self._cell_seeds, self.seed or 0, cell_id, seeding.derive_cell_seed), "cell"
-
-    def _source_seed(self, cell_id: str | None, code: str) -> tuple[int, str]:
-        return self.source_seed(code), "source"
+        self.last_cell = cell
 
     def source_seed(self, code: str) -> int:
         """The seed `source` re-seeding gives a cell with this code, from the current base seed."""
-        return _cached(self._source_seeds, self.seed or 0, code or "", seeding.derive_source_seed)
-
-    # The seed a cell starts from and how it was derived, by re-seed mode ("off" never gets here).
-    CELL_SEED: dict[str, Callable[[ReproState, str | None, str], tuple[int, str]]] = {
-        "fixed": _fixed_seed,
-        "cell": _cell_seed,
-        "source": _source_seed,
-    }
+        return self._cell_seeds.source_seed(self.seed or 0, code or "")
 
     def after_cell(self) -> None:
-        """After every cell: refresh views and warn about drift, reading only a few flags."""
+        """After every cell: refresh views, and look for drift only when a watched flag changed
+        (a tuple of a few C reads, compared with the last cell's); status is built only then."""
         # Before the drift check, so that torch's flags are read from torch itself, not as if never imported.
         if self.enabled and TORCH.reattach() is not None:
             _emit(TORCH_REATTACHED)
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
         target = self.target
-        if target is not None and self.enabled and not target.is_live():
-            self.warn_new()
+        if target is not None and self.enabled:
+            seen = (target, self._cublas_at_cuda_init, self._flag_watch.key())
+            if seen != self._flags_seen:
+                self._flags_seen = seen
+                if not target.is_live():
+                    self.warn_new()
         if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
             self.warn_new()
         if self._listeners:
@@ -285,8 +262,9 @@ class ReproState:
         reseed: str | None = None,
         rank: int | None = None,
         portable: bool = False,
-    ) -> None:
-        """Apply the full recipe; a second `on` keeps what the first one saved for `off`.
+    ) -> Status:
+        """Apply the full recipe; a second `on` keeps what the first one saved for `off`. Returns the status
+        after it (read once, for its warnings and the caller).
 
         A setting not given follows the one rule of core/defaults.py: what is in force (a second
         `on`, a re-seed mode chosen while off, the base seed), else the kernel's IPYREPRO_SEED,
@@ -341,7 +319,7 @@ class ReproState:
             watch_persistent_workers(self)
         if portable:
             self.set_portable()
-        self.warn_new()
+        return self.warn_new()
 
     def in_force(self) -> ChildSettings:
         """What a setting left out of `on` keeps (the second source of core/defaults.py's rule): the base
@@ -457,7 +435,8 @@ class ReproState:
         """
         if self._cublas_at_cuda_init is not _UNKNOWN:
             return
-        if not cuda_initialized():
+        torch = imported_torch()  # cuda_initialized(), inlined: this runs after every cell until CUDA starts
+        if torch is None or not torch.cuda.is_initialized():
             self._seen_uninitialised = True
         elif self._seen_uninitialised:
             self._cublas_at_cuda_init = os.environ.get(CUBLAS_VAR)
@@ -487,7 +466,7 @@ class ReproState:
 
     # -- status and listeners ------------------------------------------------------
 
-    def status(self):
+    def status(self) -> Status:
         from .status import Status
 
         self.observe_cuda()
@@ -505,13 +484,16 @@ class ReproState:
         self.notes_shown.update(status.notes)
         return status
 
-    def warn_new(self, *, quiet: bool = False) -> None:
-        """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen."""
-        for text in self.status().warnings:
+    def warn_new(self, *, quiet: bool = False) -> Status:
+        """Emit each status warning (not note) once, as a ReproWarning; `quiet` only marks them seen.
+        Returns the status read for them."""
+        status = self.status()
+        for text in status.warnings:
             if text not in self._warned:
                 self._warned.add(text)
                 if not quiet:
                     _emit(text)
+        return status
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` after every change and every cell; held weakly. Returns an unsubscribe."""
@@ -579,16 +561,6 @@ class ReproState:
         seeding.restore_rng(checkpoint.rng)
         TORCH.restore_checkpoint(checkpoint.torch)  # what waited for torch's import (if it still does)
         self.notify()
-
-
-def _cached(cache: dict[tuple[int, str], int], base: int, key: str, derive: Callable[[int, str], int]) -> int:
-    """A derived seed, computed once per (base, key): the hook runs before every cell."""
-    seed = cache.get((base, key))
-    if seed is None:
-        if len(cache) >= 4096:
-            cache.clear()
-        seed = cache[base, key] = derive(base, key)
-    return seed
 
 
 TORCH_REATTACHED = (

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import html
 import json
 import os
-import platform
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +104,7 @@ class Status(TextReport, Record, mutable=True):
             cuda_initialized=cuda_initialized(),
             torch_version=torch_version_text(),
             numpy_version=_numpy_version(),
-            python_version=platform.python_version(),
+            python_version=sys.version.split()[0],  # platform.python_version(), without importing platform
             precision=precision_flags(),
             inductor_deterministic=inductor_deterministic(),
             pending_restore=None
@@ -296,6 +294,8 @@ class Status(TextReport, Record, mutable=True):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html  # only for this rendering: `on` needs none of it
+
         body = []
         for label, value, drift in self.rows():
             style = ' style="background:#fff3cd"' if drift else ""

@@ -287,10 +287,9 @@ class ReproMagics:
         return self.state.status_once()
 
     def _on(self, args: argparse.Namespace) -> None:
-        self.state.enable(
+        status = self.state.enable(
             args.seed, warn_only=args.warn_only, cublas=args.cublas, reseed=args.reseed, portable=args.portable
         )
-        status = self.state.status()
         algorithms = algorithms_text(status.deterministic_algorithms)
         print(
             f"ipyrepro ON: seed {status.seed}, re-seed {status.reseed}, deterministic algorithms: {algorithms}, "

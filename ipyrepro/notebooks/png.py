@@ -95,6 +95,8 @@ def unfilter(kinds: np.ndarray, raw: np.ndarray) -> np.ndarray:
     (row + column constant) are independent of each other. They are laid out as contiguous rows of a
     sheared array, indexed by the image's shorter side: height + width NumPy steps, each on slices.
     """
+    if set(np.unique(kinds).tolist()) <= {0, 1, 2}:
+        return _unfilter_rows(kinds, raw)
     height, width, bpp = raw.shape
     by_row = height <= width  # index each diagonal by row (or by column): the shorter side
     cross = (height if by_row else width) + 1
@@ -134,6 +136,21 @@ def unfilter(kinds: np.ndarray, raw: np.ndarray) -> np.ndarray:
             predictor = np.choose(kind_per_slot[d, low:high, None], choices)
         done[d, low:high] = (values[d, low:high] + predictor) & 0xFF
     return done[slot].astype(np.uint8).reshape(height, width * bpp)
+
+
+def _unfilter_rows(kinds: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """`unfilter` for images whose rows use only None, Sub and Up, as an encoder that does not filter
+    writes them: no pixel depends on its upper-left neighbour, so Sub rows are running sums along the
+    row (all at once, wrapping as bytes do) and Up rows are undone one row at a time, top down."""
+    height, width, bpp = raw.shape
+    out = raw.copy()
+    sub = kinds == 1
+    if sub.any():
+        out[sub] = np.cumsum(raw[sub], axis=1, dtype=np.uint8)
+    for row in np.flatnonzero(kinds == 2).tolist():
+        if row:
+            out[row] += out[row - 1]
+    return out.reshape(height, width * bpp)
 
 
 def _to_rgba(pixels: np.ndarray, colour: int, palette: np.ndarray | None, alpha: np.ndarray | None) -> np.ndarray:

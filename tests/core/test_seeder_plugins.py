@@ -149,6 +149,22 @@ def test_a_folder_without_packages_that_changes_is_not_written_back(
     assert cache.stat().st_mtime_ns == written
 
 
+def test_kernels_started_from_new_notebook_folders_never_rewrite_the_cache(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seederplugins.registering_distributions()
+    cache = Path(seederplugins.cache_path())
+    written = cache.read_bytes(), cache.stat().st_mtime_ns
+    for name in ("project-a", "project-b", "project-a"):  # notebooks in two folders, opened in turn
+        notebooks = tmp_path / name
+        notebooks.mkdir(exist_ok=True)
+        settle(notebooks)
+        with monkeypatch.context() as kernel:
+            kernel.syspath_prepend(str(notebooks))
+            assert names(seederplugins.registering_distributions()) == ["seeding_package-1.0.dist-info"]
+    assert (cache.read_bytes(), cache.stat().st_mtime_ns) == written
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -75,6 +75,35 @@ def test_reseeder_queues_lazy_cuda_seeding_like_manual_seed_all() -> None:
     assert seeded == [11, 11]
 
 
+def test_cuda_seeding_queued_before_cuda_starts_applies_the_latest_cells_seed(monkeypatch) -> None:
+    tracker = torch.cuda._lazy_seed_tracker
+    reseeder = Reseeder()
+    seeded: list[int] = []
+
+    class Generator:
+        def manual_seed(self, value: int) -> None:
+            seeded.append(value)
+
+    def seed_at_cuda_start() -> int:
+        seeded.clear()
+        with monkeypatch.context() as gpu:  # one GPU, for what CUDA's lazy init runs (in this order)
+            gpu.setattr(torch.cuda, "default_generators", (Generator(),))
+            gpu.setattr(torch.cuda, "device_count", lambda: 1)
+            gpu.setattr(torch.cuda.random, "device_count", lambda: 1)
+            for queued in tracker.call_order:
+                if queued is not None:
+                    queued[0]()
+        return seeded[-1]
+
+    reseeder.reseed(11)
+    reseeder.reseed(12)
+    assert seed_at_cuda_start() == 12
+    torch.cuda.manual_seed_all(5)  # the user's own seeding, queued after the hook's
+    assert seed_at_cuda_start() == 5
+    reseeder.reseed(13)  # the next cell's re-seed comes last again
+    assert seed_at_cuda_start() == 13
+
+
 def test_reseeder_seeds_initialised_cuda_generators_directly(fake_gpu, monkeypatch) -> None:
     fake_gpu.initialized = True
     seeded = []

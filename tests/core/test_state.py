@@ -119,6 +119,54 @@ def test_drift_made_by_user_code_is_warned_once_after_the_cell(ip) -> None:
     assert "cudnn.benchmark" in str(drift[0].message) and "Fix:" in str(drift[0].message)
 
 
+def test_cells_after_a_drift_build_no_status_until_a_watched_flag_changes_again(ip, monkeypatch) -> None:
+    from ipyrepro.core.status import Status
+
+    reads = []
+    read = Status.read.__func__
+    monkeypatch.setattr(Status, "read", classmethod(lambda cls, state: reads.append(1) or read(cls, state)))
+    ip.run_cell("%repro on")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run_cell("import torch; torch.backends.cudnn.benchmark = True")
+        built = len(reads)
+        for _ in range(5):
+            ip.run_cell("x = 1")
+        assert len(reads) == built  # the drift is known: the hooks read a few flags, no status
+        ip.run_cell("torch.use_deterministic_algorithms(True, warn_only=True)")
+    drift = [str(w.message) for w in caught if issubclass(w.category, ipyrepro.ReproWarning)]
+    assert len(reads) > built
+    assert len(drift) == 2 and "cudnn.benchmark" in drift[0] and "use_deterministic_algorithms" in drift[1]
+
+
+def test_a_drift_undone_and_done_again_in_one_cell_each_is_not_warned_twice(ip) -> None:
+    ip.run_cell("%repro on")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run_cell("import torch; torch.backends.cudnn.benchmark = True")
+        ip.run_cell("torch.backends.cudnn.benchmark = False")
+        ip.run_cell("torch.backends.cudnn.benchmark = True")
+    assert len([w for w in caught if issubclass(w.category, ipyrepro.ReproWarning)]) == 1
+
+
+def test_cells_rerun_in_any_order_start_from_their_own_seed_in_every_mode(ip) -> None:
+    from ipyrepro.core.seeding import derive_cell_seed, derive_source_seed
+
+    derivations = {
+        "cell": lambda base, cell_id, code: derive_cell_seed(base, cell_id),
+        "source": lambda base, cell_id, code: derive_source_seed(base, code),
+        "fixed": lambda base, cell_id, code: base,
+    }
+    for mode, derive in derivations.items():
+        ip.run_line_magic("repro", f"on --seed 7 --reseed {mode}")
+        for cell_id, code in [("a", "x = 1"), ("b", "y = 2"), ("a", "x = 1"), ("b", "y = 2  "), ("c", "x = 1")]:
+            ip.run_cell(code, cell_id=cell_id)
+            assert tuple(STATE.last_cell) == (derive(7, cell_id, code), cell_id, mode)
+        ip.run_line_magic("repro", "on --seed 8")  # a new base seed: nothing derived from 7 is reused
+        ip.run_cell("x = 1", cell_id="a")
+        assert tuple(STATE.last_cell) == (derive(8, "a", "x = 1"), "a", mode)
+
+
 def test_a_change_asked_for_through_configure_is_shown_as_drift_but_not_warned() -> None:
     ipyrepro.enable()
     with warnings.catch_warnings(record=True) as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,23 @@ def test_install_writes_the_reseed_mode_into_the_kernelspec(tmp_path: Path, caps
     with pytest.raises(ValueError, match="re-seed mode"):
         kernelspec.install("other", prefix=tmp_path, reseed="random")
     assert not (tmp_path / "share" / "jupyter" / "kernels" / "other").exists()
+
+
+def test_install_leaves_ipyrepro_compiled_even_where_python_writes_no_bytecode(tmp_path: Path) -> None:
+    # As in a container that sets PYTHONDONTWRITEBYTECODE over an editable install: without this, every
+    # kernel the kernelspec starts would compile ipyrepro's sources again.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
+    missing = (
+        "import importlib.util, pathlib, ipyrepro\n"
+        "package = pathlib.Path(ipyrepro.__file__).parent\n"
+        "cached = (pathlib.Path(importlib.util.cache_from_source(f)) for f in package.rglob('*.py'))\n"
+        "print(sum(1 for path in cached if not path.is_file()))"
+    )
+    count = [sys.executable, "-c", missing]
+    assert int(subprocess.run(count, env=env, capture_output=True, text=True, check=True).stdout) > 0
+    install = [sys.executable, "-m", "ipyrepro", "kernel", "install", "--prefix", str(tmp_path / "prefix")]
+    subprocess.run(install, env=env, capture_output=True, check=True)
+    assert int(subprocess.run(count, env=env, capture_output=True, text=True, check=True).stdout) == 0
 
 
 def test_install_refuses_to_overwrite_without_force(tmp_path: Path, capsys) -> None:
