@@ -138,11 +138,15 @@ class ReproPanel(widgets.VBox):
             tooltip=TIPS["reseed"],
             style={"button_width": "80px"},
         )
-        self.portable = widgets.Button(description="Apply portable profile", tooltip=TIPS["portable"])
+        self.portable = widgets.Button(
+            description="Apply portable profile", tooltip=TIPS["portable"], layout=widgets.Layout(width="220px")
+        )
         self.portable_state = widgets.HTML("")
         self.status_view = widgets.HTML(tooltip=TIPS["status"])
         self.errors = widgets.Output()
-        self.check = widgets.Button(description="Check this notebook", icon="check", tooltip=TIPS["check"])
+        self.check = widgets.Button(
+            description="Check this notebook", icon="check", tooltip=TIPS["check"], layout=widgets.Layout(width="220px")
+        )
         self.check_output = widgets.Output()
 
         super().__init__(children=self._layout(), **kwargs)
