@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..core.userfiles import same_file
 from .jupytextfile import TEXT_SUFFIXES, has_jupytext_header
 
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -84,19 +85,12 @@ def _is_dir(path: Path) -> bool:
 
 
 def refuse_inputs(target: str | os.PathLike[str], notebooks: Iterable[str | os.PathLike[str]], option: str) -> None:
-    """A ValueError when the file `option` would write is one of the notebooks read: inputs are never written."""
-    written = Path(os.path.expanduser(os.fspath(target)))
+    """A ValueError when the file `option` would write is one of the notebooks read: inputs are never written.
+    The same test and words as `userfiles.validate_outputs`, which checks one notebook's outputs."""
+    written = os.path.expanduser(os.fspath(target))
     for notebook in notebooks:
-        path = Path(os.path.expanduser(os.fspath(notebook)))
-        if os.path.realpath(written) == os.path.realpath(path) or _same_existing(written, path):
+        if same_file(written, os.path.expanduser(os.fspath(notebook))):
             raise ValueError(
-                f"{option} {os.fspath(target)!r} is the notebook {os.fspath(notebook)!r}, which is only read; "
-                "give another file name"
+                f"{option} {written!r} is the notebook {os.fspath(notebook)!r} (after resolving links): writing it "
+                "would overwrite it; give another file"
             )
-
-
-def _same_existing(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False

@@ -304,7 +304,8 @@ def _plan_ipyrepro(
 ) -> tuple[str, Any]:
     """ipyrepro's base seed, mode and rank as at the save, and the cell that was running then: its next
     run puts the checkpoint's process-wide states back instead of re-seeding (`global_steps`; None: no)."""
-    from ..core.state import STATE, PendingRestore
+    from ..core.pendingrestore import PendingRestore
+    from ..core.state import STATE
     from ..core.validation import validate_reseed_mode, validate_seed
 
     seed = saved.get("seed")

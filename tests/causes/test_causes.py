@@ -15,6 +15,7 @@ import ipyrepro
 from ipyrepro.causes import diagnosis
 from ipyrepro.causes.shell import KERNEL_MARKER
 from ipyrepro.comparison import findings
+from tests.reports import unwrapped
 
 # An earlier cell: functions whose draws sit at known lines of this cell (1-based).
 SETUP = """\
@@ -637,7 +638,7 @@ def test_check_as_is_names_draws_from_global_rngs_that_nothing_seeded(tmp_path: 
     assert set(found) == {cell_id for cell_id, _, _ in GLOBAL_DRAWS}
     for cell_id, _, expected in GLOBAL_DRAWS:
         assert _matches(found[cell_id], expected), (cell_id, found[cell_id])
-    text = str(report)
+    text = unwrapped(str(report))
     assert "`torch.rand(2)` draws from torch's default generator, which nothing in this notebook seeded" in text
     assert "Fix: seed it once at the top: `np.random.seed(0)` (and `random.seed(0)`, `torch.manual_seed(0)`)" in text
 

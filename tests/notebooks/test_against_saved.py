@@ -22,6 +22,7 @@ from ipyrepro.notebook_check import check
 from ipyrepro.notebooks.checkjson import validate
 from ipyrepro.notebooks.htmlreport import render_html
 from ipyrepro.notebooks.savedenv import classify_image, classify_text
+from tests.reports import unwrapped
 
 FIGURE = '''import struct, zlib
 from IPython.display import display
@@ -190,7 +191,7 @@ def test_the_authors_seeds_are_kept_and_one_real_change_exits_1_with_its_cause(t
     assert [(d.cell.position, d.kind) for d in reseeded.failing] == [(6, "numeric")]
     (tmp_path / "labels.txt").write_text("cat dog bird\n")  # the data changed since the notebook was saved
     assert main(["check", str(path), "--against-saved", "--quiet"]) == 1
-    out = capsys.readouterr().out
+    out = unwrapped(capsys.readouterr().out)
     assert out.splitlines()[0].endswith(
         "as written, as the notebook was saved: it was saved with kernel 'python3', not under ipyrepro, "
         "compared with the saved outputs"

@@ -15,6 +15,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from tests.reports import cause_entries
+
 pytestmark = pytest.mark.kernel
 
 DRAWS = [
@@ -61,21 +63,10 @@ def test_draws_in_the_cell_that_imports_are_named_there_and_never_in_a_later_cel
 def test_no_cause_found_is_said_in_one_line(tmp_path: Path) -> None:
     out = check(tmp_path, UNWATCHED, "pid.ipynb")
     assert "First divergence: cell 1 of 2 (prints nothing): n differs (run 1 vs run 2)" in out
-    found = _cause_entries(out)
+    found = cause_entries(out)
     assert found == [
         "    cause: none found: nothing the tracer watches (a draw from an unseeded generator, a clock, OS entropy, "
         "threads, a setting) ran in this cell; the value may come from a file, the network or a library ipyrepro "
         "does not watch"
     ], out
     assert "inherits n from cell 1 of 2" in out
-
-
-def _cause_entries(out: str) -> list[str]:
-    """Each `    cause: ` entry of a text report, its word-wrapped continuation lines joined back."""
-    entries: list[str] = []
-    for line in out.splitlines():
-        if line.startswith("    cause: "):
-            entries.append(line)
-        elif entries and line.startswith("      ") and not line.lstrip().startswith(("|", "-", "+")):
-            entries[-1] += " " + line.strip()
-    return entries

@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ipyrepro.cli import main
-from ipyrepro.notebooks.checkjson import validate
+from ipyrepro.notebooks.checkjson import SCHEMA_VERSION, validate
 from ipyrepro.notebooks.many import many_schema
 from ipyrepro.notebooks.notebookfile import NotebookError, load_notebook
 
@@ -103,7 +103,7 @@ def test_json_is_one_document_with_a_list_of_reports(checked: dict, folder: Path
     assert document["summary"][2]["first_divergence"]["position"] == 3
     for report in document["reports"]:
         validate(report)  # each is one notebook's report, as `check NB --json` prints it
-        assert report["schema"] == 1
+        assert report["schema"] == SCHEMA_VERSION
     assert [report["notebook"] for report in document["reports"]] == [row["notebook"] for row in document["summary"]]
     # the progress names each notebook, and no more than --jobs 2 kernels ran at once in all
     assert f"{folder / 'good.ipynb'}: run 1 of 2: starting kernel 'python3'" in checked["err"]
@@ -219,5 +219,5 @@ def test_paths_that_name_no_notebook_are_usage_errors(tmp_path: Path, capsys) ->
         (tmp_path / "empty" / "b.ipynb").write_bytes(before)
         assert main(["check", *paths, "--junit", str(tmp_path / "a.ipynb"), "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert "--junit" in err and "a.ipynb', which is only read; give another file name" in err
+        assert "--junit" in err and "is the notebook" in err and "would overwrite it; give another file" in err
     assert (tmp_path / "a.ipynb").read_bytes() == before
