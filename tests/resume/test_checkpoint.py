@@ -18,22 +18,11 @@ import torch
 import ipyrepro
 from ipyrepro.resume import CheckpointError
 
-from .training import build_objects, step
-
-ROOT = Path(__file__).resolve().parents[2]
+from .training import build_objects, repo_env, run_phase, step
 
 
 def _phase(phase: str, workers: int, folder: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.resume.fresh_run", phase, str(workers), str(folder)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    run_phase("fresh_run", phase, workers, folder)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -148,8 +137,7 @@ def test_a_save_that_is_killed_midway_leaves_the_previous_checkpoint_loadable(tm
         "model = torch.nn.Linear(6000, 6000)\n"  # 144 MB: long enough to be killed while writing
         "ipyrepro.save_checkpoint(sys.argv[1], model=model)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], env=env)
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], env=repo_env())
     deadline = time.monotonic() + 120
     partial = []
     while time.monotonic() < deadline and writer.poll() is None:
@@ -173,8 +161,7 @@ def test_a_sigkilled_save_leaves_nothing_after_the_next_save(tmp_path):
         "model = torch.nn.Linear(6000, 6000)\n"
         "ipyrepro.save_checkpoint(sys.argv[1], model=model)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], env=env)
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], env=repo_env())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and writer.poll() is None:
         if any(p.name.endswith(".partial") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()):

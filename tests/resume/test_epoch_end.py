@@ -4,9 +4,6 @@ verify_resume checks saves on epoch boundaries and the number of steps the resum
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +11,11 @@ import torch
 
 import ipyrepro
 
-from .training import build, build_objects, load_without_loader, save_without_loader, step
-
-ROOT = Path(__file__).resolve().parents[2]
+from .training import build, build_objects, load_without_loader, run_phase, save_without_loader, step
 
 
 def _phase(phase: str, stop_epoch: int, folder: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.resume.epoch_end_run", phase, str(stop_epoch), str(folder)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    run_phase("epoch_end_run", phase, stop_epoch, folder)
     name = "stop" if phase == "stop" else phase
     return torch.load(folder / f"{name}.pt", weights_only=True)
 

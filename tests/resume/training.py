@@ -7,7 +7,11 @@ fresh-process scripts can import them by name.
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,27 @@ class AugmentedData(Dataset):
         self.fetched.append(index)
         noise = 0.1 * torch.randn(6) + 0.01 * random.random() + 0.01 * float(np.random.rand())
         return self.x[index] + noise, self.y[index]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def repo_env() -> dict[str, str]:
+    """The environment of a child Python that imports this checkout's ipyrepro and tests."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
+def run_phase(module: str, *args: object) -> None:
+    """`python -m tests.resume.<module> ARGS` in a fresh process, as a user's next session; fails with its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"tests.resume.{module}", *map(str, args)],
+        cwd=ROOT,
+        env=repo_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def make_model() -> torch.nn.Module:
