@@ -105,7 +105,7 @@ class Log:
 
 # -- running things in fresh processes ---------------------------------------------------
 
-SHELL_CHILD = r'''
+SHELL_CHILD = r"""
 import json, sys
 MARKER = "@@gpu-check-result@@"
 
@@ -131,7 +131,7 @@ def main():
 
 
 sys.exit(main())
-'''
+"""
 
 
 def child_env(ipython_dir: Path) -> dict[str, str]:
@@ -151,8 +151,9 @@ def child_env(ipython_dir: Path) -> dict[str, str]:
 class Runner:
     """Runs commands and IPython cells in fresh processes, within one time budget, logging everything."""
 
-    def __init__(self, log: Log, budget_s: float = DEFAULT_BUDGET_S, *, processes: int = 3,
-                 python: str = sys.executable) -> None:
+    def __init__(
+        self, log: Log, budget_s: float = DEFAULT_BUDGET_S, *, processes: int = 3, python: str = sys.executable
+    ) -> None:
         self.log = log
         self.processes = processes  # fresh processes per mode where a check repeats a run
         self.python = python
@@ -203,8 +204,9 @@ class Runner:
 
     def run_cells(self, label: str, cells: Sequence[str], *, timeout: float = CELL_TIMEOUT_S) -> ChildResult:
         """Run `cells` one by one in a real IPython shell in a fresh process; the value is what they left in RESULT."""
-        code, output, seconds = self.run(label, [self.python, "-c", SHELL_CHILD], stdin=json.dumps(list(cells)),
-                                         timeout=timeout)
+        code, output, seconds = self.run(
+            label, [self.python, "-c", SHELL_CHILD], stdin=json.dumps(list(cells)), timeout=timeout
+        )
         return parse_child_output(code, output, seconds)
 
     def run_cells_together(
@@ -214,8 +216,9 @@ class Runner:
         use no GPU time, so that running side by side changes nothing they measure)."""
         workers = max(1, min(len(jobs), os.cpu_count() or 1, 8))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {label: pool.submit(self.run_cells, label, cells, timeout=timeout)
-                       for label, cells in jobs.items()}
+            futures = {
+                label: pool.submit(self.run_cells, label, cells, timeout=timeout) for label, cells in jobs.items()
+            }
             return {label: future.result() for label, future in futures.items()}
 
 
@@ -223,13 +226,14 @@ def parse_child_output(code: int | None, output: str, seconds: float) -> ChildRe
     """The child's last marker line decides; without one, say how the process ended."""
     for line in reversed(output.splitlines()):
         if line.startswith(MARKER):
-            payload = json.loads(line[len(MARKER):])
+            payload = json.loads(line[len(MARKER) :])
             return ChildResult(payload.get("value"), payload.get("error"), output, seconds)
     if code is None:
         tail = output.strip().splitlines()[-1] if output.strip() else "no output"
         return ChildResult(error=f"no result: {tail.removeprefix('[gpu-check] ')}", output=output, seconds=seconds)
-    return ChildResult(error=f"process exited with status {code} before giving a result (see the log)",
-                       output=output, seconds=seconds)
+    return ChildResult(
+        error=f"process exited with status {code} before giving a result (see the log)", output=output, seconds=seconds
+    )
 
 
 # -- check 1: the test suite's CUDA-marked tests -------------------------------------------
@@ -269,8 +273,19 @@ def assess_cuda_tests(code: int | None, counts: dict[str, Any] | None, output: s
 def check_cuda_tests(runner: Runner) -> list[Row]:
     """1. The suite's `cuda`-marked tests, which skip on a CPU machine, run and pass here."""
     report = runner.tmp_path("cuda-tests.xml")
-    argv = [runner.python, "-m", "pytest", "-m", "cuda", "-q", "-rA", "-p", "no:cacheprovider",
-            f"--junitxml={report}", str(REPO / "tests")]
+    argv = [
+        runner.python,
+        "-m",
+        "pytest",
+        "-m",
+        "cuda",
+        "-q",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        str(REPO / "tests"),
+    ]
     code, output, _ = runner.run("pytest -m cuda", argv, timeout=PYTEST_TIMEOUT_S)
     counts = junit_counts(report) if report.exists() else None
     return [assess_cuda_tests(code, counts, output)]
@@ -278,7 +293,7 @@ def check_cuda_tests(runner: Runner) -> list[Row]:
 
 # -- check 2: nondeterministic CUDA ops, without and with `%repro on` ------------------------
 
-NONDETERMINISM_SETUP = '''
+NONDETERMINISM_SETUP = """
 import hashlib
 import torch
 
@@ -290,9 +305,9 @@ def digest(*tensors):
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-'''
+"""
 
-NONDETERMINISM_WORK = '''
+NONDETERMINISM_WORK = """
 gen = torch.Generator().manual_seed(1234)  # the same inputs in every process and every mode
 source = torch.randn(200_000, 64, generator=gen).cuda()
 index = torch.randint(0, 32, (200_000,), generator=gen).cuda()  # many colliding indices: float atomics race
@@ -310,7 +325,7 @@ for _ in range(3):
     torch.nn.functional.conv2d(images, weight, padding=1).backward(upstream)
     RESULT["conv2d backward"].append(digest(weight.grad, images.grad))
 torch.cuda.synchronize()
-'''
+"""
 
 NONDETERMINISTIC_OPS = {
     "index_add_": "index_add_ float32, colliding indices",
@@ -352,8 +367,15 @@ def assess_nondeterminism(baseline: list[ChildResult], repro: list[ChildResult])
             if len(set(digests)) > 1:
                 rows.append(Row(check, expected, seen, PASS))
             else:
-                rows.append(Row(check, expected, seen, INCONCLUSIVE,
-                                "this GPU and library picked a deterministic kernel: nondeterminism not shown"))
+                rows.append(
+                    Row(
+                        check,
+                        expected,
+                        seen,
+                        INCONCLUSIVE,
+                        "this GPU and library picked a deterministic kernel: nondeterminism not shown",
+                    )
+                )
         digests, error = _digests(repro, op)
         check, expected = f"{label}, after %repro on", "bitwise identical"
         if error:
@@ -374,13 +396,13 @@ def check_nondeterminism(runner: Runner) -> list[Row]:
 
 # -- check 3: the "too late for cuBLAS" message ----------------------------------------------
 
-CUBLAS_USE = '''
+CUBLAS_USE = """
 a = torch.randn(256, 256, device="cuda")
 b = a @ a  # the first cuBLAS use
 torch.cuda.synchronize()
-'''
+"""
 
-CUBLAS_STATUS = '''
+CUBLAS_STATUS = """
 import ipyrepro
 
 status = ipyrepro.status()
@@ -391,7 +413,7 @@ except RuntimeError as error:
     after = f"raised {type(error).__name__}: {str(error).splitlines()[0][:200]}"
 RESULT = {"warnings": status.warnings, "notes": status.notes, "cublas": status.cublas_workspace_config,
           "matmul_after_on": after}
-'''
+"""
 
 
 def late_cublas_cells(late: bool) -> list[str]:
@@ -422,8 +444,15 @@ def assess_late_cublas(late: ChildResult, first: ChildResult, severity: str) -> 
     else:
         found = _late_messages(first.value)
         seen = "late-cuBLAS " + " and ".join(name.rstrip("s") for name in found) if found else "none"
-        rows.append(Row(check, expected, seen, FAIL if found else PASS,
-                        f"cuBLAS matmul in error mode: {first.value['matmul_after_on']}"))
+        rows.append(
+            Row(
+                check,
+                expected,
+                seen,
+                FAIL if found else PASS,
+                f"cuBLAS matmul in error mode: {first.value['matmul_after_on']}",
+            )
+        )
     return rows
 
 
@@ -473,37 +502,42 @@ def check_cuda_untouched(runner: Runner) -> list[Row]:
 
 # -- check 5: `%%repro` names a nondeterministic CUDA op ------------------------------------
 
-CELL_MAGIC_INPUTS = '''
+CELL_MAGIC_INPUTS = """
 gen = torch.Generator().manual_seed(7)
 values = torch.randn(1_000_000, generator=gen).to("{device}")
 slots = torch.randint(0, 100, (1_000_000,), generator=gen).to("{device}")
-'''
+"""
 # put_(accumulate=True) on CUDA races float atomics and has no deterministic implementation, so the
 # report's warn-only rerun should name it. index_add_ has one, so after `%repro on` it must reproduce.
-CELL_MAGIC_NONDETERMINISTIC = '''%%repro --runs 3
+CELL_MAGIC_NONDETERMINISTIC = """%%repro --runs 3
 totals = torch.zeros(100, device="cuda")
 totals.put_(slots, values, accumulate=True)
-'''
-CELL_MAGIC_DETERMINISTIC = '''%%repro --runs 3
+"""
+CELL_MAGIC_DETERMINISTIC = """%%repro --runs 3
 sums = torch.zeros(100, device="{device}").index_add_(0, slots, values)
-'''
-DESCRIBE_REPORT = '''
+"""
+DESCRIBE_REPORT = """
 def describe(report):
     html = report._repr_html_() if hasattr(report, "_repr_html_") else ""
     diagnosis = getattr(report, "diagnosis", None)
     return {"type": type(report).__name__, "ok": bool(report.ok),
             "differences": sorted(str(name) for name in report.differences),
             "ops": list(getattr(diagnosis, "ops", None) or []), "text": str(report) + "\\n" + html}
-'''
+"""
 
 
 def cell_magic_cells(racing_cell: str = CELL_MAGIC_NONDETERMINISTIC, device: str = "cuda") -> list[str]:
     """`%%repro` on `racing_cell`, then `%repro on` and `%%repro` on an index_add_ cell; inputs on `device`."""
     return [
-        "import torch", "%load_ext ipyrepro", DESCRIBE_REPORT, CELL_MAGIC_INPUTS.format(device=device),
-        racing_cell, "nondeterministic = describe(CELL_RESULTS[-1])",
+        "import torch",
+        "%load_ext ipyrepro",
+        DESCRIBE_REPORT,
+        CELL_MAGIC_INPUTS.format(device=device),
+        racing_cell,
+        "nondeterministic = describe(CELL_RESULTS[-1])",
         "%repro on",
-        CELL_MAGIC_DETERMINISTIC.format(device=device), "deterministic = describe(CELL_RESULTS[-1])",
+        CELL_MAGIC_DETERMINISTIC.format(device=device),
+        "deterministic = describe(CELL_RESULTS[-1])",
         'RESULT = {"nondeterministic": nondeterministic, "deterministic": deterministic}',
     ]
 
@@ -513,16 +547,23 @@ def assess_cell_magic(result: ChildResult, *, op: str = "put_", name: str = "tot
     check, expected = f"%%repro on a {op} cell", f"differs in {name}; names {op}"
     check2, expected2 = "%%repro after %repro on", "ok (identical runs)"
     if not result.ok:
-        return [Row(check, expected, "error", ERROR, result.error or ""),
-                Row(check2, expected2, "error", ERROR, result.error or "")]
+        return [
+            Row(check, expected, "error", ERROR, result.error or ""),
+            Row(check2, expected2, "error", ERROR, result.error or ""),
+        ]
     report = result.value["nondeterministic"]
     named = op in report["ops"] or op in report["text"]
     if report["ok"]:
         row = Row(check, expected, "ok: runs were identical", INCONCLUSIVE, "the op did not race this time")
     else:
         seen = f"differs in {', '.join(report['differences']) or 'nothing'}; {op} {'named' if named else 'not named'}"
-        row = Row(check, expected, seen, PASS if named and name in report["differences"] else FAIL,
-                  f"ops the report names: {', '.join(report['ops']) or 'none'}")
+        row = Row(
+            check,
+            expected,
+            seen,
+            PASS if named and name in report["differences"] else FAIL,
+            f"ops the report names: {', '.join(report['ops']) or 'none'}",
+        )
     clean_report = result.value["deterministic"]
     seen2 = "ok" if clean_report["ok"] else f"differs in {', '.join(clean_report['differences'])}"
     return [row, Row(check2, expected2, seen2, PASS if clean_report["ok"] else FAIL, f"compared {clean}")]
@@ -615,12 +656,18 @@ def assess_sync(label: str, result: ChildResult, world_size: int) -> Row:
         return Row(label, expected, f"not in sync: {ranks}", FAIL)
     growth = max(rank["host_peak_growth"] for rank in ranks)
     if growth >= ranks[0]["big_bytes"] and ranks[0]["big_bytes"] > (128 << 20):
-        return Row(label, expected, f"host peak grew {growth >> 20} MiB while digesting", FAIL,
-                   f"the {ranks[0]['big_bytes'] >> 20} MiB tensor was copied to the host whole")
+        return Row(
+            label,
+            expected,
+            f"host peak grew {growth >> 20} MiB while digesting",
+            FAIL,
+            f"the {ranks[0]['big_bytes'] >> 20} MiB tensor was copied to the host whole",
+        )
     if world_size == 1:
         return Row(label, expected, f"in sync on {ranks[0]['device']} (1 GPU: 1 rank, nothing to plant)", PASS)
     named = all(
-        not rank["planted_ok"] and list(rank["planted"]) == ["['model']['1.weight']"]
+        not rank["planted_ok"]
+        and list(rank["planted"]) == ["['model']['1.weight']"]
         and rank["planted"]["['model']['1.weight']"]["ranks"] == [world_size - 1]
         for rank in ranks
     )
@@ -638,10 +685,11 @@ def check_sync(runner: Runner) -> list[Row]:
     rows = []
     for name, (backend, device) in SYNC_MODES.items():
         world_size = sync_world_size(backend)
-        code, output, seconds = runner.run(f"check_in_sync, {name}",
-                                           [runner.python, str(script), backend, device, str(world_size),
-                                            str(SYNC_BIG_NUMEL)],
-                                           timeout=150)
+        code, output, seconds = runner.run(
+            f"check_in_sync, {name}",
+            [runner.python, str(script), backend, device, str(world_size), str(SYNC_BIG_NUMEL)],
+            timeout=150,
+        )
         rows.append(assess_sync(f"check_in_sync over {name}", parse_child_output(code, output, seconds), world_size))
     return rows
 
@@ -663,25 +711,47 @@ def _late_cublas_plan() -> list[tuple[str, str]]:
         severity = cublas_facts().severity
     except Exception:  # planning a table must work even where ipyrepro cannot be imported
         severity = "warning or note"
-    return [("cuBLAS used, then %repro on", f"late-cuBLAS {severity}"),
-            ("%repro on, then cuBLAS used", "no late-cuBLAS message")]
+    return [
+        ("cuBLAS used, then %repro on", f"late-cuBLAS {severity}"),
+        ("%repro on, then cuBLAS used", "no late-cuBLAS message"),
+    ]
 
 
 CHECKS: dict[str, Check] = {
-    "cuda-tests": Check("the suite's cuda-marked tests", check_cuda_tests,
-                        [("pytest -m cuda", "all pass, none skipped")]),
-    "nondeterminism": Check("nondeterministic ops without and with %repro on", check_nondeterminism,
-                            [pair for label in NONDETERMINISTIC_OPS.values()
-                             for pair in ((f"{label}, no ipyrepro", "differs between runs"),
-                                          (f"{label}, after %repro on", "bitwise identical"))]),
+    "cuda-tests": Check(
+        "the suite's cuda-marked tests", check_cuda_tests, [("pytest -m cuda", "all pass, none skipped")]
+    ),
+    "nondeterminism": Check(
+        "nondeterministic ops without and with %repro on",
+        check_nondeterminism,
+        [
+            pair
+            for label in NONDETERMINISTIC_OPS.values()
+            for pair in (
+                (f"{label}, no ipyrepro", "differs between runs"),
+                (f"{label}, after %repro on", "bitwise identical"),
+            )
+        ],
+    ),
     "late-cublas": Check("the too-late-for-cuBLAS message", check_late_cublas, _late_cublas_plan()),
-    "cuda-untouched": Check("looking leaves CUDA uninitialised", check_cuda_untouched,
-                            [(f"{face} leaves CUDA alone", "not initialised") for face in FACES]),
-    "cell-magic": Check("%%repro names a racing CUDA op", check_cell_magic,
-                        [("%%repro on a put_ cell", "differs in totals; names put_"),
-                         ("%%repro after %repro on", "ok (identical runs)")]),
-    "sync": Check("check_in_sync across ranks on the GPU", check_sync,
-                  [(f"check_in_sync over {name}", SYNC_EXPECTED) for name in SYNC_MODES]),
+    "cuda-untouched": Check(
+        "looking leaves CUDA uninitialised",
+        check_cuda_untouched,
+        [(f"{face} leaves CUDA alone", "not initialised") for face in FACES],
+    ),
+    "cell-magic": Check(
+        "%%repro names a racing CUDA op",
+        check_cell_magic,
+        [
+            ("%%repro on a put_ cell", "differs in totals; names put_"),
+            ("%%repro after %repro on", "ok (identical runs)"),
+        ],
+    ),
+    "sync": Check(
+        "check_in_sync across ranks on the GPU",
+        check_sync,
+        [(f"check_in_sync over {name}", SYNC_EXPECTED) for name in SYNC_MODES],
+    ),
 }
 
 
@@ -724,11 +794,14 @@ def describe_machine() -> list[str]:
     import IPython
     import torch
 
-    lines = [f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-             f"IPython {IPython.__version__}"]
+    lines = [
+        f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+        f"IPython {IPython.__version__}"
+    ]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     lines.append(f"ipyrepro checkout {commit or 'unknown'} at {REPO}")
@@ -740,8 +813,12 @@ def describe_machine() -> list[str]:
 
 def _driver() -> str:
     try:
-        found = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=20)
+        found = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     versions = sorted(set(found.stdout.split()))
@@ -754,15 +831,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prove on a real GPU what ipyrepro's CPU tests simulate. Exit 0 passed, 1 a check failed, "
         "2 the script could not run, 3 no GPU (nothing checked).",
     )
-    parser.add_argument("--log", type=Path, default=Path("gpu-check.log"),
-                        help="where the full log goes (default: gpu-check.log in the current directory)")
-    parser.add_argument("--only", default="",
-                        help=f"comma-separated checks to run (default: all): {', '.join(CHECKS)}")
-    parser.add_argument("--processes", type=int, default=3,
-                        help="fresh processes per mode in the nondeterminism check, 3 runs each (default 3)")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
-                        help=f"seconds for all checks together; what is left over is not run (default "
-                        f"{DEFAULT_BUDGET_S:.0f}, to finish under 5 minutes)")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=Path("gpu-check.log"),
+        help="where the full log goes (default: gpu-check.log in the current directory)",
+    )
+    parser.add_argument("--only", default="", help=f"comma-separated checks to run (default: all): {', '.join(CHECKS)}")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=3,
+        help="fresh processes per mode in the nondeterminism check, 3 runs each (default 3)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help=f"seconds for all checks together; what is left over is not run (default "
+        f"{DEFAULT_BUDGET_S:.0f}, to finish under 5 minutes)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the final table as Markdown (for the docs)")
     return parser
 
@@ -789,11 +877,15 @@ def run_checks(names: Sequence[str], runner: Runner) -> list[Row]:
             found = check.run(runner)
         except Exception as error:  # a broken check must not hide the others' results
             runner.log.write(f"{name} raised {type(error).__name__}: {error}")
-            found = [Row(title, expected, f"check raised {type(error).__name__}", ERROR, str(error))
-                     for title, expected in check.planned]
+            found = [
+                Row(title, expected, f"check raised {type(error).__name__}", ERROR, str(error))
+                for title, expected in check.planned
+            ]
         for row in found:
-            runner.log.write(f"{row.status}: {row.check} | expected {row.expected} | seen {row.seen}"
-                             + (f" | {row.detail}" if row.detail else ""))
+            runner.log.write(
+                f"{row.status}: {row.check} | expected {row.expected} | seen {row.seen}"
+                + (f" | {row.detail}" if row.detail else "")
+            )
         statuses = ", ".join(sorted({row.status for row in found}))
         runner.log.say(f"[{number}/{len(names)}] {name}: {statuses} ({time.monotonic() - start:.0f}s)")
         rows += found
@@ -815,8 +907,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             __import__(module)
         except ImportError as error:
-            print(f"gpu-check: cannot import {module} ({error}); install this checkout's dependencies "
-                  '(pip install -e ".[test]" after a CUDA build of torch). Nothing checked.', file=sys.stderr)
+            print(
+                f"gpu-check: cannot import {module} ({error}); install this checkout's dependencies "
+                '(pip install -e ".[test]" after a CUDA build of torch). Nothing checked.',
+                file=sys.stderr,
+            )
             return EXIT_UNUSABLE
     log = Log(args.log)
     try:
@@ -827,8 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in machine:
             log.say(line)  # and again above the table, for whoever copies the results
         if reason:
-            rows = [Row(title, expected, "no GPU", NOT_RUN)
-                    for name in names for title, expected in CHECKS[name].planned]
+            rows = [
+                Row(title, expected, "no GPU", NOT_RUN) for name in names for title, expected in CHECKS[name].planned
+            ]
             log.say(f"NO GPU: {reason}. Nothing was checked; run this on a machine with a CUDA GPU.")
         else:
             runner = Runner(log, args.budget, processes=args.processes)
@@ -849,8 +945,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("\n".join(machine))
     print(table)
-    verdict = {EXIT_OK: "all checks passed", EXIT_FAILED: "SOME CHECKS FAILED",
-               EXIT_NO_GPU: "NO GPU: nothing was checked"}[status]
+    verdict = {
+        EXIT_OK: "all checks passed",
+        EXIT_FAILED: "SOME CHECKS FAILED",
+        EXIT_NO_GPU: "NO GPU: nothing was checked",
+    }[status]
     print(f"\n{verdict} (exit {status}); full log: {args.log}")
     return status
 

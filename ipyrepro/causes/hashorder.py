@@ -13,6 +13,7 @@ def hash_seed_fixed() -> bool:
     """Whether string hashing (and so the order of sets of strings) is the same in every process."""
     return os.environ.get("PYTHONHASHSEED", "random") != "random"
 
+
 # -- string hash order: static candidates, checked against runtime values ---------------------------
 
 _ORDER_SENSITIVE_CALLS = {

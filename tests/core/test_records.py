@@ -109,4 +109,3 @@ def test_records_copy_and_pickle() -> None:
     point = Point(1, 2, "a")
     assert copy.copy(point) == point and copy.deepcopy(point) == point
     assert pickle.loads(pickle.dumps(point)) == point
-
