@@ -341,17 +341,21 @@ def cell_differences(
                     )
                 )
         elif not comparison.same_text(x.value, y.value):
-            found.append(
-                Difference(
-                    cell,
-                    runs,
-                    x.label,
-                    short_diff(x.value, y.value, *runs),
-                    diff=full_diff(x.value, y.value, *runs),
-                    values=(x.value, y.value),
-                )
-            )
+            found.append(text_difference(cell, runs, x, y))
     return found
+
+
+def text_difference(cell: Cell, runs: tuple[int, int], x: Item, y: Item, **extra: Any) -> Difference:
+    """A text output that differs between two sides, with its short and full diff (`extra`: kind and the like)."""
+    return Difference(
+        cell,
+        runs,
+        x.label,
+        short_diff(x.value, y.value, *runs),
+        diff=full_diff(x.value, y.value, *runs),
+        values=(x.value, y.value),
+        **extra,
+    )
 
 
 # -- per-cell verdicts -------------------------------------------------------------------

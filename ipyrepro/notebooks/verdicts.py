@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .notebookfile import Cell
-from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, Item, full_diff, output_items, short_diff, side_name
-from .report import LIST_OF_OUTPUTS, Difference, cell_differences
+from .outputs import IGNORE_TAGS, RAISES_TAG, SAVED, Comparison, Item, output_items, side_name
+from .report import LIST_OF_OUTPUTS, Difference, cell_differences, text_difference
 from .savedenv import ENVIRONMENT, NUMERIC, classify_image, classify_text, installed_here, missing_here
 
 
@@ -101,16 +101,7 @@ def within_tolerance(
     if not (comparison.rtol or comparison.atol) or [x.label for x in a] != [y.label for y in b]:
         return []
     return [
-        Difference(
-            cell,
-            runs,
-            x.label,
-            short_diff(x.value, y.value, *runs),
-            diff=full_diff(x.value, y.value, *runs),
-            values=(x.value, y.value),
-            kind=NUMERIC,
-            within_tolerance=True,
-        )
+        text_difference(cell, runs, x, y, kind=NUMERIC, within_tolerance=True)
         for x, y in zip(a, b)
         if not x.image and x.value != y.value and comparison.same_text(x.value, y.value)
     ]
