@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -162,3 +163,25 @@ def open_notebook(page, lab: Lab, frontend: str, name: str) -> None:
     )
     page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel", timeout=60_000)
     accept_dialogs(page)
+
+
+def open_page(page: Path, check: Callable[[Any], None]) -> tuple[list[str], list[str]]:
+    """Open a saved page (a report) in Chromium, let images load, run `check(tab)`: the console errors and the URLs
+    it requested, for a test to assert that nothing ran and nothing was fetched."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
+            tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            tab.on("pageerror", lambda error: errors.append(str(error)))
+            tab.on("request", lambda request: requests.append(request.url))
+            tab.goto(page.as_uri(), wait_until="load")
+            tab.wait_for_timeout(500)  # any onerror/onload handler would have fired by now
+            check(tab)
+        finally:
+            browser.close()
+    return errors, requests

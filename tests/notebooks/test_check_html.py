@@ -16,7 +16,7 @@ from ipyrepro.notebooks.htmldiff import mark_characters, number_differences, sid
 from ipyrepro.notebooks.htmlreport import heat_map
 from ipyrepro.notebooks.png import PngError, decode_png, encode_png
 
-from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS
+from ..jupyterlab import open_page
 
 ROOT = Path(__file__).resolve().parents[2]
 # The image cell paints a 10x20 patch from a generator nobody seeded: it differs run to run, there only.
@@ -82,8 +82,6 @@ def _notebook(folder: Path) -> Path:
 @pytest.mark.kernel
 @pytest.mark.browser
 def test_check_html_shows_both_images_and_the_heat_map_in_chromium(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     notebook = _notebook(tmp_path)
     page_path = tmp_path / "report.html"
     done = subprocess.run(
@@ -105,42 +103,35 @@ def test_check_html_shows_both_images_and_the_heat_map_in_chromium(tmp_path: Pat
     rows, columns = np.nonzero(changed)
     assert rows.min() >= 10 and rows.max() < 20 and columns.min() >= 10 and columns.max() < 30  # only the patch
 
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(page_path.as_uri())
-            section = page.locator("#cell-2")
-            images = section.locator("img.run-image")
-            assert images.count() == 2
-            heat_map_image = section.locator("img.heat-map")
-            assert heat_map_image.count() == 1
-            for image in [images.nth(0), images.nth(1), heat_map_image]:
-                image.scroll_into_view_if_needed()
-                assert image.is_visible()
-                assert image.evaluate("img => img.complete && img.naturalWidth") == 60  # decoded by the browser
-            assert "difference: " in section.inner_text()
-            # The cause is linked to its line in the shown source, and that line is marked.
-            link = section.locator("a[href='#cell-2-L1']")
-            assert "unseeded-generator" in section.inner_text() and link.count() == 1
-            link.click()
-            assert page.locator("#cell-2-L1").get_attribute("class") == "cause-line"
-            # Numbers: side by side with the changed characters marked, and the abs/rel table.
-            numbers = page.locator("#cell-3")
-            assert numbers.locator("td.del mark").count() >= 1 and numbers.locator("td.add mark").count() >= 1
-            assert "abs diff" in numbers.locator("table.numbers").inner_text()
-            assert page.locator("#cell-4 .badge").inner_text() == "matched"
-            page.screenshot(path=str(_screenshot_path()), full_page=True)
-            # Chromium's own PNG decoder agrees with ipyrepro's on a real screenshot (every filter type).
-            panel = base64.b64encode((ROOT / "docs" / "panel.png").read_bytes()).decode()
-            seen = page.evaluate(_CANVAS_PIXELS, panel)
-        finally:
-            browser.close()
+    seen: dict = {}
+
+    def look(page) -> None:
+        section = page.locator("#cell-2")
+        images = section.locator("img.run-image")
+        assert images.count() == 2
+        heat_map_image = section.locator("img.heat-map")
+        assert heat_map_image.count() == 1
+        for image in [images.nth(0), images.nth(1), heat_map_image]:
+            image.scroll_into_view_if_needed()
+            assert image.is_visible()
+            assert image.evaluate("img => img.complete && img.naturalWidth") == 60  # decoded by the browser
+        assert "difference: " in section.inner_text()
+        # The cause is linked to its line in the shown source, and that line is marked.
+        link = section.locator("a[href='#cell-2-L1']")
+        assert "unseeded-generator" in section.inner_text() and link.count() == 1
+        link.click()
+        assert page.locator("#cell-2-L1").get_attribute("class") == "cause-line"
+        # Numbers: side by side with the changed characters marked, and the abs/rel table.
+        numbers = page.locator("#cell-3")
+        assert numbers.locator("td.del mark").count() >= 1 and numbers.locator("td.add mark").count() >= 1
+        assert "abs diff" in numbers.locator("table.numbers").inner_text()
+        assert page.locator("#cell-4 .badge").inner_text() == "matched"
+        page.screenshot(path=str(_screenshot_path()), full_page=True)
+        # Chromium's own PNG decoder agrees with ipyrepro's on a real screenshot (every filter type).
+        panel = base64.b64encode((ROOT / "docs" / "panel.png").read_bytes()).decode()
+        seen.update(page.evaluate(_CANVAS_PIXELS, panel))
+
+    errors, requests = open_page(page_path, look)
     assert errors == []
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
     ours = decode_png((ROOT / "docs" / "panel.png").read_bytes())

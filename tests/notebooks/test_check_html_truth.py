@@ -29,7 +29,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from ipyrepro.notebooks.png import encode_png
 
-from ..jupyterlab import CHROMIUM, CHROMIUM_ARGS
+from ..jupyterlab import open_page
 
 SETUP = """import base64, os, struct
 import numpy as np
@@ -151,27 +151,6 @@ def _tags(page: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
     return found
 
 
-def _open(page: Path, check) -> tuple[list[str], list[str]]:
-    """Open the page in Chromium, let images load, run `check(page)`; the console errors and requested URLs."""
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
-            tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            tab.on("pageerror", lambda error: errors.append(str(error)))
-            tab.on("request", lambda request: requests.append(request.url))
-            tab.goto(page.as_uri(), wait_until="load")
-            tab.wait_for_timeout(500)  # any onerror/onload handler would have fired by now
-            check(tab)
-        finally:
-            browser.close()
-    return errors, requests
-
-
 @pytest.mark.kernel
 @pytest.mark.browser
 def test_hostile_outputs_run_nothing_when_the_report_is_opened(checked: tuple[Path, dict]) -> None:
@@ -183,7 +162,7 @@ def test_hostile_outputs_run_nothing_when_the_report_is_opened(checked: tuple[Pa
         seen["text"] = tab.locator("body").inner_text()
         seen["images"] = tab.eval_on_selector_all("img", "images => images.map(i => i.src.slice(0, 22))")
 
-    errors, requests = _open(page, look)
+    errors, requests = open_page(page, look)
     assert seen["title"] == "ipyrepro check: truth.ipynb: DIFFERS"  # no handler fired
     assert errors == []  # nothing was even refused: the escaping held, the policy was not needed
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
@@ -213,7 +192,7 @@ def test_a_slip_in_escaping_would_still_run_nothing(checked: tuple[Path, dict], 
         encoding="utf-8",
     )
     seen: dict[str, str] = {}
-    errors, _ = _open(slipped, lambda tab: seen.update(title=tab.title()))
+    errors, _ = open_page(slipped, lambda tab: seen.update(title=tab.title()))
     assert seen["title"] == "ipyrepro check: truth.ipynb: DIFFERS"
     assert any("Content Security Policy" in error for error in errors)  # refused by the page's policy
 
@@ -288,7 +267,7 @@ def test_two_images_of_one_type_are_each_compared_with_their_counterpart(checked
             "blocks => blocks.map(b => [...b.querySelectorAll('img')].map(i => [i.className, i.naturalWidth]))"
         )
 
-    errors, _ = _open(page, look)
+    errors, _ = open_page(page, look)
     assert errors == []
     assert seen["pairs"] == [
         [["run-image", 60], ["run-image", 60], ["heat-map", 60]],
