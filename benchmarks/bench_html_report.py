@@ -1,6 +1,7 @@
 """What `--html` adds to `ipyrepro check`, for a notebook of 20 images that differ from run to run.
 
     python benchmarks/bench_html_report.py [--rounds 5] [--images 20] [--size 640x480] [--filters adaptive|none]
+                                           [--decoder pillow|numpy]
 
 The notebook draws 20 RGBA PNG images, a plot-like gradient the size of a default Matplotlib figure,
 their row filters chosen per row as libpng and Pillow choose them (none with `--filters none`),
@@ -9,6 +10,10 @@ seed, so every image differs between the check's runs and the report draws each 
 heat map. Each round runs the check as `ipyrepro check NB --html OUT` does: `check(NB)` (two
 fresh kernels, then the causes kernel for the cells that differ), then `write_html(report, OUT)`;
 the two are timed apart and the round's ratio is HTML / check.
+
+Rows filtered with Average or Paeth are undone by Pillow when it is installed (`ipyrepro[html]`; it
+comes with Matplotlib), else by ipyrepro's NumPy decoder; `--decoder numpy` measures the latter
+with Pillow installed (the report is written in this process, which then cannot import PIL).
 
 Target: writing the HTML report <= 15% of the check's time (the median of the rounds' ratios).
 The machine may be shared: each round's ratio compares two timings taken back to back.
@@ -91,7 +96,20 @@ def main() -> None:
         default="adaptive",
         help="PNG row filters: chosen per row as libpng and Pillow (so Matplotlib) do, or none at all",
     )
+    parser.add_argument(
+        "--decoder",
+        choices=("pillow", "numpy"),
+        default="pillow",
+        help="what undoes Average/Paeth rows: Pillow (when installed) or ipyrepro's NumPy decoder",
+    )
     args = parser.parse_args()
+    if args.decoder == "numpy":
+        sys.modules["PIL"] = None  # type: ignore[assignment]  # `import PIL` now fails here, as without Pillow
+    else:
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            parser.error("Pillow is not installed: pip install 'ipyrepro[html]', or use --decoder numpy")
     width, height = (int(side) for side in args.size.split("x"))
     os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="ipyrepro-bench-"))
 
@@ -115,7 +133,10 @@ def main() -> None:
     checks, htmls = checks[1:], htmls[1:]
     ratios = [html / taken for html, taken in zip(htmls, checks)]
     machine = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
-    print(f"{machine}, {args.rounds} rounds, {args.images} images of {args.size}, {args.filters} PNG filters")
+    print(
+        f"{machine}, {args.rounds} rounds, {args.images} images of {args.size}, {args.filters} PNG filters, "
+        f"{args.decoder} decoder"
+    )
     print(f"  check(NB)            median {statistics.median(checks) * 1e3:8.0f} ms  min {min(checks) * 1e3:8.0f} ms")
     print(f"  write_html(report)   median {statistics.median(htmls) * 1e3:8.0f} ms  min {min(htmls) * 1e3:8.0f} ms")
     print(f"  report: {out.stat().st_size / 1e6:.1f} MB, images that differ: {images}, exit code {report.exit_code}")

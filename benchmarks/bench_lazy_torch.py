@@ -51,10 +51,15 @@ SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM
 
 
 def interleaved(cases: dict[str, Callable[[], float | None]], rounds: int) -> dict[str, list[float]]:
-    """Each case returns its own measurement in seconds, or None to be timed from outside."""
+    """Each case returns its own measurement in seconds, or None to be timed from outside.
+
+    The order rotates from round to round, so that no case always follows the same one: a kernel
+    shutting down, or a cache its predecessor warmed, would otherwise weigh on one case only."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
+    order = list(cases.items())
+    for round_index in range(rounds):
+        rotation = round_index % len(order)
+        for name, fn in order[rotation:] + order[:rotation]:
             start = time.perf_counter()
             measured = fn()
             samples[name].append(time.perf_counter() - start if measured is None else measured)

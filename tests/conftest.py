@@ -91,20 +91,29 @@ def ip() -> Iterator[object]:
 class FakeGPU:
     """What the CUDA seam pretends, and every CUDA initialisation that was attempted."""
 
-    initialized: bool = False
     lazy_init_calls: list[str] = field(default_factory=list)
+
+    @property
+    def initialized(self) -> bool:
+        return bool(torch.cuda._initialized)
+
+    @initialized.setter
+    def initialized(self, value: bool) -> None:
+        torch.cuda._initialized = value  # the flag `is_initialized()` reads, as CUDA's lazy init sets it
 
 
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGPU:
     """The one seam where tests simulate a GPU: availability, initialisation, and a trap on init.
 
-    Any call of torch.cuda._lazy_init (what every CUDA-initialising call goes
-    through) is recorded, so a test can assert that looking initialised nothing.
+    Initialisation is torch.cuda's own flag (`_initialized`, restored afterwards), which
+    `is_initialized()` reads. Any call of torch.cuda._lazy_init (what every CUDA-initialising
+    call goes through) is recorded, so a test can assert that looking initialised nothing.
     """
     gpu = FakeGPU()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: gpu.initialized)
+    monkeypatch.setattr(torch.cuda, "_initialized", False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: bool(torch.cuda._initialized))
 
     def lazy_init() -> None:
         gpu.lazy_init_calls.append("torch.cuda._lazy_init")

@@ -8,6 +8,7 @@ the cuBLAS variable, which torch reads when it starts, is set at once either way
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -80,33 +81,55 @@ class Flags(Record):
 
 
 class FlagWatch:
-    """A cheap key of the settings `on` manages, read after every cell to tell whether any may have changed.
+    """A cheap key of what the work after a cell depends on, read after every cell to tell whether any may
+    have changed: which torch is in `sys.modules`, whether CUDA has started, the settings `on` manages.
 
-    Equal keys mean an equal `Flags.read()`, so drift is looked for only when the key changed. Four of
-    torch's C getters, bound once (no walk through `torch.backends`), and os.environ's own encoded entry
-    for the cuBLAS variable: about half a microsecond, where `Flags.is_live` costs three times that.
+    Equal keys mean an equal `Flags.read()` (and the same torch, CUDA not started since), so the work is
+    done only when the key changed. Four of torch's C getters, bound once (no walk through
+    `torch.backends`), torch.cuda's own `_initialized` flag (what `is_initialized()` reads first) and
+    os.environ's own encoded entry for the cuBLAS variable: under a microsecond, where `Flags.is_live`
+    costs three times that.
     """
 
     def __init__(self) -> None:
-        self._getters: tuple[Any, ...] | None = None
+        self._torch: ModuleType | None = None  # the torch the getters are bound to
+        self._getters: tuple[Any, ...] = ()
 
     def key(self) -> tuple[Any, ...]:
         data = getattr(os.environ, "_data", None)
         cublas = data.get(_CUBLAS_KEY) if data is not None and _CUBLAS_KEY is not None else os.environ.get(CUBLAS_VAR)
-        getters = self._getters
-        if getters is None:
-            torch = imported_torch()
-            if torch is None:  # what waits for its import is what status reads
-                return (TORCH.settings_at_import(), cublas)
-            C = torch._C
-            getters = self._getters = (
-                C._get_cudnn_benchmark,
-                C._get_cudnn_deterministic,
-                C._get_deterministic_algorithms,
-                C._get_deterministic_algorithms_warn_only,
-            )
-        benchmark, deterministic, algorithms, warn_only = getters
-        return (benchmark(), deterministic(), algorithms(), warn_only(), cublas)
+        torch = sys.modules.get("torch")
+        if torch is None or (torch is not self._torch and not self._bind(torch)):
+            return (None, TORCH.settings_at_import(), cublas)  # what waits for its import is what status reads
+        benchmark, deterministic, algorithms, warn_only, cuda = self._getters
+        return (torch, cuda._initialized, benchmark(), deterministic(), algorithms(), warn_only(), cublas)
+
+    def _bind(self, module: ModuleType) -> bool:
+        """Bind the getters of the torch in `sys.modules` once it is wholly imported; False until then."""
+        torch = imported_torch()
+        if torch is not module:
+            return False
+        C = torch._C
+        self._getters = (
+            C._get_cudnn_benchmark,
+            C._get_cudnn_deterministic,
+            C._get_deterministic_algorithms,
+            C._get_deterministic_algorithms_warn_only,
+            torch.cuda if hasattr(torch.cuda, "_initialized") else _CudaStarted(torch.cuda),
+        )
+        self._torch = torch
+        return True
+
+
+class _CudaStarted:
+    """`torch.cuda._initialized` for a torch without that flag: `is_initialized()`, as an attribute."""
+
+    def __init__(self, cuda: ModuleType) -> None:
+        self._cuda = cuda
+
+    @property
+    def _initialized(self) -> bool:
+        return bool(self._cuda.is_initialized())
 
 
 def apply_settings(torch: ModuleType, settings: Settings, inductor: bool = True) -> None:

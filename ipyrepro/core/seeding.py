@@ -176,21 +176,31 @@ class Reseeder:
     like the one `torch.cuda.manual_seed_all` queues is queued once, without
     formatting a stack trace, and later cells only change the seed it applies. Python's
     generator is seeded through the C-level `seed` that `random.seed` wraps: restoring a
-    cached state read 25 KiB of boxed integers per cell seed, which between real cells
-    (caches cold, a seed per cell) cost more than computing the state again. NumPy's and
-    torch's CPU generators are seeded directly, for the same reason.
+    cached state reads 25 KiB of boxed integers, which between real cells (caches cold, a
+    new seed per cell) costs more than computing the state again; only a seed given twice in
+    a row (`fixed` mode, a cell rerun) restores the state the first one left. NumPy's generator
+    is seeded directly (its `set_state` is ten times slower than seeding). torch's CPU generator
+    is set from the state its seed gives, kept per seed (`TORCH_STATES_KEPT` of them, 5 KiB
+    each): a copy, where `manual_seed` computes the state again.
     Until `numpy.random` (or torch) is imported, its seed is left for its import.
     """
+
+    TORCH_STATES_KEPT = 256  # seeds whose torch CPU state is kept: a notebook's cells several times over
 
     def __init__(self, seeders: list[Seeder] | None = None) -> None:
         self.seeders = list(seeders or [])
         self._cuda_seed = 0  # what the queued CUDA seeding applies (see _seed_cuda)
         self._cuda_callback = self._seed_cuda_generators  # one bound method: the queue holds this object
+        self._cuda_queued: Any = None  # the entry _seed_cuda queued with torch's lazy seed tracker
         self._python = random._inst  # the generator behind random.random() & co.
         self._python_seed = super(random.Random, self._python).seed  # _random.Random.seed, bound
+        self._python_set = super(random.Random, self._python).setstate  # _random.Random.setstate, bound
+        self._python_last_seed = -1  # the last seed given (no seed is negative)
+        self._python_state: tuple[int, ...] | None = None  # the state it gives, once it came twice in a row
         self._numpy_seed: Callable[[int], None] | None = _numpy_seed_method()  # None: not imported yet
         self._full_torch_seed = False
-        self._torch_seed: Callable[[int], Any] | None = None  # None: torch not imported yet
+        self._torch_generator: Any = None  # torch.default_generator; None: torch not imported yet
+        self._torch_states: dict[int, Any] = {}  # seed -> the CPU generator's state right after manual_seed(seed)
         self._cuda: Any = None  # torch.cuda, bound with torch
         self._bind_torch()
 
@@ -199,27 +209,43 @@ class Reseeder:
         torch = imported_torch()
         if torch is None:
             return False
-        self._full_torch_seed = _other_accelerators()
+        self._full_torch_seed = _other_accelerators() or not _has_lazy_cuda_seeding(torch)
         self._cuda = torch.cuda
-        self._torch_seed = torch.default_generator.manual_seed
+        self._torch_generator = torch.default_generator
+        self._torch_states = {}
         return True
 
     def reseed(self, seed: int) -> None:
+        """Every generator as `seed_all(seed)` leaves it. Runs before every cell, so it is one flat function:
+        between cells, each Python call it makes costs a cache-cold frame."""
         python = self._python
-        self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps, then
+        if seed != self._python_last_seed:
+            self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps
+            self._python_last_seed, self._python_state = seed, None
+        elif self._python_state is not None:
+            self._python_set(self._python_state)  # the same seed again: its state back, a copy
+        else:
+            self._python_seed(seed)
+            self._python_state = super(random.Random, python).getstate()
         python.gauss_next = None  # what `Random.seed` adds
         numpy_seed = self._numpy_seed
         if numpy_seed is not None:
             numpy_seed(seed)
         else:
             self._seed_numpy_lazily(seed)
-        if self._torch_seed is None and not self._bind_torch():
-            TORCH.seed_on_import(seed)
-        elif self._full_torch_seed:
-            imported_torch().manual_seed(seed)  # type: ignore[union-attr]
+        generator = self._torch_generator
+        if generator is None or self._full_torch_seed:
+            self.reseed_torch(seed)
         else:
-            self._torch_seed(seed)  # type: ignore[misc]
-            self._seed_cuda(seed)
+            state = self._torch_states.get(seed)
+            if state is not None:
+                generator.set_state(state)  # what manual_seed(seed) gave the first time, copied
+            else:
+                self._seed_torch_cpu(seed)
+            self._cuda_seed = seed  # what the queued CUDA seeding applies; while CUDA has not started
+            cuda, queued = self._cuda, self._cuda_queued  # and that seeding is still the latest queued, that is all
+            if cuda._initialized or queued is None or cuda._lazy_seed_tracker.call_order[-1] is not queued:
+                self._seed_cuda(seed)
         if self.seeders:
             call_seeders(self.seeders, seed)
 
@@ -234,18 +260,30 @@ class Reseeder:
     def reseed_torch(self, seed: int) -> None:
         """Only torch (CPU and every CUDA device), the cheap way: for callers such as pytest-randomly
         that seed `random` and NumPy themselves, from seeds that may not fit NumPy's range."""
-        if self._torch_seed is None and not self._bind_torch():
+        if self._torch_generator is None and not self._bind_torch():
             TORCH.seed_on_import(seed)
         elif self._full_torch_seed:
             imported_torch().manual_seed(seed)  # type: ignore[union-attr]
         else:
-            self._torch_seed(seed)  # type: ignore[misc]
+            self._seed_torch_cpu(seed)
             self._seed_cuda(seed)
+
+    def _seed_torch_cpu(self, seed: int) -> None:
+        """`torch.default_generator.manual_seed(seed)`, keeping the state it gives for the next time `seed` comes."""
+        generator = self._torch_generator
+        state = self._torch_states.get(seed)
+        if state is not None:
+            generator.set_state(state)
+            return
+        generator.manual_seed(seed)
+        if len(self._torch_states) >= self.TORCH_STATES_KEPT:
+            self._torch_states.clear()
+        self._torch_states[seed] = generator.get_state()
 
     def _seed_cuda(self, seed: int) -> None:
         """CUDA's generators now, or at CUDA's lazy start: one callback, queued as manual_seed_all queues its
         own, seeds them with the seed of the latest re-seed; while it is still the latest queued seeding, a
-        cell only changes that seed (no lock, no new callback)."""
+        cell only changes that seed (no lock, no new callback: `reseed` checks that inline)."""
         cuda = self._cuda
         self._cuda_seed = seed
         if cuda.is_initialized():
@@ -256,12 +294,14 @@ class Reseeder:
             tracker = cuda._lazy_seed_tracker
             queued = tracker.manual_seed_all_cb
             if queued is not None and queued[0] is self._cuda_callback and tracker.call_order[-1] is queued:
+                self._cuda_queued = queued
                 return  # already the latest queued seeding: it reads the seed just set
             with cuda._initialization_lock:
                 if cuda.is_initialized():
                     self._cuda_callback()
                 else:
                     tracker.queue_seed_all(self._cuda_callback, ["ipyrepro: re-seed before a cell\n"])
+                    self._cuda_queued = tracker.manual_seed_all_cb
         except AttributeError:  # a torch without these internals: take the public, slower path
             cuda.manual_seed_all(seed)
 
@@ -270,6 +310,15 @@ class Reseeder:
         cuda = self._cuda
         for index in range(cuda.device_count()):
             cuda.default_generators[index].manual_seed(self._cuda_seed)
+
+
+def _has_lazy_cuda_seeding(torch: Any) -> bool:
+    """Whether torch.cuda has the internals `Reseeder` queues CUDA's seeding with (else `torch.manual_seed`)."""
+    cuda = torch.cuda
+    tracker = getattr(cuda, "_lazy_seed_tracker", None)
+    return isinstance(getattr(cuda, "_initialized", None), bool) and isinstance(
+        getattr(tracker, "call_order", None), list
+    )
 
 
 def _numpy_seed_method() -> Callable[[int], None] | None:

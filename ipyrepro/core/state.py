@@ -103,7 +103,7 @@ class ReproState:
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds = CellSeeds()
         self._flag_watch = FlagWatch()
-        self._flags_seen: tuple[Any, ...] | None = None  # (target, cuBLAS at CUDA's start, flags) after the last cell
+        self._flags_seen: tuple[Any, ...] | None = None  # (target, enabled, FlagWatch's key) after the last cell
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
@@ -189,24 +189,27 @@ class ReproState:
         return self._cell_seeds.source_seed(self.seed or 0, code or "")
 
     def after_cell(self) -> None:
-        """After every cell: refresh views, and look for drift only when a watched flag changed
-        (a tuple of a few C reads, compared with the last cell's); status is built only then."""
+        """After every cell: refresh views, and look for drift only when something it depends on changed (a
+        tuple of a few C reads, compared with the last cell's, `FlagWatch`); status is built only then."""
+        seen = (self.target, self.enabled, self._flag_watch.key())
+        if seen != self._flags_seen:
+            self._flags_seen = seen
+            self._after_change()
+        if self.persistent_worker_iterators.data and PERSISTENT_WORKERS_WARNING not in self._warned:
+            self.warn_new()
+        if self._listeners:
+            self.notify()
+
+    def _after_change(self) -> None:
+        """The cell changed a setting, started CUDA, imported torch or took it out of `sys.modules`."""
         # Before the drift check, so that torch's flags are read from torch itself, not as if never imported.
         if self.enabled and TORCH.reattach() is not None:
             _emit(TORCH_REATTACHED)
         if self._cublas_at_cuda_init is _UNKNOWN:
             self.observe_cuda()
         target = self.target
-        if target is not None and self.enabled:
-            seen = (target, self._cublas_at_cuda_init, self._flag_watch.key())
-            if seen != self._flags_seen:
-                self._flags_seen = seen
-                if not target.is_live():
-                    self.warn_new()
-        if self.persistent_worker_iterators and PERSISTENT_WORKERS_WARNING not in self._warned:
+        if target is not None and self.enabled and not target.is_live():
             self.warn_new()
-        if self._listeners:
-            self.notify()
 
     # -- the recipe ----------------------------------------------------------------
 

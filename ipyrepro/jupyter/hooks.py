@@ -19,10 +19,16 @@ class CellHooks:
         self.state = state
         self.last_cell_finished: float | None = None  # when a cell last ran here: `%repro check` compares the file
         self.warnings_shown_by: Any = warnings.showwarning  # the showwarning ours replaced, for other warnings
+        self._before_cell = state.before_cell  # bound once: these run around every cell
+        self._after_cell = state.after_cell
 
     def pre_run_cell(self, info: Any) -> None:
         try:
-            self.state.before_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", None) or "")
+            try:
+                cell_id, code = info.cell_id, info.raw_cell
+            except AttributeError:  # an IPython whose ExecutionInfo lacks one
+                cell_id, code = getattr(info, "cell_id", None), getattr(info, "raw_cell", None)
+            self._before_cell(cell_id, code or "")
         except KeyboardInterrupt:  # the user's Ctrl-C stops the cell, as it would without ipyrepro
             raise
         except BaseException as error:  # never break the user's cell, not even with a plugin's SystemExit
@@ -31,7 +37,7 @@ class CellHooks:
     def post_run_cell(self, result: Any) -> None:
         self.last_cell_finished = time.time()
         try:
-            self.state.after_cell()
+            self._after_cell()
         except KeyboardInterrupt:
             raise
         except BaseException as error:

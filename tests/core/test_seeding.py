@@ -54,6 +54,30 @@ def test_reseeding_with_the_same_seed_repeats_every_generators_draws() -> None:
     assert draws() == first
 
 
+def _states() -> tuple:
+    numpy_state = np.random.get_state()
+    return (
+        random.getstate(),
+        (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        torch.get_rng_state().tolist(),
+        torch.initial_seed(),
+    )
+
+
+@pytest.mark.parametrize("seeds", [[5, 5, 5, 5], [5, 6, 5, 6, 5], [9, 9, 3, 9, 9, 9]])
+def test_a_seed_that_comes_again_leaves_the_states_the_libraries_own_seeding_leaves(seeds: list[int]) -> None:
+    """A seed given twice in a row restores Python's state from the first time, and torch's CPU state
+    is copied from the first time a seed came (`fixed` mode, cells rerun): still exactly the states of
+    `random.seed`, `np.random.seed` and `torch.manual_seed`, cached normals and `initial_seed` included."""
+    reseeder = Reseeder()
+    for seed in seeds:
+        random.gauss(0, 1), np.random.standard_normal(), torch.randn(3)  # leave cached normals behind
+        reseeder.reseed(seed)
+        after_reseed = _states()
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+        assert after_reseed == _states(), seed
+
+
 def test_reseeder_queues_lazy_cuda_seeding_like_manual_seed_all() -> None:
     tracker = torch.cuda._lazy_seed_tracker
     Reseeder().reseed(11)
