@@ -7,8 +7,10 @@ the cuBLAS variable, which torch reads when it starts, is set at once either way
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -94,10 +96,12 @@ class FlagWatch:
     def __init__(self) -> None:
         self._torch: ModuleType | None = None  # the torch the getters are bound to
         self._getters: tuple[Any, ...] = ()
+        data = getattr(os.environ, "_data", None)  # os.environ's own dict, which its setters keep with the process's
+        own = isinstance(data, dict) and _CUBLAS_KEY is not None
+        self._cublas: Callable[[], Any] = functools.partial(data.get, _CUBLAS_KEY) if own else _read_cublas
 
     def key(self) -> tuple[Any, ...]:
-        data = getattr(os.environ, "_data", None)
-        cublas = data.get(_CUBLAS_KEY) if data is not None and _CUBLAS_KEY is not None else os.environ.get(CUBLAS_VAR)
+        cublas = self._cublas()
         torch = sys.modules.get("torch")
         if torch is None or (torch is not self._torch and not self._bind(torch)):
             return (None, TORCH.settings_at_import(), cublas)  # what waits for its import is what status reads
@@ -119,6 +123,10 @@ class FlagWatch:
         )
         self._torch = torch
         return True
+
+
+def _read_cublas() -> str | None:
+    return os.environ.get(CUBLAS_VAR)
 
 
 class _CudaStarted:

@@ -77,6 +77,7 @@ def watch_persistent_workers(state: ReproState) -> None:
         try:
             if getattr(loader, "persistent_workers", False):
                 state.persistent_worker_iterators.add(self)
+                state.persistent_workers_seen = True
         except TypeError:  # not weak-referenceable: nothing to watch
             pass
 

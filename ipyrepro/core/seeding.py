@@ -202,6 +202,7 @@ class Reseeder:
         self._torch_generator: Any = None  # torch.default_generator; None: torch not imported yet
         self._torch_states: dict[int, Any] = {}  # seed -> the CPU generator's state right after manual_seed(seed)
         self._cuda: Any = None  # torch.cuda, bound with torch
+        self._cuda_tracker: Any = None  # torch.cuda's lazy seed tracker
         self._bind_torch()
 
     def _bind_torch(self) -> bool:
@@ -211,6 +212,7 @@ class Reseeder:
             return False
         self._full_torch_seed = _other_accelerators() or not _has_lazy_cuda_seeding(torch)
         self._cuda = torch.cuda
+        self._cuda_tracker = getattr(torch.cuda, "_lazy_seed_tracker", None)  # torch's one, for the process
         self._torch_generator = torch.default_generator
         self._torch_states = {}
         return True
@@ -243,8 +245,8 @@ class Reseeder:
             else:
                 self._seed_torch_cpu(seed)
             self._cuda_seed = seed  # what the queued CUDA seeding applies; while CUDA has not started
-            cuda, queued = self._cuda, self._cuda_queued  # and that seeding is still the latest queued, that is all
-            if cuda._initialized or queued is None or cuda._lazy_seed_tracker.call_order[-1] is not queued:
+            queued = self._cuda_queued  # and that seeding is still the latest queued, that is all
+            if self._cuda._initialized or queued is None or self._cuda_tracker.call_order[-1] is not queued:
                 self._seed_cuda(seed)
         if self.seeders:
             call_seeders(self.seeders, seed)

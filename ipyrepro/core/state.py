@@ -103,13 +103,15 @@ class ReproState:
         self._reseeder: seeding.Reseeder | None = None
         self._cell_seeds = CellSeeds()
         self._flag_watch = FlagWatch()
-        self._flags_seen: tuple[Any, ...] | None = None  # (target, enabled, FlagWatch's key) after the last cell
+        self._flags_seen: tuple[Any, ...] | None = None  # FlagWatch's key after the last cell
+        self._target_seen: Flags | None = None  # and the target then
         self.shell_hooks: dict[int, Any] = {}  # id(shell) -> the CellHooks registered on it
         self.rank: int | None = None  # set by seed_rank / enable(rank=...)
         self.rank_seed: int | None = None
         self.portable = False  # the portable profile's run-time half was applied (see core/portable.py)
         self.portable_report: Any = None  # its PortableReport: what was set, which start variables are missing
         self.persistent_worker_iterators: weakref.WeakSet = weakref.WeakSet()  # see processes.py
+        self.persistent_workers_seen = False  # whether one was ever added there: a bool, read after every cell
         self.observe_cuda()
 
     # -- seeding -------------------------------------------------------------------
@@ -191,11 +193,15 @@ class ReproState:
     def after_cell(self) -> None:
         """After every cell: refresh views, and look for drift only when something it depends on changed (a
         tuple of a few C reads, compared with the last cell's, `FlagWatch`); status is built only then."""
-        seen = (self.target, self.enabled, self._flag_watch.key())
-        if seen != self._flags_seen:
-            self._flags_seen = seen
+        key, target = self._flag_watch.key(), self.target  # `on` and `off` set target (None while off)
+        if key != self._flags_seen or target is not self._target_seen:
+            self._flags_seen, self._target_seen = key, target
             self._after_change()
-        if self.persistent_worker_iterators.data and PERSISTENT_WORKERS_WARNING not in self._warned:
+        if (
+            self.persistent_workers_seen
+            and self.persistent_worker_iterators.data
+            and PERSISTENT_WORKERS_WARNING not in self._warned
+        ):
             self.warn_new()
         if self._listeners:
             self.notify()

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..core.state import ReproState, ReproWarning
 
+_now = time.time  # bound once: the post-cell hook reads it after every cell
+
 
 class CellHooks:
     """The callbacks registered on one shell, kept so that unloading removes exactly these."""
@@ -35,7 +37,7 @@ class CellHooks:
             self.state.record_hook_error("pre_run_cell", error)
 
     def post_run_cell(self, result: Any) -> None:
-        self.last_cell_finished = time.time()
+        self.last_cell_finished = _now()
         try:
             self._after_cell()
         except KeyboardInterrupt:
