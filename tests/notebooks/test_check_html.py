@@ -17,6 +17,7 @@ from ipyrepro.notebooks.htmlreport import heat_map
 from ipyrepro.notebooks.png import PngError, decode_png, encode_png
 
 from ..jupyterlab import open_page
+from ..pngs import filtered_png
 
 ROOT = Path(__file__).resolve().parents[2]
 # The image cell paints a 10x20 patch from a generator nobody seeded: it differs run to run, there only.
@@ -192,44 +193,11 @@ def test_errors_and_findings_other_checks_add_are_rendered_at_their_cells() -> N
     assert "<script" not in page
 
 
-def _filtered_png(image: np.ndarray, kinds: list[int]) -> bytes:
-    """`image` (height, width, 4) as a PNG whose rows use the filter types `kinds` in turn, filtered the slow,
-    obvious way of the PNG specification: what libpng and Pillow write, to check the decoder against."""
-    import struct
-    import zlib
-
-    height, width, bpp = image.shape
-    rows, above = [], [0] * (width * bpp)
-    for y in range(height):
-        line, kind, out = image[y].reshape(-1).tolist(), kinds[y % len(kinds)], []
-        for i, value in enumerate(line):
-            left, up, corner = (line[i - bpp] if i >= bpp else 0), above[i], (above[i - bpp] if i >= bpp else 0)
-            estimate = left + up - corner
-            paeth = min(
-                (abs(estimate - left), 0, left), (abs(estimate - up), 1, up), (abs(estimate - corner), 2, corner)
-            )
-            predictor = [0, left, up, (left + up) // 2, paeth[2]][kind]
-            out.append((value - predictor) % 256)
-        rows.append(bytes([kind, *out]))
-        above = line
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize("shape", [(9, 13, 4), (13, 9, 4), (1, 6, 4), (6, 1, 4)])
 def test_every_png_filter_is_undone_as_the_specification_says(shape: tuple[int, int, int]) -> None:
     image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     for kinds in ([0], [1], [2], [3], [4], [4, 3, 2, 1, 0], [2, 1, 0, 2, 2], [1, 2]):
-        assert (decode_png(_filtered_png(image, kinds)) == image).all(), kinds
+        assert (decode_png(filtered_png(image, kinds)) == image).all(), kinds
 
 
 def test_malformed_and_oversized_pngs_are_refused_with_a_reason() -> None:
