@@ -218,8 +218,8 @@ class Reseeder:
         return True
 
     def reseed(self, seed: int) -> None:
-        """Every generator as `seed_all(seed)` leaves it. Runs before every cell, so it is one flat function:
-        between cells, each Python call it makes costs a cache-cold frame."""
+        """Every generator as `seed_all(seed)` leaves it. Runs before every cell, so it reads what it bound
+        once and calls out only on a first seed: between cells, each attribute walk costs cache misses."""
         python = self._python
         if seed != self._python_last_seed:
             self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps
@@ -243,7 +243,7 @@ class Reseeder:
             if state is not None:
                 generator.set_state(state)  # what manual_seed(seed) gave the first time, copied
             else:
-                self._seed_torch_cpu(seed)
+                self._first_torch_seed(seed)
             self._cuda_seed = seed  # what the queued CUDA seeding applies; while CUDA has not started
             queued = self._cuda_queued  # and that seeding is still the latest queued, that is all
             if self._cuda._initialized or queued is None or self._cuda_tracker.call_order[-1] is not queued:
@@ -271,12 +271,16 @@ class Reseeder:
             self._seed_cuda(seed)
 
     def _seed_torch_cpu(self, seed: int) -> None:
-        """`torch.default_generator.manual_seed(seed)`, keeping the state it gives for the next time `seed` comes."""
-        generator = self._torch_generator
+        """`torch.default_generator.manual_seed(seed)`, from the state kept for `seed` when there is one."""
         state = self._torch_states.get(seed)
         if state is not None:
-            generator.set_state(state)
-            return
+            self._torch_generator.set_state(state)
+        else:
+            self._first_torch_seed(seed)
+
+    def _first_torch_seed(self, seed: int) -> None:
+        """`manual_seed(seed)`, keeping the state it gives for the next time `seed` comes."""
+        generator = self._torch_generator
         generator.manual_seed(seed)
         if len(self._torch_states) >= self.TORCH_STATES_KEPT:
             self._torch_states.clear()
