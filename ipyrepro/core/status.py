@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .flags import CUBLAS_VAR, Flags
 from .inductor import inductor_deterministic
-from .lazytorch import PENDING_TEXT, TORCH
+from .lazytorch import PENDING_TEXT
 from .lazytorch import imported as imported_torch
 from .portable import describe as describe_portable
 from .records import Record
@@ -140,9 +140,8 @@ class Status(TextReport, Record, mutable=True):
             state.target,
             len(state.hook_errors),
             state._cublas_at_cuda_init,
-            *_torch_key(),
-            *_env_key(),
-            cuda_initialized(),
+            state._flag_watch.key(),  # torch's flags (or what waits for its import), CUDA's start, the cuBLAS variable
+            _env_key(),
             precision_key(),
             inductor_deterministic(),
             state.rank,
@@ -150,7 +149,7 @@ class Status(TextReport, Record, mutable=True):
             None if state.pending_restore is None else state.pending_restore.seed,
             state.portable,
             _torch_threads(),
-            _live_workers(state) if state.persistent_worker_iterators else 0,
+            _live_workers(state) if state.persistent_workers_seen else 0,
         )
 
     def _diagnose(self, state: ReproState) -> None:
@@ -355,20 +354,6 @@ def _env_key() -> tuple[Any, ...]:
     if data is not None and _ENV_KEYS:
         return tuple([data.get(key) for key in _ENV_KEYS])
     return tuple([os.environ.get(name) for name in _SHOWN_ENV])
-
-
-def _torch_key() -> tuple[Any, ...]:
-    """torch's flags through its C getters (a few us), or what waits for its import."""
-    torch = imported_torch()
-    if torch is None:
-        return (None, TORCH.settings_at_import())
-    C = torch._C
-    return (
-        C._get_cudnn_benchmark(),
-        C._get_cudnn_deterministic(),
-        C._get_deterministic_algorithms(),
-        C._get_deterministic_algorithms_warn_only(),
-    )
 
 
 def _numpy_version() -> str:
