@@ -35,7 +35,14 @@ class _Bad(Exception):
 
     def text(self) -> str:
         found = f", not {_short(self.value)}" if self.shown else ""
-        return f'"{self.path}" must be {self.must}{found}'
+        return f'"{_printable(self.path)}" must be {self.must}{found}'
+
+
+def _printable(path: str) -> str:
+    """A dotted path as one printable line: a name from the file may hold line breaks or control characters."""
+    if path.isprintable():
+        return path
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in path)
 
 
 def parse(raw: bytes, where: str) -> Any:

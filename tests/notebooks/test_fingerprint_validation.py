@@ -121,6 +121,7 @@ MALFORMED = [
     (("cells", 1, "outputs", 0, "digest"), 5, '"cells[1].outputs[0].digest" must be a digest'),
     (("cells", 0, "state"), ["w"], '"cells[0].state" must be an object of name: digest'),
     (("environment", "cpu"), _DELETE, '"environment.cpu" must be there'),
+    (("cells", 1, "state"), {"a\r\nb": None}, '"cells[1].state.a\\r\\nb" must be a string, not null'),
 ]
 
 
