@@ -53,11 +53,12 @@ def decode_png(data: bytes) -> np.ndarray:
     if len(raw) != expected:
         raise PngError("image data has the wrong length")
     filters = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
-    if int(filters[:, 0].max()) > 4:
-        row = int(np.argmax(filters[:, 0] > 4))
-        raise PngError(f"unknown filter type {int(filters[row, 0])} in row {row}")
     kinds = filters[:, 0]
-    rows = _unfilter_with_pillow(compressed, width, height, colour) if depth == 8 and kinds.max() >= 3 else None
+    highest = int(kinds.max())
+    if highest > 4:
+        row = int(np.argmax(kinds > 4))
+        raise PngError(f"unknown filter type {int(kinds[row])} in row {row}")
+    rows = _unfilter_with_pillow(compressed, width, height, colour) if depth == 8 and highest >= 3 else None
     if rows is None:
         rows = unfilter(kinds, filters[:, 1:].reshape(height, width, bpp))
     if depth == 16:
