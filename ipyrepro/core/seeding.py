@@ -219,7 +219,7 @@ class Reseeder:
 
     def reseed(self, seed: int) -> None:
         """Every generator as `seed_all(seed)` leaves it. Runs before every cell, so it reads what it bound
-        once and calls out only on a first seed: between cells, each attribute walk costs cache misses."""
+        once: between cells, each attribute walk costs cache misses."""
         python = self._python
         if seed != self._python_last_seed:
             self._python_seed(seed)  # `random.seed(seed)` for an int seed: the C-level seeding it wraps
@@ -235,15 +235,10 @@ class Reseeder:
             numpy_seed(seed)
         else:
             self._seed_numpy_lazily(seed)
-        generator = self._torch_generator
-        if generator is None or self._full_torch_seed:
+        if self._torch_generator is None or self._full_torch_seed:
             self.reseed_torch(seed)
         else:
-            state = self._torch_states.get(seed)
-            if state is not None:
-                generator.set_state(state)  # what manual_seed(seed) gave the first time, copied
-            else:
-                self._first_torch_seed(seed)
+            self._seed_torch_cpu(seed)
             self._cuda_seed = seed  # what the queued CUDA seeding applies; while CUDA has not started
             queued = self._cuda_queued  # and that seeding is still the latest queued, that is all
             if self._cuda._initialized or queued is None or self._cuda_tracker.call_order[-1] is not queued:
